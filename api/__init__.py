@@ -1,0 +1,1 @@
+"""The HTTP process: GraphQL, health and (later) firmware downloads."""

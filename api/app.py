@@ -1,0 +1,55 @@
+"""The Starlette application and its lifespan."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.middleware.cors import CORSMiddleware
+from starlette.routing import Route, WebSocketRoute
+
+from api.graphql import GraphQLApp
+from api.health import health
+from api.state import AppState
+from core.database import open_database
+from core.redis import open_redis
+from core.settings import Settings, get_settings
+
+logger = logging.getLogger(__name__)
+
+
+def create_app(settings: Settings | None = None) -> Starlette:
+    """The API with every route; connections open in the lifespan."""
+    settings = settings or get_settings()
+    graphql = GraphQLApp(settings)
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        async with open_database(settings) as database, open_redis(settings) as redis:
+            state = AppState(settings=settings, database=database, redis=redis)
+            app.state.platform = state
+            logger.info("API ready (environment=%s)", settings.environment)
+            yield
+
+    middleware = []
+    if settings.cors_origins:
+        middleware.append(
+            Middleware(
+                CORSMiddleware,
+                allow_origins=settings.cors_origins,
+                allow_methods=["GET", "POST", "OPTIONS"],
+                allow_headers=["Authorization", "Content-Type"],
+            )
+        )
+    return Starlette(
+        routes=[
+            Route("/graphql", graphql, methods=["GET", "POST"]),
+            WebSocketRoute("/graphql", graphql),
+            Route("/health", health, methods=["GET"]),
+        ],
+        middleware=middleware,
+        lifespan=lifespan,
+    )

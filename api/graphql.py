@@ -1,0 +1,57 @@
+"""The GraphQL endpoint: HTTP, GraphiQL, and both WebSocket protocols."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.websockets import WebSocket
+from strawberry.asgi import GraphQL
+from strawberry.exceptions import ConnectionRejectionError
+from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL, GRAPHQL_WS_PROTOCOL
+
+from api.state import AppState
+from core.settings import Settings
+from graph.context import Context
+from graph.schema import build_schema
+from services.errors import ServiceError
+
+
+class GraphQLApp(GraphQL[Context, None]):
+    """strawberry's ASGI app with our context and token check at connection_init."""
+
+    def __init__(self, settings: Settings) -> None:
+        super().__init__(
+            build_schema(settings),
+            graphql_ide="graphiql",
+            subscription_protocols=(GRAPHQL_TRANSPORT_WS_PROTOCOL, GRAPHQL_WS_PROTOCOL),
+            connection_init_wait_timeout=timedelta(seconds=10),
+            keep_alive=True,
+            keep_alive_interval=15,
+            max_subscriptions_per_connection=100,
+        )
+
+    async def get_context(
+        self, request: Request | WebSocket, response: Response | WebSocket | None
+    ) -> Context:
+        state: AppState = request.app.state.platform
+        return Context(
+            request=request, response=response, settings=state.settings, redis=state.redis
+        )
+
+    async def on_ws_connect(self, context: Context) -> dict[str, Any] | None:
+        # The token travels in connection_init; refuse the connection when it is bad.
+        try:
+            user = await context.authenticate()
+        except ServiceError as err:
+            raise ConnectionRejectionError({"message": err.message, "code": err.code}) from err
+        if user is None:
+            raise ConnectionRejectionError(
+                {
+                    "message": "connection_init must carry an authorization token.",
+                    "code": "UNAUTHENTICATED",
+                }
+            )
+        return None

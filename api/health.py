@@ -1,0 +1,58 @@
+"""`GET /health`: each dependency probed, 503 when any of them is down."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+
+import aiomqtt
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+
+from api.state import AppState
+from core.database import ping
+
+logger = logging.getLogger(__name__)
+
+PROBE_TIMEOUT_SECONDS = 2.0
+
+
+async def _probe(name: str, check: Callable[[], Awaitable[object]]) -> tuple[str, str]:
+    try:
+        async with asyncio.timeout(PROBE_TIMEOUT_SECONDS):
+            await check()
+    except Exception as err:  # noqa: BLE001 - any failure means "down"
+        logger.warning("health: %s is down (%s)", name, type(err).__name__)
+        return name, "down"
+    return name, "ok"
+
+
+async def _mqtt_probe(state: AppState) -> None:
+    settings = state.settings
+    password = settings.mqtt_password.get_secret_value() if settings.mqtt_password else None
+    async with aiomqtt.Client(
+        settings.mqtt_host,
+        settings.mqtt_port,
+        username=settings.mqtt_username,
+        password=password,
+        timeout=PROBE_TIMEOUT_SECONDS,
+        identifier=None,
+    ):
+        pass
+
+
+async def health(request: Request) -> JSONResponse:
+    """Report every service; degraded (503) when one is not answering."""
+    state: AppState = request.app.state.platform
+    results = await asyncio.gather(
+        _probe("mongodb", lambda: ping(state.database)),
+        _probe("redis", lambda: state.redis.ping()),
+        _probe("mqtt", lambda: _mqtt_probe(state)),
+    )
+    services = dict(results)
+    ok = all(status == "ok" for status in services.values())
+    return JSONResponse(
+        {"status": "ok" if ok else "degraded", "services": services},
+        status_code=200 if ok else 503,
+    )

@@ -1,0 +1,1 @@
+"""Process-wide plumbing: settings, database, Redis and logging."""

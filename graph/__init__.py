@@ -1,0 +1,1 @@
+"""The GraphQL surface: one subpackage per domain, composed in graph.schema."""

@@ -1,0 +1,80 @@
+"""Per-request (or per-WebSocket) context: the caller, services and DataLoaders."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import Any
+
+from redis.asyncio import Redis
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.websockets import WebSocket
+from strawberry.types import Info as StrawberryInfo
+
+from core.settings import Settings
+from graph.loaders import Loaders
+from models.accounts import Role, User
+from services.accounts import user_from_access_token_subject
+from services.errors import Forbidden, Unauthenticated
+from services.tokens import bearer_token, decode_access_token
+
+
+@dataclass(eq=False)
+class Context:
+    request: Request | WebSocket
+    response: Response | WebSocket | None
+    settings: Settings
+    redis: Redis
+    # Set by strawberry from the WebSocket connection_init payload.
+    connection_params: dict[str, Any] | None = None
+    _user: User | None = field(default=None, init=False)
+
+    @cached_property
+    def loaders(self) -> Loaders:
+        return Loaders()
+
+    @property
+    def client_address(self) -> str:
+        """The caller's address, for rate limits."""
+        if self.settings.trust_forwarded_for:
+            forwarded = self.request.headers.get("x-forwarded-for", "")
+            if forwarded:
+                return forwarded.split(",")[0].strip()
+        client = self.request.client
+        return client.host if client else "unknown"
+
+    def _authorization(self) -> str | None:
+        if self.connection_params is not None:
+            value = self.connection_params.get("authorization")
+            if value is None:
+                value = self.connection_params.get("Authorization")
+            return value if isinstance(value, str) else None
+        return self.request.headers.get("authorization")
+
+    async def authenticate(self) -> User | None:
+        """The caller named by the bearer token, None without one; bad tokens raise."""
+        if self._user is None:
+            token = bearer_token(self._authorization())
+            if token is None:
+                return None
+            subject = decode_access_token(token, self.settings)
+            self._user = await user_from_access_token_subject(subject)
+        return self._user
+
+    async def require_user(self) -> User:
+        """The authenticated caller, or Unauthenticated."""
+        user = await self.authenticate()
+        if user is None:
+            raise Unauthenticated()
+        return user
+
+    async def require_admin(self) -> User:
+        """The authenticated caller when it is an ADMIN, or Forbidden."""
+        user = await self.require_user()
+        if user.role != Role.ADMIN:
+            raise Forbidden("This operation requires the ADMIN role.")
+        return user
+
+
+type Info = StrawberryInfo[Context, None]

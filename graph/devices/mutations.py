@@ -1,0 +1,55 @@
+"""Mutations of the devices domain."""
+
+from __future__ import annotations
+
+import strawberry
+
+from graph.context import Info
+from graph.devices.types import (
+    CreateDeviceInput,
+    CreateDevicePayload,
+    Device,
+    DeviceCredentials,
+    DeviceTokenVerification,
+    UpdateDeviceInput,
+)
+from services import devices
+
+
+@strawberry.type
+class DeviceMutation:
+    @strawberry.mutation(description="Register a device; its credentials are shown this once.")
+    async def create_device(self, info: Info, input: CreateDeviceInput) -> CreateDevicePayload:
+        owner = await info.context.require_user()
+        device, credentials = await devices.create_device(
+            owner, name=input.name, type=input.type, settings=info.context.settings
+        )
+        return CreateDevicePayload(
+            device=Device.from_document(device),
+            credentials=DeviceCredentials.from_credentials(credentials),
+        )
+
+    @strawberry.mutation
+    async def update_device(
+        self, info: Info, id: strawberry.ID, input: UpdateDeviceInput
+    ) -> Device:
+        viewer = await info.context.require_user()
+        device = await devices.update_device(viewer, id, name=input.name, type=input.type)
+        return Device.from_document(device)
+
+    @strawberry.mutation(description="Delete a device, its broker credentials and its readings.")
+    async def delete_device(self, info: Info, id: strawberry.ID) -> bool:
+        await devices.delete_device(await info.context.require_user(), id)
+        return True
+
+    @strawberry.mutation(description="New MQTT password and token; the old ones stop at once.")
+    async def rotate_device_credentials(self, info: Info, id: strawberry.ID) -> DeviceCredentials:
+        viewer = await info.context.require_user()
+        credentials = await devices.rotate_credentials(viewer, id, settings=info.context.settings)
+        return DeviceCredentials.from_credentials(credentials)
+
+    @strawberry.mutation(description="Check a device token presented by anyone (e.g. a gateway).")
+    async def verify_device_token(self, info: Info, token: str) -> DeviceTokenVerification:
+        await info.context.require_user()
+        check = await devices.verify_device_token(token, settings=info.context.settings)
+        return DeviceTokenVerification.from_check(check)

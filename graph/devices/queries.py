@@ -1,0 +1,31 @@
+"""Queries of the devices domain."""
+
+from __future__ import annotations
+
+import strawberry
+
+from graph.context import Info
+from graph.devices.types import Device
+from graph.pagination import Connection
+from services import devices
+from services.pagination import clamp_page_size
+
+
+@strawberry.type
+class DeviceQuery:
+    @strawberry.field(description="The caller's devices (an ADMIN's: all), newest first.")
+    async def devices(
+        self, info: Info, first: int | None = None, after: str | None = None
+    ) -> Connection[Device]:
+        viewer = await info.context.require_user()
+        settings = info.context.settings
+        size = clamp_page_size(
+            first, default=settings.page_size_default, maximum=settings.page_size_max
+        )
+        page = await devices.list_devices(viewer, first=size, after=after)
+        return Connection[Device].from_page(page, Device.from_document)
+
+    @strawberry.field
+    async def device(self, info: Info, id: strawberry.ID) -> Device:
+        viewer = await info.context.require_user()
+        return Device.from_document(await devices.get_device(viewer, id))

@@ -1,0 +1,108 @@
+"""GraphQL types of devices and their credentials."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Self
+
+import strawberry
+from beanie import PydanticObjectId
+
+from graph.accounts.types import User
+from graph.context import Info
+from graph.readings.types import Reading
+from models.devices import Device as DeviceDocument
+from models.devices import DeviceStatus
+from services.devices import DeviceCredentials as Credentials
+from services.devices import TokenCheck
+
+strawberry.enum(DeviceStatus)
+
+
+@strawberry.type
+class Device:
+    id: strawberry.ID
+    name: str
+    type: str
+    status: DeviceStatus
+    firmware_version: str | None
+    last_seen: datetime | None
+    created_at: datetime
+    metrics: list[str] = strawberry.field(description="Metric names this device has reported.")
+    owner_id: strawberry.Private[PydanticObjectId]
+
+    @strawberry.field
+    async def owner(self, info: Info) -> User:
+        user = await info.context.loaders.users.load(self.owner_id)
+        if user is None:  # the owner was removed under us
+            raise LookupError(f"owner {self.owner_id} of device {self.id} is missing")
+        return User.from_document(user)
+
+    @strawberry.field(description="The newest reading, if any.")
+    async def latest_reading(self, info: Info) -> Reading | None:
+        reading = await info.context.loaders.latest_readings.load(PydanticObjectId(self.id))
+        return Reading.from_document(reading) if reading else None
+
+    @classmethod
+    def from_document(cls, device: DeviceDocument) -> Self:
+        return cls(
+            id=strawberry.ID(str(device.id)),
+            name=device.name,
+            type=device.type,
+            status=device.status,
+            firmware_version=device.firmware_version,
+            last_seen=device.last_seen,
+            created_at=device.created_at,
+            metrics=sorted(device.metrics),
+            owner_id=device.owner_id,
+        )
+
+
+@strawberry.type
+class DeviceCredentials:
+    mqtt_username: str
+    mqtt_password: str
+    token: str = strawberry.field(
+        description="Device token (JWT) for HTTP, e.g. firmware download."
+    )
+
+    @classmethod
+    def from_credentials(cls, credentials: Credentials) -> Self:
+        return cls(
+            mqtt_username=credentials.mqtt_username,
+            mqtt_password=credentials.mqtt_password,
+            token=credentials.token,
+        )
+
+
+@strawberry.type
+class CreateDevicePayload:
+    device: Device
+    credentials: DeviceCredentials
+
+
+@strawberry.type
+class DeviceTokenVerification:
+    valid: bool
+    device_id: strawberry.ID | None
+    expires_at: datetime | None
+
+    @classmethod
+    def from_check(cls, check: TokenCheck) -> Self:
+        return cls(
+            valid=check.valid,
+            device_id=strawberry.ID(check.device_id) if check.device_id else None,
+            expires_at=check.expires_at,
+        )
+
+
+@strawberry.input
+class CreateDeviceInput:
+    name: str
+    type: str
+
+
+@strawberry.input
+class UpdateDeviceInput:
+    name: str | None = None
+    type: str | None = None

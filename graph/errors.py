@@ -1,0 +1,93 @@
+"""The contract's error codes on every GraphQL error; unexpected ones masked."""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Iterator
+from typing import Final
+
+from graphql import GraphQLError
+from graphql.error import GraphQLSyntaxError
+from strawberry.extensions import SchemaExtension
+
+from services.errors import ServiceError
+
+logger = logging.getLogger(__name__)
+
+UNAUTHENTICATED: Final = "UNAUTHENTICATED"
+FORBIDDEN: Final = "FORBIDDEN"
+NOT_FOUND: Final = "NOT_FOUND"
+BAD_USER_INPUT: Final = "BAD_USER_INPUT"
+CONFLICT: Final = "CONFLICT"
+RATE_LIMITED: Final = "RATE_LIMITED"
+QUERY_TOO_COMPLEX: Final = "QUERY_TOO_COMPLEX"
+INTERNAL: Final = "INTERNAL"
+
+CODES: Final = frozenset(
+    {
+        UNAUTHENTICATED,
+        FORBIDDEN,
+        NOT_FOUND,
+        BAD_USER_INPUT,
+        CONFLICT,
+        RATE_LIMITED,
+        QUERY_TOO_COMPLEX,
+        INTERNAL,
+    }
+)
+
+# Messages of strawberry's and graphql-core's own limit checks.
+_LIMIT_MESSAGES = re.compile(
+    r"exceeds maximum operation depth|aliases found|contains more than \d+ tokens"
+)
+
+
+def classify(error: GraphQLError) -> str:
+    """The contract code for one error."""
+    original = error.original_error
+    if isinstance(original, ServiceError):
+        return original.code
+    code = (error.extensions or {}).get("code")
+    if isinstance(code, str) and code in CODES:
+        return code
+    if original is None or isinstance(error, GraphQLSyntaxError):
+        # Parse and validation errors: a document the schema does not accept.
+        return QUERY_TOO_COMPLEX if _LIMIT_MESSAGES.search(error.message) else BAD_USER_INPUT
+    if isinstance(original, GraphQLError):
+        return classify(original)
+    return INTERNAL
+
+
+def with_code(error: GraphQLError) -> GraphQLError:
+    """`error` carrying its code; an INTERNAL one keeps no message or trace."""
+    code = classify(error)
+    if code == INTERNAL:
+        logger.error("unexpected error at %s", error.path, exc_info=error.original_error or error)
+        message = "Internal server error."
+    else:
+        message = error.message
+    return GraphQLError(
+        message,
+        nodes=error.nodes,
+        source=error.source,
+        positions=error.positions,
+        path=error.path,
+        original_error=None,
+        extensions={**(error.extensions or {}), "code": code},
+    )
+
+
+class ErrorCodes(SchemaExtension):
+    """Puts `extensions.code` on every error of a result, masking the unexpected."""
+
+    def on_operation(self) -> Iterator[None]:
+        yield
+        result = self.execution_context.result
+        errors = getattr(result, "errors", None)
+        if result is not None and errors:
+            result.errors = [with_code(error) for error in errors]
+        # Errors raised before execution (parse, validation) live here instead.
+        pre = self.execution_context.pre_execution_errors
+        if pre:
+            self.execution_context.pre_execution_errors = [with_code(e) for e in pre]

@@ -1,0 +1,51 @@
+"""Users and their refresh tokens."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Annotated
+
+import pymongo
+from beanie import Document, Indexed, PydanticObjectId
+from pydantic import Field
+
+
+def utcnow() -> datetime:
+    """Now, timezone-aware, at the millisecond precision MongoDB keeps."""
+    now = datetime.now(UTC)
+    return now.replace(microsecond=now.microsecond // 1000 * 1000)
+
+
+class Role(StrEnum):
+    USER = "USER"
+    ADMIN = "ADMIN"
+
+
+class User(Document):
+    email: Annotated[str, Indexed(unique=True)]
+    password_hash: str
+    role: Role = Role.USER
+    created_at: datetime = Field(default_factory=utcnow)
+
+    class Settings:
+        name = "users"
+
+
+class RefreshToken(Document):
+    """One opaque refresh token, stored as its SHA-256; a family is one login's chain."""
+
+    token_hash: Annotated[str, Indexed(unique=True)]
+    user_id: PydanticObjectId
+    family_id: str
+    expires_at: datetime
+    created_at: datetime = Field(default_factory=utcnow)
+    used_at: datetime | None = None
+    revoked_at: datetime | None = None
+
+    class Settings:
+        name = "refresh_tokens"
+        indexes = [
+            pymongo.IndexModel([("user_id", pymongo.ASCENDING)]),
+            pymongo.IndexModel([("family_id", pymongo.ASCENDING)]),
+        ]

@@ -1,0 +1,196 @@
+"""Registration, login, token rotation and user management."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from dataclasses import dataclass
+from datetime import timedelta
+
+from beanie import PydanticObjectId
+from pymongo.errors import DuplicateKeyError
+from redis.asyncio import Redis
+
+from core.settings import Settings
+from models.accounts import RefreshToken, Role, User, utcnow
+from models.platform import Marker
+from services import ratelimit
+from services.errors import BadInput, Conflict, Forbidden, NotFound, Unauthenticated
+from services.pagination import Page, paginate
+from services.passwords import hash_password, verify_password
+from services.tokens import (
+    IssuedToken,
+    hash_opaque_token,
+    issue_access_token,
+    new_opaque_token,
+)
+from services.validation import check_password, ensure_found, normalise_email, parse_id
+
+logger = logging.getLogger(__name__)
+
+FIRST_ADMIN_MARKER = "first-admin"
+
+
+@dataclass(frozen=True, slots=True)
+class AuthSession:
+    user: User
+    access: IssuedToken
+    refresh_token: str
+
+
+async def _start_session(
+    user: User, settings: Settings, *, family_id: str | None = None
+) -> AuthSession:
+    refresh = new_opaque_token()
+    await RefreshToken(
+        token_hash=hash_opaque_token(refresh),
+        user_id=user.id,
+        family_id=family_id or uuid.uuid4().hex,
+        expires_at=utcnow() + timedelta(seconds=settings.refresh_token_ttl_seconds),
+    ).insert()
+    return AuthSession(
+        user=user, access=issue_access_token(str(user.id), settings), refresh_token=refresh
+    )
+
+
+async def register(
+    email: str, password: str, *, client_address: str, settings: Settings, redis: Redis
+) -> AuthSession:
+    """Create a USER (the very first one becomes ADMIN) and log it in."""
+    address = normalise_email(email)
+    check_password(password)
+    await ratelimit.check(
+        redis, "register", client_address, limit=settings.registrations_per_address
+    )
+    await ratelimit.hit(
+        redis, "register", client_address, window_seconds=settings.rate_limit_window_seconds
+    )
+    user = User(email=address, password_hash=await hash_password(password, settings))
+    try:
+        await user.insert()
+    except DuplicateKeyError as err:
+        raise Conflict("email: already registered") from err
+    # The marker's unique _id makes "first" atomic across concurrent registrations.
+    try:
+        await Marker(id=FIRST_ADMIN_MARKER, claimed_by=str(user.id)).insert()
+    except DuplicateKeyError:
+        pass
+    else:
+        user.role = Role.ADMIN
+        await user.save()
+        logger.info("user %s registered as the first ADMIN", user.id)
+    return await _start_session(user, settings)
+
+
+async def login(
+    email: str, password: str, *, client_address: str, settings: Settings, redis: Redis
+) -> AuthSession:
+    """Check the password; failures count against the e-mail and the client address."""
+    address = email.strip().lower()
+    window = settings.rate_limit_window_seconds
+    await ratelimit.check(redis, "login-email", address, limit=settings.login_failures_per_email)
+    await ratelimit.check(
+        redis, "login-address", client_address, limit=settings.login_failures_per_address
+    )
+    user = await User.find_one(User.email == address)
+    # Verified even for an unknown e-mail, so the answer takes as long either way.
+    valid = await verify_password(password, user.password_hash if user else None, settings)
+    if user is None or not valid:
+        await ratelimit.hit(redis, "login-email", address, window_seconds=window)
+        await ratelimit.hit(redis, "login-address", client_address, window_seconds=window)
+        raise Unauthenticated("Invalid e-mail or password.")
+    await ratelimit.reset(redis, "login-email", address)
+    return await _start_session(user, settings)
+
+
+async def refresh(refresh_token: str, *, settings: Settings) -> AuthSession:
+    """Swap a refresh token for a new pair; a reused one revokes its whole family."""
+    token_hash = hash_opaque_token(refresh_token)
+    now = utcnow()
+    collection = RefreshToken.get_pymongo_collection()
+    claimed = await collection.find_one_and_update(
+        {"token_hash": token_hash, "used_at": None, "revoked_at": None, "expires_at": {"$gt": now}},
+        {"$set": {"used_at": now}},
+    )
+    if claimed is None:
+        known = await RefreshToken.find_one(RefreshToken.token_hash == token_hash)
+        if known is not None and known.used_at is not None:
+            await RefreshToken.find(
+                RefreshToken.family_id == known.family_id,
+                RefreshToken.revoked_at == None,  # noqa: E711
+            ).update_many({"$set": {"revoked_at": now}})
+            logger.warning(
+                "refresh token reuse for user %s: family %s revoked", known.user_id, known.family_id
+            )
+            raise Unauthenticated("Refresh token reuse detected; this login was revoked.")
+        raise Unauthenticated("Invalid or expired refresh token.")
+    user = await User.get(claimed["user_id"])
+    if user is None:
+        raise Unauthenticated("Invalid or expired refresh token.")
+    return await _start_session(user, settings, family_id=claimed["family_id"])
+
+
+async def logout(user: User) -> None:
+    """Revoke every refresh token of `user`."""
+    await RefreshToken.find(
+        RefreshToken.user_id == user.id,
+        RefreshToken.revoked_at == None,  # noqa: E711
+    ).update_many({"$set": {"revoked_at": utcnow()}})
+
+
+async def user_from_access_token_subject(subject: str) -> User:
+    """The user an access token names; Unauthenticated when it no longer exists."""
+    if not PydanticObjectId.is_valid(subject):
+        raise Unauthenticated("Invalid token.")
+    user = await User.get(PydanticObjectId(subject))
+    if user is None:
+        raise Unauthenticated("Invalid token.")
+    return user
+
+
+async def list_users(*, first: int, after: str | None) -> Page[User]:
+    """Every user, oldest first (callers check ADMIN)."""
+    return await paginate(User, {}, first=first, after=after, newest_first=False)
+
+
+async def get_user(viewer: User, user_id: str) -> User:
+    """The viewer itself, or anyone for an ADMIN; NotFound otherwise."""
+    object_id = parse_id(user_id, kind="user")
+    if viewer.role != Role.ADMIN and object_id != viewer.id:
+        raise NotFound("User")
+    return ensure_found(await User.get(object_id), "User")
+
+
+async def update_user(
+    viewer: User,
+    user_id: str,
+    *,
+    email: str | None,
+    password: str | None,
+    role: Role | None,
+    settings: Settings,
+) -> User:
+    """Change e-mail/password (self or ADMIN) and role (ADMIN only)."""
+    target = await get_user(viewer, user_id)
+    if role is not None and role != target.role:
+        if viewer.role != Role.ADMIN:
+            raise Forbidden("Only an ADMIN may change a role.")
+        if target.role == Role.ADMIN and await User.find(User.role == Role.ADMIN).count() <= 1:
+            raise BadInput("role", "the last ADMIN cannot be demoted")
+    changes: dict[str, object] = {}
+    if email is not None:
+        changes["email"] = normalise_email(email)
+    if password is not None:
+        changes["password_hash"] = await hash_password(check_password(password), settings)
+    if role is not None:
+        changes["role"] = role
+    if not changes:
+        return target
+    try:
+        await target.set(changes)
+    except DuplicateKeyError as err:
+        raise Conflict("email: already registered") from err
+    if password is not None:
+        # A new password ends every session that the old one opened.
+        await logout(target)
+    return target

@@ -1,0 +1,47 @@
+"""Device MQTT passwords: generated here, kept only as Mosquitto-style PBKDF2 hashes."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import secrets
+from dataclasses import dataclass
+
+# Mosquitto's "$7$" format (PBKDF2-SHA512), so the broker could check these hashes too.
+_SCHEME = "7"
+_ITERATIONS = 1000
+_SALT_BYTES = 12
+
+
+@dataclass(frozen=True, slots=True)
+class PasswordHash:
+    iterations: int
+    salt: bytes
+    digest: bytes
+
+    def encode(self) -> str:
+        salt = base64.b64encode(self.salt).decode()
+        digest = base64.b64encode(self.digest).decode()
+        return f"${_SCHEME}${self.iterations}${salt}${digest}"
+
+    @classmethod
+    def decode(cls, encoded: str) -> PasswordHash:
+        _, scheme, iterations, salt, digest = encoded.split("$")
+        if scheme != _SCHEME:
+            raise ValueError(f"unknown password hash scheme {scheme!r}")
+        return cls(int(iterations), base64.b64decode(salt), base64.b64decode(digest))
+
+
+def hash_mqtt_password(password: str) -> str:
+    """A salted PBKDF2-SHA512 hash (the password itself is 256 random bits)."""
+    salt = secrets.token_bytes(_SALT_BYTES)
+    digest = hashlib.pbkdf2_hmac("sha512", password.encode(), salt, _ITERATIONS)
+    return PasswordHash(_ITERATIONS, salt, digest).encode()
+
+
+def verify_mqtt_password(password: str, encoded: str) -> bool:
+    """True when `password` matches the stored hash (constant-time compare)."""
+    stored = PasswordHash.decode(encoded)
+    digest = hashlib.pbkdf2_hmac("sha512", password.encode(), stored.salt, stored.iterations)
+    return hmac.compare_digest(digest, stored.digest)

@@ -1,0 +1,55 @@
+"""Failures a service reports, each carrying one of the contract's error codes."""
+
+from __future__ import annotations
+
+
+class ServiceError(Exception):
+    """Base of every expected failure; `code` is the contract's extensions.code."""
+
+    code = "INTERNAL"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class Unauthenticated(ServiceError):
+    code = "UNAUTHENTICATED"
+
+    def __init__(self, message: str = "Authentication required.") -> None:
+        super().__init__(message)
+
+
+class Forbidden(ServiceError):
+    code = "FORBIDDEN"
+
+    def __init__(self, message: str = "Not allowed.") -> None:
+        super().__init__(message)
+
+
+class NotFound(ServiceError):
+    code = "NOT_FOUND"
+
+    def __init__(self, kind: str) -> None:
+        # Same words whether it is missing or somebody else's: never reveal which.
+        super().__init__(f"{kind} not found.")
+
+
+class BadInput(ServiceError):
+    code = "BAD_USER_INPUT"
+
+    def __init__(self, field: str, reason: str) -> None:
+        super().__init__(f"{field}: {reason}")
+        self.field = field
+
+
+class Conflict(ServiceError):
+    code = "CONFLICT"
+
+
+class RateLimited(ServiceError):
+    code = "RATE_LIMITED"
+
+    def __init__(self, retry_after: int) -> None:
+        super().__init__(f"Too many attempts; try again in {retry_after} s.")
+        self.retry_after = retry_after
