@@ -12,10 +12,6 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 DEVELOPMENT_JWT_SECRET = "development-only-jwt-secret-change-me-0123456789"  # noqa: S105
 
 
-class InsecureSettingsError(ValueError):
-    """A production setting still has its development default."""
-
-
 class Settings(BaseSettings):
     """Every knob of the platform. Names map to upper-case environment variables."""
 
@@ -74,7 +70,7 @@ class Settings(BaseSettings):
         if self.environment == "production":
             secret = self.jwt_secret.get_secret_value()
             if secret == DEVELOPMENT_JWT_SECRET or len(secret) < 32:
-                raise InsecureSettingsError(
+                raise ValueError(
                     "JWT_SECRET must be set to a random value of at least 32 characters "
                     "when ENVIRONMENT=production (e.g. `python -c 'import secrets; "
                     "print(secrets.token_urlsafe(48))'`)."

@@ -78,16 +78,23 @@ def with_code(error: GraphQLError) -> GraphQLError:
     )
 
 
+def with_codes(errors: list[GraphQLError]) -> list[GraphQLError]:
+    """Every error with its code; a document refused as too complex gets only that answer
+    (its other faults are beside the point, and listing them costs work)."""
+    coded = [with_code(error) for error in errors]
+    too_complex = [e for e in coded if (e.extensions or {}).get("code") == QUERY_TOO_COMPLEX]
+    return too_complex or coded
+
+
 class ErrorCodes(SchemaExtension):
     """Puts `extensions.code` on every error of a result, masking the unexpected."""
 
     def on_operation(self) -> Iterator[None]:
         yield
         result = self.execution_context.result
-        errors = getattr(result, "errors", None)
-        if result is not None and errors:
-            result.errors = [with_code(error) for error in errors]
-        # Errors raised before execution (parse, validation) live here instead.
+        if result is not None and result.errors:
+            result.errors = with_codes(list(result.errors))
+        # Errors raised before execution (parse, validation) may live here instead.
         pre = self.execution_context.pre_execution_errors
         if pre:
-            self.execution_context.pre_execution_errors = [with_code(e) for e in pre]
+            self.execution_context.pre_execution_errors = with_codes(list(pre))

@@ -5,7 +5,9 @@ from __future__ import annotations
 from functools import partial
 
 import strawberry
-from strawberry.extensions import ParserCache, ValidationCache
+from graphql import GraphQLError
+from strawberry.types import ExecutionContext
+from strawberry.extensions import ValidationCache
 from strawberry.schema.config import StrawberryConfig
 
 from core.settings import Settings
@@ -27,17 +29,27 @@ class Mutation(AccountMutation, DeviceMutation):
     pass
 
 
-def build_schema(settings: Settings) -> strawberry.Schema:
+class Schema(strawberry.Schema):
+    """strawberry's schema, minus its logging of every client error at ERROR level:
+    graph.errors logs the unexpected ones (with their trace), the rest are answers."""
+
+    def process_errors(
+        self, errors: list[GraphQLError], execution_context: ExecutionContext | None = None
+    ) -> None:
+        return None
+
+
+def build_schema(settings: Settings) -> Schema:
     """The executable schema with the limits of `settings`."""
-    return strawberry.Schema(
+    return Schema(
         query=Query,
         mutation=Mutation,
         config=StrawberryConfig(),
         # Factories, not instances: an extension instance holds one request's state.
+        # No ParserCache: its parse errors bypass on_operation, so they would lose their code.
         extensions=[
             ErrorCodes,
             *limit_extensions(settings),
-            partial(ParserCache, maxsize=256),
             partial(ValidationCache, maxsize=256),
         ],
     )

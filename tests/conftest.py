@@ -1,0 +1,127 @@
+"""Session-wide real services: the MongoDB stand-in (or MONGODB_URL), Redis, the API.
+
+Every test runs on one session event loop, against an API served by uvicorn on a
+free port in this process, so HTTP and WebSocket clients speak to the real stack.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+import uvicorn
+from redis.asyncio import Redis
+
+from api.app import create_app
+from core.settings import Settings
+from models import DOCUMENT_MODELS
+from tests.client import Api
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def start_mongo_standin(directory: Path) -> tuple[subprocess.Popen[bytes], str]:
+    """Start the mongoeco wire server in its own process; return it and its URI."""
+    ready = directory / f"mongo-{uuid.uuid4().hex}.uri"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "devstack.mongo_standin", "--port", "0", "--ready-file", str(ready)],
+        cwd=ROOT,
+    )
+    for _ in range(300):
+        if ready.exists() and ready.read_text():
+            return process, ready.read_text()
+        if process.poll() is not None:
+            raise RuntimeError(f"mongo stand-in exited with {process.returncode}")
+        time.sleep(0.05)
+    process.kill()
+    raise RuntimeError("mongo stand-in did not start in 15 s")
+
+
+@pytest.fixture(scope="session")
+def mongodb_url() -> Iterator[str]:
+    """MONGODB_URL when set (a real server), else a stand-in started for the session."""
+    if url := os.environ.get("MONGODB_URL"):
+        yield url
+        return
+    with tempfile.TemporaryDirectory() as directory:
+        process, uri = start_mongo_standin(Path(directory))
+        try:
+            yield uri
+        finally:
+            process.terminate()
+            process.wait(timeout=10)
+
+
+@pytest.fixture(scope="session")
+def settings(mongodb_url: str) -> Settings:
+    return Settings(
+        _env_file=None,  # type: ignore[call-arg]
+        environment="test",
+        mongodb_url=mongodb_url,
+        mongodb_database=f"test_{uuid.uuid4().hex[:12]}",
+        redis_url=os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15"),
+        mqtt_host=os.environ.get("TEST_MQTT_HOST", "127.0.0.1"),
+        mqtt_port=int(os.environ.get("TEST_MQTT_PORT", "1883")),
+        # Cheap hashing keeps the suite fast; production keeps the defaults.
+        argon2_time_cost=1,
+        argon2_memory_cost_kib=64,
+    )
+
+
+@pytest.fixture(scope="session")
+async def api_server(settings: Settings) -> AsyncIterator[str]:
+    """The API served by uvicorn on a free port; yields its base URL."""
+    port = free_port()
+    config = uvicorn.Config(
+        create_app(settings), host="127.0.0.1", port=port, log_level="warning", lifespan="on"
+    )
+    server = uvicorn.Server(config)
+    task = asyncio.create_task(server.serve())
+    while not server.started:
+        if task.done():
+            task.result()
+        await asyncio.sleep(0.02)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        await task
+
+
+@pytest.fixture(scope="session")
+async def redis(settings: Settings) -> AsyncIterator[Redis]:
+    client = Redis.from_url(settings.redis_url)
+    try:
+        yield client
+    finally:
+        await client.aclose()
+
+
+@pytest.fixture(autouse=True)
+async def clean_state(api_server: str, redis: Redis) -> AsyncIterator[None]:
+    """Every test starts with empty collections (indexes kept) and an empty Redis db."""
+    for model in DOCUMENT_MODELS:
+        await model.get_pymongo_collection().delete_many({})
+    await redis.flushdb()
+    yield
+
+
+@pytest.fixture
+async def api(api_server: str) -> AsyncIterator[Api]:
+    async with Api(api_server) as client:
+        yield client

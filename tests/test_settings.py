@@ -1,0 +1,39 @@
+"""The settings refuse development secrets outside development."""
+
+from __future__ import annotations
+
+import pytest
+from pydantic import ValidationError
+
+from core.settings import DEVELOPMENT_JWT_SECRET, Settings
+
+
+def test_refuse_production_default_jwt_secret() -> None:
+    with pytest.raises(ValidationError, match="JWT_SECRET"):
+        Settings(_env_file=None, environment="production")  # type: ignore[call-arg]
+
+
+def test_refuse_production_short_jwt_secret() -> None:
+    with pytest.raises(ValidationError, match="at least 32"):
+        Settings(_env_file=None, environment="production", jwt_secret="short")  # type: ignore[call-arg]
+
+
+def test_accept_production_strong_jwt_secret() -> None:
+    settings = Settings(  # type: ignore[call-arg]
+        _env_file=None, environment="production", jwt_secret="x" * 48
+    )
+    assert settings.jwt_secret.get_secret_value() != DEVELOPMENT_JWT_SECRET
+
+
+def test_read_settings_from_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MONGODB_URL", "mongodb://db.example:27017")
+    monkeypatch.setenv("ACCESS_TOKEN_TTL_SECONDS", "60")
+    settings = Settings(_env_file=None)  # type: ignore[call-arg]
+    assert settings.mongodb_url == "mongodb://db.example:27017"
+    assert settings.access_token_ttl_seconds == 60
+
+
+def test_keep_jwt_secret_out_of_repr() -> None:
+    settings = Settings(_env_file=None, jwt_secret="s3cr3t-value-that-must-not-leak-0000000")  # type: ignore[call-arg]
+    assert "s3cr3t" not in repr(settings)
+    assert "s3cr3t" not in str(settings.model_dump())
