@@ -86,7 +86,11 @@ async def login(
     email: str, password: str, *, client_address: str, settings: Settings, redis: Redis
 ) -> AuthSession:
     """Check the password; failures count against the e-mail and the client address."""
-    address = email.strip().lower()
+    try:
+        address = normalise_email(email)
+    except BadInput:
+        # Cannot be registered, so it cannot log in; still counted, still a plain refusal.
+        address = email.strip().lower()
     window = settings.rate_limit_window_seconds
     await ratelimit.check(redis, "login-email", address, limit=settings.login_failures_per_email)
     await ratelimit.check(
@@ -127,7 +131,20 @@ async def refresh(refresh_token: str, *, settings: Settings) -> AuthSession:
     user = await User.get(claimed["user_id"])
     if user is None:
         raise Unauthenticated("Invalid or expired refresh token.")
-    return await _start_session(user, settings, family_id=claimed["family_id"])
+    session = await _start_session(user, settings, family_id=claimed["family_id"])
+    # A concurrent reuse may have revoked the family between our claim and our insert:
+    # the new token joined the family first, so any revocation from now on covers it,
+    # and a revocation that came earlier is seen here.
+    revoked = await RefreshToken.find(
+        RefreshToken.family_id == claimed["family_id"],
+        RefreshToken.revoked_at != None,  # noqa: E711
+    ).count()
+    if revoked:
+        await RefreshToken.find(
+            RefreshToken.token_hash == hash_opaque_token(session.refresh_token)
+        ).update_many({"$set": {"revoked_at": now}})
+        raise Unauthenticated("Refresh token reuse detected; this login was revoked.")
+    return session
 
 
 async def logout(user: User) -> None:

@@ -65,11 +65,8 @@ async def paginate[D: Document](
     if after_id is not None:
         query["_id"] = {"$lt" if newest_first else "$gt": after_id}
     direction = SortDirection.DESCENDING if newest_first else SortDirection.ASCENDING
-    found = (
-        await model.find(query).sort([("_id", direction)]).limit(first + 1).to_list()
-        if first > 0
-        else []
-    )
+    # One more than asked for tells whether there is a next page (also when first is 0).
+    found = await model.find(query).sort([("_id", direction)]).limit(first + 1).to_list()
     total = await model.find(filters).count()
     items = found[:first]
     return Page(
