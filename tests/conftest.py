@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import socket
 import subprocess
 import sys
 import tempfile
@@ -24,15 +23,9 @@ from redis.asyncio import Redis
 from api.app import create_app
 from core.settings import Settings
 from models import DOCUMENT_MODELS
+from tests.brokers import ManagedBroker
 from tests.client import Api
-
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+from tests.net import ROOT, free_port
 
 
 def start_mongo_standin(directory: Path) -> tuple[subprocess.Popen[bytes], str]:
@@ -65,6 +58,17 @@ def mongodb_url() -> Iterator[str]:
         finally:
             process.terminate()
             process.wait(timeout=10)
+
+
+@pytest.fixture(scope="session")
+def managed_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ManagedBroker]:
+    """The project's own Mosquitto (dynsec on, anonymous off) for the session."""
+    broker = ManagedBroker(tmp_path_factory.mktemp("mosquitto"))
+    broker.start()
+    try:
+        yield broker
+    finally:
+        broker.stop()
 
 
 @pytest.fixture(scope="session")

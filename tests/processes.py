@@ -17,7 +17,7 @@ from redis.asyncio import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
 
 from core.settings import Settings
-from tests.conftest import ROOT, free_port
+from tests.net import ROOT, free_port
 
 
 def settings_environment(settings: Settings, **overrides: str) -> dict[str, str]:

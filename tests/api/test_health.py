@@ -8,7 +8,7 @@ import httpx
 import pytest
 
 from core.settings import Settings
-from tests.conftest import free_port
+from tests.net import free_port
 from tests.processes import RedisProcess, api_process
 
 

@@ -1,0 +1,54 @@
+# Everyday commands. `make test` is what CI runs (.ci/run).
+PYTHON ?= $(shell PYENV_VERSION=3.13.0 pyenv which python3.13 2>/dev/null || ls -d $$(pyenv root 2>/dev/null)/versions/3.13.*/bin/python3.13 2>/dev/null | tail -1)
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: ensure-services venv install run lint typecheck schema test clean clean-data
+
+# Python 3.13, Redis and Mosquitto installed (quiet when they are).
+ensure-services:
+	@scripts/ensure-services
+
+venv: $(BIN)/python
+
+$(BIN)/python: | ensure-services
+	@test -n "$(PYTHON)" || { echo "make: no Python 3.13 found (pyenv install 3.13.0)" >&2; exit 1; }
+	$(PYTHON) -m venv $(VENV)
+
+# Re-installs whenever pyproject.toml is newer than the last install.
+install: $(STAMP)
+
+$(STAMP): pyproject.toml | ensure-services $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	touch $@
+
+# The platform on embedded defaults; Ctrl-C stops what it started.
+run: install
+	$(BIN)/python -m devstack run
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: install
+	$(BIN)/mypy
+
+# Written to a temporary file first, so a failing export leaves schema.graphql alone.
+schema: install
+	$(BIN)/python -m graph.export > schema.graphql.tmp || { rm -f schema.graphql.tmp; exit 1; }
+	mv schema.graphql.tmp schema.graphql
+
+# Redis and Mosquitto started if nothing answers, then lint, types and the tests.
+test: install
+	scripts/ensure-services --start
+	$(MAKE) --no-print-directory lint typecheck
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+clean:
+	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache htmlcov .coverage .coverage.* *.egg-info
+	find . -name __pycache__ -type d -not -path './.data/*' -prune -exec rm -rf {} +
+
+# .data holds the development database: removed only on request.
+clean-data:
+	rm -rf .data

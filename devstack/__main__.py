@@ -1,0 +1,26 @@
+"""`python -m devstack run`: bring the platform up for development (see devstack.run)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from devstack.run import run
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Parse the command line and run the chosen subcommand; the exit code."""
+    parser = argparse.ArgumentParser(prog="python -m devstack", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    commands.add_parser(
+        "run",
+        help="start (or reuse) Redis, Mosquitto, the MongoDB stand-in and the API; Ctrl-C stops",
+    )
+    args = parser.parse_args(argv)
+    if args.command == "run":
+        return run()
+    parser.error(f"unknown command {args.command!r}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

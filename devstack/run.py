@@ -1,0 +1,214 @@
+"""`python -m devstack run`: the whole platform on this machine, for development.
+
+Redis and Mosquitto are reused when something already answers on their configured
+address and started as children otherwise; the MongoDB stand-in is started unless
+MONGODB_URL is set; then the API. Ctrl-C stops what was started here, newest first,
+and nothing else. Settings come from the environment over `.env`, as the API reads them.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from pathlib import Path
+from types import FrameType
+from urllib.parse import urlsplit
+
+ROOT = Path(__file__).resolve().parents[1]
+MONGO_DATA = ROOT / ".data" / "mongo.sqlite"
+LOCAL_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
+STOP_TIMEOUT_SECONDS = 10.0
+# The API is local: never ask an HTTP(S)_PROXY from the environment for it.
+HTTP = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
+
+class Abort(Exception):
+    """The stack goes down: a signal arrived, a child died or a service never came up."""
+
+    def __init__(self, message: str, code: int) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+def say(message: str) -> None:
+    """One line for the user, flushed so it interleaves with the children's output."""
+    print(f"devstack: {message}", flush=True)
+
+
+def answers(host: str, port: int) -> bool:
+    """Whether something accepts TCP connections on host:port."""
+    try:
+        with socket.create_connection((host, port), timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
+def load_config() -> dict[str, str]:
+    """Upper-cased settings: the environment over a simple `KEY=value` reading of `.env`."""
+    config: dict[str, str] = {}
+    dotenv = ROOT / ".env"
+    if dotenv.is_file():
+        for line in dotenv.read_text().splitlines():
+            key, sep, value = line.strip().removeprefix("export ").partition("=")
+            if sep and key and not key.startswith("#"):
+                config[key.strip().upper()] = value.strip().strip("'\"")
+    return config | {key.upper(): value for key, value in os.environ.items()}
+
+
+class Supervisor:
+    """The children started here; signals only set a flag that the wait loops check."""
+
+    def __init__(self) -> None:
+        self.children: list[tuple[str, subprocess.Popen[bytes]]] = []
+        self.signal: int | None = None
+
+    def on_signal(self, signum: int, _frame: FrameType | None) -> None:
+        """Signal handler: ask the main loop to shut down."""
+        self.signal = signum
+
+    def start(self, name: str, argv: list[str], env: dict[str, str] | None = None) -> None:
+        """Start a child in its own process group, so Ctrl-C reaches only this supervisor."""
+        try:
+            process = subprocess.Popen(argv, cwd=ROOT, env=env, process_group=0)
+        except FileNotFoundError as err:
+            raise Abort(f"cannot start {name}: {err} (run scripts/ensure-services)", 1) from err
+        self.children.append((name, process))
+
+    def check(self) -> None:
+        """Raise Abort when a stop signal arrived or a child has exited."""
+        if self.signal is not None:
+            raise Abort(f"{signal.Signals(self.signal).name} received", 0)
+        for name, process in self.children:
+            if (code := process.poll()) is not None:
+                raise Abort(f"{name} exited unexpectedly (code {code})", 1)
+
+    def wait_for(self, what: str, ready: Callable[[], bool], timeout: float) -> None:
+        """Poll `ready` until it holds, checking signals and children in between."""
+        deadline = time.monotonic() + timeout
+        while not ready():
+            self.check()
+            if time.monotonic() > deadline:
+                raise Abort(f"{what} not ready after {timeout:.0f} s", 1)
+            time.sleep(0.1)
+
+    def stop_all(self) -> None:
+        """Terminate the children newest first; kill any that outlives the timeout."""
+        for name, process in reversed(self.children):
+            if process.poll() is None:
+                say(f"stopping {name} (pid {process.pid})")
+                process.terminate()
+                try:
+                    process.wait(timeout=STOP_TIMEOUT_SECONDS)
+                except subprocess.TimeoutExpired:
+                    say(f"{name} did not stop in {STOP_TIMEOUT_SECONDS:.0f} s, killing it")
+                    process.kill()
+                    process.wait()
+
+
+def ensure_service(
+    stack: Supervisor, name: str, host: str, port: int, argv: list[str], timeout: float = 10.0
+) -> str:
+    """Reuse what answers on host:port, or start `argv` as a child; describe which."""
+    if answers(host, port):
+        return f"{name}: {host}:{port} (reused, left running on exit)"
+    if host not in LOCAL_HOSTS:
+        raise Abort(f"nothing answers for {name} on {host}:{port}, and it is not local", 1)
+    stack.start(name, argv)
+    stack.wait_for(f"{name} on {host}:{port}", lambda: answers(host, port), timeout)
+    return f"{name}: {host}:{port} (started by devstack)"
+
+
+def start_mongo_standin(stack: Supervisor, directory: Path) -> str:
+    """Start the MongoDB stand-in on 27017, or a free port if taken; return its URI."""
+    port = 0 if answers("127.0.0.1", 27017) else 27017
+    ready = directory / "mongo.uri"
+    argv = [sys.executable, "-m", "devstack.mongo_standin", "--port", str(port)]
+    stack.start("mongo stand-in", [*argv, "--data", str(MONGO_DATA), "--ready-file", str(ready)])
+    stack.wait_for("mongo stand-in", lambda: ready.is_file() and bool(ready.read_text()), 30)
+    return ready.read_text().strip()
+
+
+def health_status(url: str) -> int | None:
+    """The HTTP status of GET url (any status means the API answers); None if no answer."""
+    try:
+        with HTTP.open(url, timeout=5) as response:
+            return int(response.status)
+    except urllib.error.HTTPError as err:
+        return err.code
+    except OSError:
+        return None
+
+
+def bring_up(stack: Supervisor, config: dict[str, str], directory: Path) -> list[str]:
+    """Start or reuse every service, then the API; the banner lines."""
+    api_host, api_port = config.get("API_HOST", "127.0.0.1"), int(config.get("API_PORT", "8000"))
+    local = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}.get(api_host, api_host)  # noqa: S104
+    if answers(local, api_port):
+        raise Abort(f"something already listens on {local}:{api_port}; set API_PORT", 1)
+
+    redis = urlsplit(config.get("REDIS_URL", "redis://127.0.0.1:6379/0"))
+    redis_host, redis_port = redis.hostname or "127.0.0.1", redis.port or 6379
+    redis_argv = ["redis-server", "--port", str(redis_port), "--bind", "127.0.0.1"]
+    redis_argv += ["--save", "", "--appendonly", "no"]
+    lines = [ensure_service(stack, "redis", redis_host, redis_port, redis_argv)]
+
+    mqtt_host = config.get("MQTT_HOST", "127.0.0.1")
+    mqtt_port = int(config.get("MQTT_PORT", "1883"))
+    mqtt_argv = ["mosquitto", "-p", str(mqtt_port)]
+    lines.append(ensure_service(stack, "mosquitto", mqtt_host, mqtt_port, mqtt_argv))
+
+    if mongodb_url := config.get("MONGODB_URL", ""):
+        lines.append(f"mongodb: {mongodb_url} (MONGODB_URL, reused)")
+    else:
+        mongodb_url = start_mongo_standin(stack, directory)
+        lines.append(f"mongodb: {mongodb_url} (stand-in started by devstack, data in .data/)")
+
+    env = os.environ | {
+        "ENVIRONMENT": config.get("ENVIRONMENT", "development"),
+        "MONGODB_URL": mongodb_url,
+        "REDIS_URL": redis.geturl(),
+        "MQTT_HOST": mqtt_host,
+        "MQTT_PORT": str(mqtt_port),
+        "API_HOST": api_host,
+        "API_PORT": str(api_port),
+    }
+    stack.start("api", [sys.executable, "-m", "api"], env=env)
+    base = f"http://{f'[{local}]' if ':' in local else local}:{api_port}"
+    answered: dict[str, int] = {}
+
+    def api_answers() -> bool:
+        if (code := health_status(f"{base}/health")) is not None:
+            answered["health"] = code
+        return code is not None
+
+    stack.wait_for(f"API on {base}/health", api_answers, 30)
+    lines.append(f"api: {base} (started by devstack; /health answered {answered['health']})")
+    return [f"GraphiQL: {base}/graphql", *lines]
+
+
+def run() -> int:
+    """Bring the platform up and supervise it until a signal or a failure; the exit code."""
+    stack = Supervisor()
+    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, stack.on_signal)
+    with tempfile.TemporaryDirectory(prefix="devstack-") as directory:
+        try:
+            lines = bring_up(stack, load_config(), Path(directory))
+            print("\n".join(["", *lines, "Ctrl-C stops what devstack started.", ""]), flush=True)
+            while True:
+                stack.check()
+                time.sleep(0.2)
+        except Abort as stop:
+            say(f"{stop}; shutting down")
+            return stop.code
+        finally:
+            stack.stop_all()
