@@ -6,9 +6,9 @@ from functools import partial
 
 import strawberry
 from graphql import GraphQLError
-from strawberry.types import ExecutionContext
 from strawberry.extensions import ValidationCache
 from strawberry.schema.config import StrawberryConfig
+from strawberry.types import ExecutionContext
 
 from core.settings import Settings
 from graph.accounts.mutations import AccountMutation
