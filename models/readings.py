@@ -20,6 +20,8 @@ class Reading(Document):
     timestamp: datetime
     values: list[MetricValue]
     anomaly: bool = False
+    # Which MQTT delivery stored this reading: lets a redelivered message be recognised.
+    source: str | None = None
 
     class Settings:
         name = "readings"
