@@ -1,0 +1,143 @@
+"""Fixtures for the ingest worker: broker identities, a worker, a device publisher."""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+import aiomqtt
+import pytest
+from pydantic import SecretStr
+from redis.asyncio import Redis
+
+from core.dynsec import connect_dynsec
+from core.settings import Settings
+from ingest.worker import TOPICS, IngestWorker
+from tests.brokers import ManagedBroker
+
+
+@dataclass(frozen=True)
+class Identity:
+    username: str
+    password: str
+
+
+@dataclass(frozen=True)
+class IngestIdentities:
+    worker: Identity
+    # May publish as any device: the broker's per-device ACLs are tested elsewhere.
+    publisher: Identity
+
+
+@pytest.fixture(scope="session")
+async def ingest_identities(managed_broker: ManagedBroker) -> IngestIdentities:
+    worker = Identity("test-ingest", secrets.token_urlsafe(16))
+    publisher = Identity("test-publisher", secrets.token_urlsafe(16))
+    subscribe = [
+        {
+            "command": "addRoleACL",
+            "rolename": "test-ingest",
+            "acltype": "subscribePattern",
+            "topic": pattern,
+            "allow": True,
+        }
+        for topic in TOPICS
+        for pattern in (topic, f"$share/+/{topic}")
+    ]
+    async with connect_dynsec(
+        managed_broker.host,
+        managed_broker.port,
+        username=managed_broker.admin_username,
+        password=managed_broker.admin_password,
+    ) as dynsec:
+        await dynsec.execute(
+            {"command": "createRole", "rolename": "test-ingest"},
+            *subscribe,
+            {
+                "command": "createClient",
+                "username": worker.username,
+                "password": worker.password,
+                "roles": [{"rolename": "test-ingest"}],
+            },
+            {"command": "createRole", "rolename": "test-publisher"},
+            {
+                "command": "addRoleACL",
+                "rolename": "test-publisher",
+                "acltype": "publishClientSend",
+                "topic": "devices/#",
+                "allow": True,
+            },
+            {
+                "command": "createClient",
+                "username": publisher.username,
+                "password": publisher.password,
+                "roles": [{"rolename": "test-publisher"}],
+            },
+        )
+    return IngestIdentities(worker=worker, publisher=publisher)
+
+
+@pytest.fixture
+def worker_settings(
+    settings: Settings, managed_broker: ManagedBroker, ingest_identities: IngestIdentities
+) -> Settings:
+    """Settings of a worker on the managed broker, with a session of its own."""
+    return settings.model_copy(
+        update={
+            "mqtt_host": managed_broker.host,
+            "mqtt_port": managed_broker.port,
+            "mqtt_username": ingest_identities.worker.username,
+            "mqtt_password": SecretStr(ingest_identities.worker.password),
+            "ingest_client_id": f"ingest-test-{uuid.uuid4().hex[:8]}",
+            # A group of its own: the broker keeps queueing a share group's messages for
+            # the persistent sessions of earlier tests' workers, which are gone.
+            "ingest_share_group": f"test-{uuid.uuid4().hex[:8]}",
+            "ingest_batch_delay_ms": 5,
+            "ingest_status_flush_seconds": 0.2,
+            "ingest_device_cache_seconds": 0.5,
+        }
+    )
+
+
+async def start_worker(settings: Settings, redis: Redis) -> tuple[IngestWorker, asyncio.Task[None]]:
+    worker = IngestWorker(settings, redis)
+    task = asyncio.create_task(worker.run())
+    connected = asyncio.create_task(worker.connected.wait())
+    await asyncio.wait({task, connected}, timeout=10, return_when=asyncio.FIRST_COMPLETED)
+    if task.done():
+        task.result()  # raises what stopped the worker
+    if not connected.done():
+        connected.cancel()
+        await stop_worker(task)
+        raise TimeoutError("the worker did not connect within 10 s")
+    return worker, task
+
+
+async def stop_worker(task: asyncio.Task[None]) -> None:
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+
+
+@pytest.fixture
+async def worker(worker_settings: Settings, redis: Redis) -> AsyncIterator[IngestWorker]:
+    running, task = await start_worker(worker_settings, redis)
+    try:
+        yield running
+    finally:
+        await stop_worker(task)
+
+
+@pytest.fixture
+async def publisher(
+    managed_broker: ManagedBroker, ingest_identities: IngestIdentities
+) -> AsyncIterator[aiomqtt.Client]:
+    async with aiomqtt.Client(
+        managed_broker.host,
+        managed_broker.port,
+        username=ingest_identities.publisher.username,
+        password=ingest_identities.publisher.password,
+    ) as client:
+        yield client
