@@ -10,6 +10,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 # Refused outside development: a deployment must set its own.
 DEVELOPMENT_JWT_SECRET = "development-only-jwt-secret-change-me-0123456789"  # noqa: S105
+DEVELOPMENT_DEVICE_CREDENTIAL_KEY = "development-only-device-credential-key-0123456789"
 
 
 class Settings(BaseSettings):
@@ -28,6 +29,12 @@ class Settings(BaseSettings):
     mqtt_port: int = 1883
     mqtt_username: str | None = None
     mqtt_password: SecretStr | None = None
+    # The ingest worker's broker identity, provisioned by the API (see services/broker_*).
+    mqtt_ingest_username: str = "iot-ingest"
+    mqtt_ingest_password: SecretStr | None = None
+    # Device MQTT passwords are HMAC-derived from this key (docs/security.md): as secret
+    # as every device password together; changing it changes every device's password.
+    device_credential_key: SecretStr = SecretStr(DEVELOPMENT_DEVICE_CREDENTIAL_KEY)
 
     # HTTP.
     api_host: str = "127.0.0.1"
@@ -65,6 +72,20 @@ class Settings(BaseSettings):
     page_size_default: int = Field(default=20, ge=1)
     page_size_max: int = Field(default=100, ge=1)
 
+    # Ingest worker.
+    ingest_client_id: str = "ingest-1"  # stable: the broker keeps its session by this id
+    ingest_share_group: str = "ingest"  # "" subscribes without $share (one worker only)
+    ingest_batch_size: int = Field(default=100, ge=1, le=10_000)
+    ingest_batch_delay_ms: float = Field(default=20, ge=0)
+    # Messages in flight, unacknowledged: also the MQTT 5 Receive Maximum.
+    ingest_queue_size: int = Field(default=1000, ge=1, le=65535)
+    ingest_session_expiry_seconds: int = Field(default=24 * 3600, ge=0)
+    ingest_dedup_window_seconds: int = Field(default=24 * 3600, ge=60)
+    ingest_device_cache_seconds: float = Field(default=10, ge=0)
+    ingest_status_flush_seconds: float = Field(default=2, gt=0)
+    ingest_offline_after_seconds: float = Field(default=120, gt=0)
+    ingest_reconnect_max_seconds: float = Field(default=10, gt=0)
+
     @model_validator(mode="after")
     def _refuse_development_secrets(self) -> Self:
         if self.environment == "production":
@@ -74,6 +95,12 @@ class Settings(BaseSettings):
                     "JWT_SECRET must be set to a random value of at least 32 characters "
                     "when ENVIRONMENT=production (e.g. `python -c 'import secrets; "
                     "print(secrets.token_urlsafe(48))'`)."
+                )
+            key = self.device_credential_key.get_secret_value()
+            if key == DEVELOPMENT_DEVICE_CREDENTIAL_KEY or len(key) < 32:
+                raise ValueError(
+                    "DEVICE_CREDENTIAL_KEY must be set to a random value of at least 32 "
+                    "characters when ENVIRONMENT=production."
                 )
         return self
 

@@ -20,9 +20,19 @@ def test_refuse_production_short_jwt_secret() -> None:
 
 def test_accept_production_strong_jwt_secret() -> None:
     settings = Settings(  # type: ignore[call-arg]
-        _env_file=None, environment="production", jwt_secret="x" * 48
+        _env_file=None,
+        environment="production",
+        jwt_secret="x" * 48,
+        device_credential_key="k" * 48,
     )
     assert settings.jwt_secret.get_secret_value() != DEVELOPMENT_JWT_SECRET
+
+
+@pytest.mark.parametrize("key", [None, "short"])
+def test_refuse_production_weak_device_credential_key(key: str | None) -> None:
+    extra = {} if key is None else {"device_credential_key": key}
+    with pytest.raises(ValidationError, match="DEVICE_CREDENTIAL_KEY"):
+        Settings(_env_file=None, environment="production", jwt_secret="x" * 48, **extra)  # type: ignore[call-arg]
 
 
 def test_read_settings_from_environment(monkeypatch: pytest.MonkeyPatch) -> None:

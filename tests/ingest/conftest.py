@@ -32,8 +32,8 @@ class IngestIdentities:
     publisher: Identity
 
 
-@pytest.fixture(scope="session")
-async def ingest_identities(managed_broker: ManagedBroker) -> IngestIdentities:
+async def provision_identities(broker: ManagedBroker) -> IngestIdentities:
+    """A worker identity and an any-device publisher on `broker`, through dynsec."""
     worker = Identity("test-ingest", secrets.token_urlsafe(16))
     publisher = Identity("test-publisher", secrets.token_urlsafe(16))
     subscribe = [
@@ -48,10 +48,10 @@ async def ingest_identities(managed_broker: ManagedBroker) -> IngestIdentities:
         for pattern in (topic, f"$share/+/{topic}")
     ]
     async with connect_dynsec(
-        managed_broker.host,
-        managed_broker.port,
-        username=managed_broker.admin_username,
-        password=managed_broker.admin_password,
+        broker.host,
+        broker.port,
+        username=broker.admin_username,
+        password=broker.admin_password,
     ) as dynsec:
         await dynsec.execute(
             {"command": "createRole", "rolename": "test-ingest"},
@@ -80,17 +80,21 @@ async def ingest_identities(managed_broker: ManagedBroker) -> IngestIdentities:
     return IngestIdentities(worker=worker, publisher=publisher)
 
 
-@pytest.fixture
-def worker_settings(
-    settings: Settings, managed_broker: ManagedBroker, ingest_identities: IngestIdentities
+@pytest.fixture(scope="session")
+async def ingest_identities(managed_broker: ManagedBroker) -> IngestIdentities:
+    return await provision_identities(managed_broker)
+
+
+def settings_for_worker(
+    settings: Settings, broker: ManagedBroker, identities: IngestIdentities
 ) -> Settings:
-    """Settings of a worker on the managed broker, with a session of its own."""
+    """Settings of a worker on `broker`, with a session and a share group of its own."""
     return settings.model_copy(
         update={
-            "mqtt_host": managed_broker.host,
-            "mqtt_port": managed_broker.port,
-            "mqtt_username": ingest_identities.worker.username,
-            "mqtt_password": SecretStr(ingest_identities.worker.password),
+            "mqtt_host": broker.host,
+            "mqtt_port": broker.port,
+            "mqtt_username": identities.worker.username,
+            "mqtt_password": SecretStr(identities.worker.password),
             "ingest_client_id": f"ingest-test-{uuid.uuid4().hex[:8]}",
             # A group of its own: the broker keeps queueing a share group's messages for
             # the persistent sessions of earlier tests' workers, which are gone.
@@ -100,6 +104,13 @@ def worker_settings(
             "ingest_device_cache_seconds": 0.5,
         }
     )
+
+
+@pytest.fixture
+def worker_settings(
+    settings: Settings, managed_broker: ManagedBroker, ingest_identities: IngestIdentities
+) -> Settings:
+    return settings_for_worker(settings, managed_broker, ingest_identities)
 
 
 async def start_worker(settings: Settings, redis: Redis) -> tuple[IngestWorker, asyncio.Task[None]]:

@@ -1,0 +1,1 @@
+"""The MQTT ingest worker: parse -> validate -> batch -> store -> publish."""

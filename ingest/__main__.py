@@ -1,0 +1,41 @@
+"""`python -m ingest`: run one ingest worker until SIGINT/SIGTERM."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+
+from core.database import open_database
+from core.redis import open_redis
+from core.settings import get_settings
+from ingest.worker import IngestWorker
+
+logger = logging.getLogger("ingest")
+
+
+async def serve() -> None:
+    settings = get_settings()
+    async with open_database(settings), open_redis(settings) as redis:
+        worker = IngestWorker(settings, redis)
+        task = asyncio.create_task(worker.run())
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, task.cancel)
+        logger.info("ingest worker %s starting", settings.ingest_client_id)
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        logger.info("ingest worker stopped")
+
+
+def main() -> None:
+    settings = get_settings()
+    logging.basicConfig(
+        level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    asyncio.run(serve())
+
+
+if __name__ == "__main__":
+    main()

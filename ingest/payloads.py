@@ -1,0 +1,193 @@
+"""Device payloads parsed and checked exactly as contract/devices.md says.
+
+Pure functions: bytes in, readings or a `Rejected(reason)` out. Nothing here
+logs a payload: a device may put secrets in one (`jwt_token`, ...).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any, Final, Literal
+
+MAX_PAYLOAD_BYTES: Final = 64 * 1024
+MAX_READINGS_PER_MESSAGE: Final = 1000
+MAX_METRICS_PER_READING: Final = 100
+MAX_FUTURE: Final = timedelta(minutes=5)
+METRIC_NAME: Final = re.compile(r"[A-Za-z0-9_.-]{1,64}")
+MAX_UNIT_LENGTH: Final = 32
+TIME_FIELDS: Final = frozenset({"timestamp", "ts"})
+
+type Reason = Literal[
+    "bad_topic",
+    "unknown_device",
+    "too_large",
+    "bad_json",
+    "bad_shape",
+    "too_many_readings",
+    "too_many_metrics",
+    "bad_metric_name",
+    "non_finite",
+    "no_metrics",
+    "bad_timestamp",
+    "future_timestamp",
+    "bad_status",
+]
+
+REASONS: Final[tuple[Reason, ...]] = (
+    "bad_topic", "unknown_device", "too_large", "bad_json", "bad_shape", "too_many_readings",
+    "too_many_metrics", "bad_metric_name", "non_finite", "no_metrics", "bad_timestamp",
+    "future_timestamp", "bad_status",
+)  # fmt: skip
+
+
+class Rejected(Exception):
+    """The message breaks a rule of the device contract; `reason` says which."""
+
+    def __init__(self, reason: Reason) -> None:
+        super().__init__(reason)
+        self.reason: Reason = reason
+
+
+@dataclass(frozen=True, slots=True)
+class ParsedReading:
+    timestamp: datetime
+    # (metric, value, unit), in payload order
+    values: tuple[tuple[str, float, str | None], ...]
+
+
+def _reject_constant(_name: str) -> float:
+    # json accepts NaN/Infinity literals; the contract wants finite numbers only.
+    raise Rejected("non_finite")
+
+
+def _metric_value(raw: Any) -> tuple[float, str | None] | None:
+    """A metric's value and unit, or None when the field is not a metric."""
+    if isinstance(raw, bool):
+        return (1.0 if raw else 0.0), None
+    if isinstance(raw, int | float):
+        number, unit = raw, None
+    elif isinstance(raw, dict) and "value" in raw:
+        number, unit_raw = raw["value"], raw.get("unit")
+        if isinstance(number, bool):
+            number = 1.0 if number else 0.0
+        if not isinstance(number, int | float):
+            return None
+        unit = unit_raw[:MAX_UNIT_LENGTH] if isinstance(unit_raw, str) and unit_raw else None
+    else:
+        return None  # strings, lists, other objects: ignored, never stored
+    try:
+        value = float(number)
+    except OverflowError as err:  # an integer too large for a float
+        raise Rejected("non_finite") from err
+    if not math.isfinite(value):
+        raise Rejected("non_finite")
+    return value, unit
+
+
+def _timestamp(reading: dict[str, Any], arrived: datetime) -> datetime:
+    if "timestamp" in reading:
+        raw = reading["timestamp"]
+        if not isinstance(raw, str):
+            raise Rejected("bad_timestamp")
+        try:
+            # ISO 8601, and "YYYY-MM-DD HH:MM:SS[.ffffff]" (fromisoformat takes both).
+            when = datetime.fromisoformat(raw.strip().replace("Z", "+00:00"))
+        except ValueError as err:
+            raise Rejected("bad_timestamp") from err
+        when = when.replace(tzinfo=UTC) if when.tzinfo is None else when.astimezone(UTC)
+    elif "ts" in reading:
+        raw = reading["ts"]
+        if isinstance(raw, bool) or not isinstance(raw, int | float) or not math.isfinite(raw):
+            raise Rejected("bad_timestamp")
+        try:
+            when = datetime.fromtimestamp(raw / 1000, UTC)
+        except (OverflowError, OSError, ValueError) as err:
+            raise Rejected("bad_timestamp") from err
+    else:
+        return arrived
+    if when - arrived > MAX_FUTURE:
+        raise Rejected("future_timestamp")
+    # MongoDB keeps milliseconds.
+    return when.replace(microsecond=when.microsecond // 1000 * 1000)
+
+
+def parse_reading(reading: Any, arrived: datetime) -> ParsedReading:
+    """One reading object: its time and its metrics."""
+    if not isinstance(reading, dict):
+        raise Rejected("bad_shape")
+    values: list[tuple[str, float, str | None]] = []
+    for name, raw in reading.items():
+        if name in TIME_FIELDS:
+            continue
+        metric = _metric_value(raw)
+        if metric is None:
+            continue
+        if not METRIC_NAME.fullmatch(name):
+            raise Rejected("bad_metric_name")
+        values.append((name, metric[0], metric[1]))
+        if len(values) > MAX_METRICS_PER_READING:
+            raise Rejected("too_many_metrics")
+    if not values:
+        raise Rejected("no_metrics")
+    return ParsedReading(timestamp=_timestamp(reading, arrived), values=tuple(values))
+
+
+def parse_telemetry(payload: bytes, arrived: datetime) -> list[ParsedReading]:
+    """A telemetry message: one reading object or an array of up to 1,000."""
+    if len(payload) > MAX_PAYLOAD_BYTES:
+        raise Rejected("too_large")
+    try:
+        document = json.loads(payload, parse_constant=_reject_constant)
+    except Rejected:
+        raise
+    except (ValueError, UnicodeDecodeError, RecursionError) as err:
+        raise Rejected("bad_json") from err
+    if isinstance(document, list):
+        if not document:
+            raise Rejected("no_metrics")
+        if len(document) > MAX_READINGS_PER_MESSAGE:
+            raise Rejected("too_many_readings")
+        return [parse_reading(item, arrived) for item in document]
+    return [parse_reading(document, arrived)]
+
+
+def parse_status(payload: bytes) -> bool:
+    """True for online, False for offline: `{"online": bool}` or the bare words."""
+    if len(payload) > MAX_PAYLOAD_BYTES:
+        raise Rejected("too_large")
+    text = payload.strip()
+    if text in (b"online", b"offline"):
+        return text == b"online"
+    try:
+        document = json.loads(text)
+    except (ValueError, UnicodeDecodeError, RecursionError) as err:
+        raise Rejected("bad_status") from err
+    if isinstance(document, dict) and isinstance(document.get("online"), bool):
+        return bool(document["online"])
+    if document in ("online", "offline"):
+        return bool(document == "online")
+    raise Rejected("bad_status")
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceTopic:
+    device_id: str
+    kind: Literal["telemetry", "status"]
+
+
+_TOPIC = re.compile(r"devices/([0-9a-f]{24})/(telemetry|status)")
+
+
+def parse_topic(topic: str) -> DeviceTopic:
+    """`devices/<24-hex id>/telemetry|status`."""
+    match = _TOPIC.fullmatch(topic)
+    if match is None:
+        raise Rejected("bad_topic")
+    kind: Literal["telemetry", "status"] = (
+        "telemetry" if match.group(2) == "telemetry" else "status"
+    )
+    return DeviceTopic(device_id=match.group(1), kind=kind)

@@ -1,0 +1,90 @@
+"""The worker's counters (Prometheus) and its rate-limited warnings."""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+from ingest.payloads import REASONS, Reason
+
+logger = logging.getLogger(__name__)
+
+
+class IngestStats:
+    """Counters of one worker, in a registry of its own (several may share a process)."""
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry or CollectorRegistry()
+        self.received = Counter(
+            "ingest_messages_received", "MQTT messages received", ["kind"], registry=self.registry
+        )
+        self.dropped = Counter(
+            "ingest_messages_dropped",
+            "Messages dropped, by reason",
+            ["reason"],
+            registry=self.registry,
+        )
+        self.duplicates = Counter(
+            "ingest_messages_duplicate",
+            "Redelivered messages already stored",
+            registry=self.registry,
+        )
+        self.stored = Counter("ingest_readings_stored", "Readings stored", registry=self.registry)
+        self.live_dropped = Counter(
+            "ingest_live_events_dropped",
+            "Live events not published (Redis slow or down)",
+            registry=self.registry,
+        )
+        self.store_failures = Counter(
+            "ingest_store_failures", "Failed insert_many attempts (retried)", registry=self.registry
+        )
+        self.batch_size = Histogram(
+            "ingest_batch_readings",
+            "Readings per insert_many",
+            buckets=(1, 5, 10, 25, 50, 100, 250, 500, 1000),
+            registry=self.registry,
+        )
+        self.store_seconds = Histogram(
+            "ingest_store_seconds", "insert_many latency", registry=self.registry
+        )
+        self.queue_depth = Gauge(
+            "ingest_queue_depth", "Messages waiting to be stored", registry=self.registry
+        )
+        self.connected = Gauge(
+            "ingest_mqtt_connected", "1 while connected to the broker", registry=self.registry
+        )
+        self.reconnects = Counter(
+            "ingest_mqtt_reconnects", "Broker connections lost", registry=self.registry
+        )
+        for reason in REASONS:
+            self.dropped.labels(reason=reason)
+        self._warned_at: dict[str, float] = {}
+        self._suppressed: dict[str, int] = {}
+
+    def drop(self, reason: Reason, device_id: str | None) -> None:
+        """Count a dropped message and warn about it, at most once a minute per reason."""
+        self.dropped.labels(reason=reason).inc()
+        now = time.monotonic()
+        if now - self._warned_at.get(reason, -60.0) < 60.0:
+            self._suppressed[reason] = self._suppressed.get(reason, 0) + 1
+            return
+        suppressed = self._suppressed.pop(reason, 0)
+        self._warned_at[reason] = now
+        # Never the payload: it may carry secrets.
+        logger.warning(
+            "dropped a message: %s (device %s; %d more like it since the last warning)",
+            reason,
+            device_id or "?",
+            suppressed,
+        )
+
+    def dropped_count(self, reason: Reason) -> float:
+        return (
+            self.registry.get_sample_value("ingest_messages_dropped_total", {"reason": reason})
+            or 0.0
+        )
+
+    def stored_count(self) -> float:
+        return self.registry.get_sample_value("ingest_readings_stored_total") or 0.0

@@ -1,0 +1,118 @@
+"""Device status: lastSeen coalesced, ONLINE on traffic, OFFLINE on silence or Last Will."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from datetime import UTC, datetime, timedelta
+
+from beanie import PydanticObjectId
+from pymongo import UpdateOne
+from pymongo.errors import PyMongoError
+
+from core.events import StatusEvent
+from ingest.devices import DeviceDirectory, DeviceInfo
+from ingest.live import LivePublisher
+from models.devices import Device, DeviceStatus
+
+logger = logging.getLogger(__name__)
+
+
+class StatusTracker:
+    """Keeps Device.status and Device.last_seen in step with what devices send."""
+
+    def __init__(
+        self,
+        directory: DeviceDirectory,
+        live: LivePublisher,
+        *,
+        flush_interval: float,
+        offline_after: float,
+    ) -> None:
+        self._directory = directory
+        self._live = live
+        self._flush_interval = flush_interval
+        self._offline_after = timedelta(seconds=offline_after)
+        self._last_seen: dict[str, datetime] = {}
+
+    async def seen(self, device: DeviceInfo, at: datetime) -> None:
+        """Traffic from `device`: remember the time; a silent device comes back ONLINE."""
+        previous = self._last_seen.get(device.device_id)
+        if previous is None or at > previous:
+            self._last_seen[device.device_id] = at
+        if device.status != DeviceStatus.ONLINE:
+            await self.change(device, DeviceStatus.ONLINE, last_seen=at)
+
+    async def change(
+        self, device: DeviceInfo, status: DeviceStatus, *, last_seen: datetime | None
+    ) -> None:
+        """Set a status unless it is already set; publish the change if we made it."""
+        update: dict[str, object] = {"$set": {"status": status.value}}
+        if last_seen is not None:
+            update["$max"] = {"last_seen": last_seen}
+        result = await Device.get_pymongo_collection().update_one(
+            {"_id": PydanticObjectId(device.device_id), "status": {"$ne": status.value}}, update
+        )
+        self._directory.remember_status(device.device_id, status)
+        if result.modified_count:
+            self._publish(device.device_id, device.owner_id, status, last_seen)
+
+    def _publish(
+        self, device_id: str, owner_id: str, status: DeviceStatus, last_seen: datetime | None
+    ) -> None:
+        event = StatusEvent(device_id, owner_id, status.value, last_seen)
+        self._live.publish("status", device_id, owner_id, event.encode())
+
+    async def run_flusher(self) -> None:
+        """Write the coalesced lastSeen times every flush interval, one bulk write."""
+        while True:
+            await asyncio.sleep(self._flush_interval)
+            await self.flush()
+
+    async def flush(self) -> None:
+        """Write lastSeen of every device heard from since the last flush."""
+        pending, self._last_seen = self._last_seen, {}
+        if not pending:
+            return
+        operations = [
+            UpdateOne({"_id": PydanticObjectId(device_id)}, {"$max": {"last_seen": at}})
+            for device_id, at in pending.items()
+        ]
+        try:
+            await Device.get_pymongo_collection().bulk_write(operations, ordered=False)
+        except PyMongoError as err:
+            logger.warning("lastSeen of %d devices not written: %s", len(pending), err)
+            for device_id, at in pending.items():
+                self._last_seen.setdefault(device_id, at)
+
+    async def run_sweeper(self) -> None:
+        """Mark devices OFFLINE once silent for longer than the offline threshold."""
+        interval = max(min(self._offline_after.total_seconds() / 4, 10.0), 0.1)
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                await self.sweep()
+            except PyMongoError as err:
+                logger.warning("offline sweep failed: %s", err)
+
+    async def sweep(self) -> None:
+        """One pass: every ONLINE device silent since before the threshold goes OFFLINE."""
+        threshold = datetime.now(UTC) - self._offline_after
+        silent = Device.find({"status": DeviceStatus.ONLINE.value, "last_seen": {"$lt": threshold}})
+        async for device in silent:
+            device_id = str(device.id)
+            if self._last_seen.get(device_id, threshold) > threshold:
+                continue  # heard from it since, not flushed yet
+            result = await Device.get_pymongo_collection().update_one(
+                {
+                    "_id": device.id,
+                    "status": DeviceStatus.ONLINE.value,
+                    "last_seen": {"$lt": threshold},
+                },
+                {"$set": {"status": DeviceStatus.OFFLINE.value}},
+            )
+            self._directory.remember_status(device_id, DeviceStatus.OFFLINE)
+            if result.modified_count:
+                self._publish(
+                    device_id, str(device.owner_id), DeviceStatus.OFFLINE, device.last_seen
+                )

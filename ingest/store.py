@@ -1,0 +1,174 @@
+"""Batched storage of readings, acknowledged only once stored, stored once only.
+
+Deduplication: a time-series collection allows no unique index, so each message
+gets a `source` key (hash of the worker's client id, the MQTT packet id and the
+payload) that every reading of it carries. Before a batch is inserted its keys are
+marked in Redis (value: the earliest reading time, for a bounded lookup). A
+message redelivered after a crash comes with the DUP flag; only then, and only if
+its key is marked, MongoDB is asked whether it was stored. So a crash at any point
+stores nothing twice, as long as the redelivery comes within the mark's lifetime
+(the dedup window setting) and Redis kept the mark.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from bson import ObjectId
+from pymongo.errors import PyMongoError
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+
+from ingest.mqtt import Delivery
+from ingest.stats import IngestStats
+from models.readings import Reading
+
+logger = logging.getLogger(__name__)
+
+MARK_PREFIX = "ingest:src:"
+RETRY_MAX_SECONDS = 5.0
+
+
+def source_key(client_id: str, delivery: Delivery) -> str:
+    """The same for every delivery of one published message to one worker session."""
+    digest = hashlib.sha256(f"{client_id}|{delivery.mid}|".encode())
+    digest.update(delivery.payload)
+    return digest.hexdigest()[:32]
+
+
+@dataclass(slots=True, eq=False)
+class PendingMessage:
+    delivery: Delivery
+    device_id: ObjectId
+    source: str
+    documents: list[dict[str, Any]]
+    earliest: datetime = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.earliest = min(doc["timestamp"] for doc in self.documents)
+
+
+class ReadingStore:
+    """A bounded queue of messages, drained in batches into `insert_many`."""
+
+    def __init__(
+        self,
+        *,
+        redis: Redis,
+        stats: IngestStats,
+        batch_size: int,
+        batch_delay: float,
+        queue_size: int,
+        dedup_window: int,
+    ) -> None:
+        self._redis = redis
+        self._stats = stats
+        self._batch_size = batch_size
+        self._batch_delay = batch_delay
+        self._dedup_window = dedup_window
+        self.queue: asyncio.Queue[PendingMessage] = asyncio.Queue(maxsize=queue_size)
+
+    async def put(self, message: PendingMessage) -> None:
+        """Queue a message; waits while the queue is full (backpressure to MQTT)."""
+        await self.queue.put(message)
+        self._stats.queue_depth.set(self.queue.qsize())
+
+    async def run(self) -> None:
+        """Store batches until cancelled."""
+        while True:
+            batch = await self._next_batch()
+            await self._store_until_done(batch)
+            for message in batch:
+                message.delivery.ack()
+            self._stats.queue_depth.set(self.queue.qsize())
+
+    async def _next_batch(self) -> list[PendingMessage]:
+        batch = [await self.queue.get()]
+        count = len(batch[0].documents)
+        deadline = time.monotonic() + self._batch_delay
+        while count < self._batch_size:
+            try:
+                message = self.queue.get_nowait()
+            except asyncio.QueueEmpty:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    break
+                try:
+                    async with asyncio.timeout(remaining):
+                        message = await self.queue.get()
+                except TimeoutError:
+                    break
+            batch.append(message)
+            count += len(message.documents)
+        return batch
+
+    async def _store_until_done(self, batch: list[PendingMessage]) -> None:
+        delay = 0.1
+        uncertain = [message for message in batch if message.delivery.dup]
+        while True:
+            try:
+                await self._store(batch, uncertain)
+                return
+            except PyMongoError as err:
+                # Some of the batch may have been written: check them all next time.
+                self._stats.store_failures.inc()
+                logger.warning("storing %d messages failed (%s); retrying", len(batch), err)
+                uncertain = batch
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, RETRY_MAX_SECONDS)
+
+    async def _store(self, batch: list[PendingMessage], uncertain: list[PendingMessage]) -> None:
+        stored = await self._already_stored(uncertain) if uncertain else set()
+        fresh = [message for message in batch if message.source not in stored]
+        self._stats.duplicates.inc(len(batch) - len(fresh))
+        if not fresh:
+            return
+        await self._mark(fresh)
+        documents = [doc for message in fresh for doc in message.documents]
+        collection = Reading.get_pymongo_collection()
+        for start in range(0, len(documents), self._batch_size):
+            chunk = documents[start : start + self._batch_size]
+            started = time.perf_counter()
+            await collection.insert_many(chunk, ordered=False)
+            self._stats.store_seconds.observe(time.perf_counter() - started)
+            self._stats.batch_size.observe(len(chunk))
+            self._stats.stored.inc(len(chunk))
+
+    async def _mark(self, messages: list[PendingMessage]) -> None:
+        try:
+            async with self._redis.pipeline(transaction=False) as pipe:
+                for message in messages:
+                    millis = int(message.earliest.timestamp() * 1000)
+                    pipe.set(MARK_PREFIX + message.source, millis, ex=self._dedup_window)
+                await pipe.execute()
+        except RedisError as err:
+            # Storing matters more than deduplicating: go on, and say so.
+            logger.warning("could not mark %d messages for deduplication: %s", len(messages), err)
+
+    async def _already_stored(self, messages: list[PendingMessage]) -> set[str]:
+        """The sources among `messages` that MongoDB already holds."""
+        since: datetime | None
+        try:
+            marks = await self._redis.mget([MARK_PREFIX + m.source for m in messages])
+        except RedisError:
+            candidates, since = messages, None  # no marks to go by: ask MongoDB about all
+        else:
+            candidates = [m for m, mark in zip(messages, marks, strict=True) if mark is not None]
+            times = [int(mark) for mark in marks if mark is not None]
+            since = datetime.fromtimestamp(min(times) / 1000, UTC) if times else None
+        if not candidates:
+            return set()
+        query: dict[str, Any] = {
+            "device_id": {"$in": list({m.device_id for m in candidates})},
+            "source": {"$in": [m.source for m in candidates]},
+        }
+        if since is not None:
+            query["timestamp"] = {"$gte": since}
+        found = await Reading.get_pymongo_collection().distinct("source", query)
+        return set(found)

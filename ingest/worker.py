@@ -1,0 +1,221 @@
+"""The worker: one MQTT session in, readings and status out."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from datetime import UTC, datetime
+
+import aiomqtt
+from bson import ObjectId
+from paho.mqtt.client import MQTTv5
+from pymongo.errors import PyMongoError
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+
+from core.events import DEVICE_CHANGES_CHANNEL, ReadingEvent
+from core.settings import Settings
+from ingest.devices import DeviceDirectory, DeviceInfo
+from ingest.live import LivePublisher
+from ingest.mqtt import AckingClient, Delivery, connect_properties
+from ingest.payloads import Rejected, parse_status, parse_telemetry, parse_topic
+from ingest.stats import IngestStats
+from ingest.status import StatusTracker
+from ingest.store import PendingMessage, ReadingStore, source_key
+from models.devices import DeviceStatus
+
+logger = logging.getLogger(__name__)
+
+TOPICS = ("devices/+/telemetry", "devices/+/status")
+
+
+def subscription_filters(settings: Settings) -> list[tuple[str, int]]:
+    """The worker's QoS 1 subscriptions, shared among workers of one group."""
+    group = settings.ingest_share_group
+    return [(f"$share/{group}/{topic}" if group else topic, 1) for topic in TOPICS]
+
+
+class IngestWorker:
+    """Consumes device messages until cancelled; survives broker, Redis and database outages."""
+
+    def __init__(self, settings: Settings, redis: Redis, *, stats: IngestStats | None = None):
+        self.settings = settings
+        self.stats = stats or IngestStats()
+        self.redis = redis
+        self.connected = asyncio.Event()
+        self.directory = DeviceDirectory(ttl_seconds=settings.ingest_device_cache_seconds)
+        self.live = LivePublisher(redis, self.stats)
+        self.store = ReadingStore(
+            redis=redis,
+            stats=self.stats,
+            batch_size=settings.ingest_batch_size,
+            batch_delay=settings.ingest_batch_delay_ms / 1000,
+            queue_size=settings.ingest_queue_size,
+            dedup_window=settings.ingest_dedup_window_seconds,
+        )
+        self.status = StatusTracker(
+            self.directory,
+            self.live,
+            flush_interval=settings.ingest_status_flush_seconds,
+            offline_after=settings.ingest_offline_after_seconds,
+        )
+
+    async def run(self) -> None:
+        """Run every part of the worker until cancelled."""
+        try:
+            async with asyncio.TaskGroup() as tasks:
+                tasks.create_task(self.store.run(), name="store")
+                tasks.create_task(self.live.run(), name="live")
+                tasks.create_task(self.status.run_flusher(), name="status-flush")
+                tasks.create_task(self.status.run_sweeper(), name="status-sweep")
+                tasks.create_task(self._follow_device_changes(), name="device-changes")
+                tasks.create_task(self._consume(), name="mqtt")
+        finally:
+            await self.status.flush()
+
+    def _client(self) -> AckingClient:
+        settings = self.settings
+        password = settings.mqtt_password.get_secret_value() if settings.mqtt_password else None
+        return AckingClient(
+            settings.mqtt_host,
+            settings.mqtt_port,
+            username=settings.mqtt_username,
+            password=password,
+            identifier=settings.ingest_client_id,
+            protocol=aiomqtt.ProtocolVersion(MQTTv5),
+            clean_start=False,
+            properties=connect_properties(
+                receive_maximum=settings.ingest_queue_size,
+                session_expiry=settings.ingest_session_expiry_seconds,
+            ),
+            keepalive=30,
+            timeout=10,
+        )
+
+    async def _consume(self) -> None:
+        delay = 0.2
+        while True:
+            client = self._client()
+            try:
+                async with client:
+                    await client.subscribe(subscription_filters(self.settings))
+                    self.stats.connected.set(1)
+                    self.connected.set()
+                    delay = 0.2
+                    logger.info(
+                        "connected to %s:%s", self.settings.mqtt_host, self.settings.mqtt_port
+                    )
+                    async for message in client.messages:
+                        await self._handle(message)  # type: ignore[arg-type]
+            except aiomqtt.MqttError as err:
+                logger.warning("broker connection lost (%s); reconnecting in %.1f s", err, delay)
+            finally:
+                client.is_current = False
+                if self.connected.is_set():
+                    self.stats.reconnects.inc()
+                self.stats.connected.set(0)
+                self.connected.clear()
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, self.settings.ingest_reconnect_max_seconds)
+
+    async def _handle(self, delivery: Delivery) -> None:
+        arrived = datetime.now(UTC)
+        try:
+            topic = parse_topic(delivery.topic)
+        except Rejected as rejected:
+            self._drop(delivery, rejected, None)
+            return
+        self.stats.received.labels(kind=topic.kind).inc()
+        device = await self._lookup(topic.device_id)
+        if device is None:
+            self._drop(delivery, Rejected("unknown_device"), topic.device_id)
+            return
+        try:
+            if topic.kind == "telemetry":
+                await self._telemetry(delivery, device, arrived)
+            else:
+                await self._status(delivery, device, arrived)
+        except Rejected as rejected:
+            self._drop(delivery, rejected, device.device_id)
+
+    def _drop(self, delivery: Delivery, rejected: Rejected, device_id: str | None) -> None:
+        self.stats.drop(rejected.reason, device_id)
+        delivery.ack()  # deliberately dropped: nothing to redeliver
+
+    async def _lookup(self, device_id: str) -> DeviceInfo | None:
+        delay = 0.1
+        while True:
+            try:
+                return await self.directory.lookup(device_id)
+            except PyMongoError as err:
+                # Waiting here holds back the stream, which is what an outage should do.
+                logger.warning("device lookup failed (%s); retrying", err)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+
+    async def _telemetry(self, delivery: Delivery, device: DeviceInfo, arrived: datetime) -> None:
+        readings = parse_telemetry(delivery.payload, arrived)
+        device_oid = ObjectId(device.device_id)
+        source = source_key(self.settings.ingest_client_id, delivery)
+        documents = []
+        for reading in readings:
+            documents.append(
+                {
+                    "_id": ObjectId(),
+                    "device_id": device_oid,
+                    "timestamp": reading.timestamp,
+                    "values": [
+                        {"metric": metric, "value": value, "unit": unit}
+                        for metric, value, unit in reading.values
+                    ],
+                    "anomaly": False,
+                    "source": source,
+                }
+            )
+            # The live path goes first and does not wait for storage.
+            event = ReadingEvent(
+                device.device_id, device.owner_id, reading.timestamp, False, reading.values
+            )
+            self.live.publish("readings", device.device_id, device.owner_id, event.encode())
+        await self._note_seen(device, arrived)
+        await self.store.put(
+            PendingMessage(
+                delivery=delivery, device_id=device_oid, source=source, documents=documents
+            )
+        )
+
+    async def _status(self, delivery: Delivery, device: DeviceInfo, arrived: datetime) -> None:
+        online = parse_status(delivery.payload)
+        # A retained "online" may be old news (the broker replays it on subscribe).
+        if not (delivery.retain and online):
+            status = DeviceStatus.ONLINE if online else DeviceStatus.OFFLINE
+            try:
+                await self.status.change(device, status, last_seen=arrived if online else None)
+            except PyMongoError as err:
+                logger.warning("status of device %s not written: %s", device.device_id, err)
+        delivery.ack()
+
+    async def _note_seen(self, device: DeviceInfo, arrived: datetime) -> None:
+        try:
+            await self.status.seen(device, arrived)
+        except PyMongoError as err:
+            logger.warning("status of device %s not written: %s", device.device_id, err)
+
+    async def _follow_device_changes(self) -> None:
+        """Forget cached devices the API announces as changed (deleted, rotated)."""
+        delay = 0.2
+        while True:
+            try:
+                async with self.redis.pubsub() as pubsub:
+                    await pubsub.subscribe(DEVICE_CHANGES_CHANNEL)
+                    delay = 0.2
+                    async for message in pubsub.listen():
+                        if message.get("type") == "message":
+                            data = message["data"]
+                            self.directory.forget(
+                                data.decode() if isinstance(data, bytes) else data
+                            )
+            except RedisError as err:
+                logger.warning("device change feed lost (%s); retrying", err)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
