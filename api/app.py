@@ -14,9 +14,13 @@ from starlette.routing import Route, WebSocketRoute
 from api.graphql import GraphQLApp
 from api.health import health
 from api.state import AppState
+from core.broker import BrokerAdmin
+from core.bus import open_bus
 from core.database import open_database
+from core.dynsec import DynamicSecurity
 from core.redis import open_redis
 from core.settings import Settings, get_settings
+from services.broker_reconcile import reconcile
 
 logger = logging.getLogger(__name__)
 
@@ -26,10 +30,21 @@ def create_app(settings: Settings | None = None) -> Starlette:
     settings = settings or get_settings()
     graphql = GraphQLApp(settings)
 
+    async def reconcile_broker(dynsec: DynamicSecurity) -> None:
+        # MongoDB is the source of truth: a broker that lost its state is repaired here.
+        await reconcile(dynsec, settings)
+
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        async with open_database(settings) as database, open_redis(settings) as redis:
-            state = AppState(settings=settings, database=database, redis=redis)
+        async with (
+            open_database(settings) as database,
+            open_redis(settings) as redis,
+            open_bus(settings, redis) as bus,
+            BrokerAdmin(settings, on_connect=reconcile_broker) as broker,
+        ):
+            state = AppState(
+                settings=settings, database=database, redis=redis, bus=bus, broker=broker
+            )
             app.state.platform = state
             logger.info("API ready (environment=%s)", settings.environment)
             yield

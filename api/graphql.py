@@ -38,7 +38,12 @@ class GraphQLApp(GraphQL[Context, None]):
     ) -> Context:
         state: AppState = request.app.state.platform
         return Context(
-            request=request, response=response, settings=state.settings, redis=state.redis
+            request=request,
+            response=response,
+            settings=state.settings,
+            redis=state.redis,
+            bus=state.bus,
+            broker=state.broker,
         )
 
     async def on_ws_connect(self, context: Context) -> dict[str, Any] | None:

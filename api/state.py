@@ -6,6 +6,8 @@ from dataclasses import dataclass
 
 from redis.asyncio import Redis
 
+from core.broker import BrokerAdmin
+from core.bus import Bus
 from core.database import Database
 from core.settings import Settings
 
@@ -15,3 +17,5 @@ class AppState:
     settings: Settings
     database: Database
     redis: Redis
+    bus: Bus
+    broker: BrokerAdmin

@@ -42,18 +42,28 @@ class DynamicSecurity:
         self._client = client
         self._timeout = timeout
         self._pending: dict[str, asyncio.Future[dict[str, Any]]] = {}
+        # Set once the connection is gone: the holder reconnects, waiters fail at once.
+        self.lost = asyncio.Event()
 
     async def _read_responses(self) -> None:
-        async for message in self._client.messages:
-            try:
-                body = json.loads(bytes(message.payload))
-            except (TypeError, ValueError):
-                logger.warning("dynsec: unreadable response on %s", message.topic)
-                continue
-            for response in body.get("responses", []):
-                future = self._pending.pop(str(response.get("correlationData")), None)
-                if future is not None and not future.done():
-                    future.set_result(response)
+        try:
+            async for message in self._client.messages:
+                try:
+                    body = json.loads(bytes(message.payload))
+                except (TypeError, ValueError):
+                    logger.warning("dynsec: unreadable response on %s", message.topic)
+                    continue
+                for response in body.get("responses", []):
+                    future = self._pending.pop(str(response.get("correlationData")), None)
+                    if future is not None and not future.done():
+                        future.set_result(response)
+        except aiomqtt.MqttError as err:
+            logger.warning("dynsec: admin connection lost (%s)", err)
+        finally:
+            self.lost.set()
+            for future in self._pending.values():
+                if not future.done():
+                    future.set_exception(BrokerUnavailable("admin connection lost"))
 
     async def execute(self, *commands: dict[str, Any]) -> list[dict[str, Any]]:
         """Run `commands` in one message; raise DynsecError for the first refused one."""
@@ -65,6 +75,8 @@ class DynamicSecurity:
 
     async def execute_tolerant(self, *commands: dict[str, Any]) -> list[dict[str, Any]]:
         """Run `commands`; return every response, refusals included (`"error"` key)."""
+        if self.lost.is_set():
+            raise BrokerUnavailable("admin connection lost")
         loop = asyncio.get_running_loop()
         tagged = []
         futures = []
@@ -75,7 +87,9 @@ class DynamicSecurity:
             futures.append(future)
             tagged.append({**command, "correlationData": correlation})
         try:
-            await self._client.publish(CONTROL_TOPIC, json.dumps({"commands": tagged}), qos=1)
+            # QoS 0: a QoS 1 publish whose connection drops waits out aiomqtt's timeout
+            # for a PUBACK that never comes; the answers (or `lost`) settle it instead.
+            await self._client.publish(CONTROL_TOPIC, json.dumps({"commands": tagged}), qos=0)
             async with asyncio.timeout(self._timeout):
                 return list(await asyncio.gather(*futures))
         except aiomqtt.MqttError as err:
@@ -86,6 +100,9 @@ class DynamicSecurity:
         finally:
             for command in tagged:
                 self._pending.pop(command["correlationData"], None)
+            for future in futures:
+                if future.done() and not future.cancelled():
+                    future.exception()  # retrieved: no "never retrieved" log for the rest
 
 
 @asynccontextmanager

@@ -72,6 +72,13 @@ class Settings(BaseSettings):
     page_size_default: int = Field(default=20, ge=1)
     page_size_max: int = Field(default=100, ge=1)
 
+    # Live events (pub/sub) and GraphQL subscriptions.
+    bus_backend: Literal["redis", "memory"] = "redis"  # "memory": one process only
+    bus_reconnect_max_seconds: float = Field(default=10, gt=0)
+    # Events buffered per subscription; a subscriber that falls this far behind is closed.
+    subscription_buffer: int = Field(default=256, ge=1, le=100_000)
+    aggregate_max_buckets: int = Field(default=10_000, ge=1)
+
     # Ingest worker.
     ingest_client_id: str = "ingest-1"  # stable: the broker keeps its session by this id
     ingest_share_group: str = "ingest"  # "" subscribes without $share (one worker only)

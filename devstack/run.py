@@ -1,14 +1,18 @@
 """`python -m devstack run`: the whole platform on this machine, for development.
 
-Redis and Mosquitto are reused when something already answers on their configured
-address and started as children otherwise; the MongoDB stand-in is started unless
-MONGODB_URL is set; then the API. Ctrl-C stops what was started here, newest first,
+Redis is reused when something already answers on its configured address and
+started as a child otherwise; Mosquitto is always the project's own (dynamic
+security on, anonymous off) on DEVSTACK_MQTT_PORT (1884), data in .data/mosquitto/;
+the MongoDB stand-in is started unless MONGODB_URL is set; then the API. The broker
+identities' passwords and DEVICE_CREDENTIAL_KEY are generated on first run into
+.data/secrets.env (mode 0600). Ctrl-C stops what was started here, newest first,
 and nothing else. Settings come from the environment over `.env`, as the API reads them.
 """
 
 from __future__ import annotations
 
 import os
+import secrets
 import signal
 import socket
 import subprocess
@@ -22,8 +26,23 @@ from pathlib import Path
 from types import FrameType
 from urllib.parse import urlsplit
 
+from devstack.mosquitto import (
+    BrokerLayout,
+    BrokerSetupError,
+    init_dynsec,
+    mosquitto_command,
+    write_config,
+)
+
 ROOT = Path(__file__).resolve().parents[1]
 MONGO_DATA = ROOT / ".data" / "mongo.sqlite"
+MOSQUITTO_DATA = ROOT / ".data" / "mosquitto"
+SECRETS_FILE = ROOT / ".data" / "secrets.env"
+# 1883 is usually the machine's own (anonymous) broker.
+DEFAULT_MQTT_PORT = 1884
+ADMIN_USERNAME = "iot-admin"
+INGEST_USERNAME = "iot-ingest"
+GENERATED_SECRETS = ("MQTT_ADMIN_PASSWORD", "MQTT_INGEST_PASSWORD", "DEVICE_CREDENTIAL_KEY")
 LOCAL_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
 STOP_TIMEOUT_SECONDS = 10.0
 # The API is local: never ask an HTTP(S)_PROXY from the environment for it.
@@ -137,6 +156,69 @@ def start_mongo_standin(stack: Supervisor, directory: Path) -> str:
     return ready.read_text().strip()
 
 
+def load_secrets(path: Path = SECRETS_FILE) -> dict[str, str]:
+    """The development secrets, generated (mode 0600) the first time."""
+    values: dict[str, str] = {}
+    if path.is_file():
+        for line in path.read_text().splitlines():
+            key, sep, value = line.partition("=")
+            if sep:
+                values[key.strip()] = value.strip()
+    missing = [name for name in GENERATED_SECRETS if not values.get(name)]
+    if missing:
+        values |= {name: secrets.token_urlsafe(32) for name in missing}
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.touch(mode=0o600, exist_ok=True)
+        path.chmod(0o600)
+        path.write_text("".join(f"{key}={value}\n" for key, value in values.items()))
+    return values
+
+
+def start_mosquitto(stack: Supervisor, port: int, admin_password: str) -> str:
+    """The project's broker (dynsec, no anonymous access) as a child; its banner line."""
+    if answers("127.0.0.1", port):
+        raise Abort(f"something already listens on 127.0.0.1:{port}; set DEVSTACK_MQTT_PORT", 1)
+    layout = BrokerLayout(MOSQUITTO_DATA, port)
+    try:
+        write_config(layout)
+        init_dynsec(layout, ADMIN_USERNAME, admin_password)
+        argv = mosquitto_command(layout)
+    except (BrokerSetupError, subprocess.CalledProcessError) as err:
+        raise Abort(f"cannot prepare mosquitto: {err}", 1) from err
+    stack.start("mosquitto", argv)
+    stack.wait_for(f"mosquitto on 127.0.0.1:{port}", lambda: answers("127.0.0.1", port), 10)
+    return f"mosquitto: 127.0.0.1:{port} (dynsec, started by devstack, data in .data/mosquitto/)"
+
+
+def mqtt_environment(
+    port: int, username: str, password: str, secret_values: dict[str, str]
+) -> dict[str, str]:
+    """One platform process's broker settings: its own identity, the shared key."""
+    return {
+        "MQTT_HOST": "127.0.0.1",
+        "MQTT_PORT": str(port),
+        "MQTT_USERNAME": username,
+        "MQTT_PASSWORD": password,
+        "MQTT_INGEST_USERNAME": INGEST_USERNAME,
+        "DEVICE_CREDENTIAL_KEY": secret_values["DEVICE_CREDENTIAL_KEY"],
+    }
+
+
+def api_mqtt_environment(port: int, secret_values: dict[str, str]) -> dict[str, str]:
+    """The API administers dynsec and provisions the ingest identity."""
+    env = mqtt_environment(
+        port, ADMIN_USERNAME, secret_values["MQTT_ADMIN_PASSWORD"], secret_values
+    )
+    return env | {"MQTT_INGEST_PASSWORD": secret_values["MQTT_INGEST_PASSWORD"]}
+
+
+def ingest_mqtt_environment(port: int, secret_values: dict[str, str]) -> dict[str, str]:
+    """The ingest worker speaks as its own, subscribe-only identity."""
+    return mqtt_environment(
+        port, INGEST_USERNAME, secret_values["MQTT_INGEST_PASSWORD"], secret_values
+    )
+
+
 def health_status(url: str) -> int | None:
     """The HTTP status of GET url (any status means the API answers); None if no answer."""
     try:
@@ -161,10 +243,10 @@ def bring_up(stack: Supervisor, config: dict[str, str], directory: Path) -> list
     redis_argv += ["--save", "", "--appendonly", "no"]
     lines = [ensure_service(stack, "redis", redis_host, redis_port, redis_argv)]
 
-    mqtt_host = config.get("MQTT_HOST", "127.0.0.1")
-    mqtt_port = int(config.get("MQTT_PORT", "1883"))
-    mqtt_argv = ["mosquitto", "-p", str(mqtt_port)]
-    lines.append(ensure_service(stack, "mosquitto", mqtt_host, mqtt_port, mqtt_argv))
+    secret_values = load_secrets()
+    mqtt_port = int(config.get("DEVSTACK_MQTT_PORT", str(DEFAULT_MQTT_PORT)))
+    lines.append(start_mosquitto(stack, mqtt_port, secret_values["MQTT_ADMIN_PASSWORD"]))
+    lines.append(f"credentials in {SECRETS_FILE.relative_to(ROOT)}")
 
     if mongodb_url := config.get("MONGODB_URL", ""):
         lines.append(f"mongodb: {mongodb_url} (MONGODB_URL, reused)")
@@ -176,11 +258,10 @@ def bring_up(stack: Supervisor, config: dict[str, str], directory: Path) -> list
         "ENVIRONMENT": config.get("ENVIRONMENT", "development"),
         "MONGODB_URL": mongodb_url,
         "REDIS_URL": redis.geturl(),
-        "MQTT_HOST": mqtt_host,
-        "MQTT_PORT": str(mqtt_port),
         "API_HOST": api_host,
         "API_PORT": str(api_port),
     }
+    env |= api_mqtt_environment(mqtt_port, secret_values)
     stack.start("api", [sys.executable, "-m", "api"], env=env)
     base = f"http://{f'[{local}]' if ':' in local else local}:{api_port}"
     answered: dict[str, int] = {}

@@ -12,10 +12,12 @@ from starlette.responses import Response
 from starlette.websockets import WebSocket
 from strawberry.types import Info as StrawberryInfo
 
+from core.bus import Bus
 from core.settings import Settings
 from graph.loaders import Loaders
 from models.accounts import Role, User
 from services.accounts import user_from_access_token_subject
+from services.broker_identities import DynsecCommands
 from services.errors import Forbidden, Unauthenticated
 from services.tokens import bearer_token, decode_access_token
 
@@ -26,6 +28,9 @@ class Context:
     response: Response | WebSocket | None
     settings: Settings
     redis: Redis
+    bus: Bus
+    # The broker's admin connection (device identities live there).
+    broker: DynsecCommands
     # Set by strawberry from the WebSocket connection_init payload.
     connection_params: dict[str, Any] | None = None
     _user: User | None = field(default=None, init=False)

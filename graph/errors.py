@@ -10,6 +10,7 @@ from typing import Final
 from graphql import GraphQLError
 from graphql.error import GraphQLSyntaxError
 from strawberry.extensions import SchemaExtension
+from strawberry.types import ExecutionResult, StreamExecutionResult
 
 from services.errors import ServiceError
 
@@ -59,10 +60,18 @@ def classify(error: GraphQLError) -> str:
     return INTERNAL
 
 
+def _is_service_error(error: GraphQLError) -> bool:
+    original = error.original_error
+    if isinstance(original, GraphQLError):
+        return _is_service_error(original)
+    return isinstance(original, ServiceError)
+
+
 def with_code(error: GraphQLError) -> GraphQLError:
-    """`error` carrying its code; an INTERNAL one keeps no message or trace."""
+    """`error` carrying its code; an unexpected INTERNAL one keeps no message or trace
+    (a ServiceError with code INTERNAL, e.g. broker unavailable, keeps its message)."""
     code = classify(error)
-    if code == INTERNAL:
+    if code == INTERNAL and not _is_service_error(error):
         logger.error("unexpected error at %s", error.path, exc_info=error.original_error or error)
         message = "Internal server error."
     else:
@@ -89,8 +98,21 @@ def with_codes(errors: list[GraphQLError]) -> list[GraphQLError]:
 class ErrorCodes(SchemaExtension):
     """Puts `extensions.code` on every error of a result, masking the unexpected."""
 
+    # Set once a result went out through on_stream_result (coded there, not again).
+    _streamed = False
+
+    def on_stream_result(self, result: StreamExecutionResult) -> Iterator[None]:
+        # Over WebSocket every result (each subscription event too) is sent from
+        # inside on_operation, so it must get its codes here, before it leaves.
+        self._streamed = True
+        if isinstance(result, ExecutionResult) and result.errors:
+            result.errors = with_codes(list(result.errors))
+        yield
+
     def on_operation(self) -> Iterator[None]:
         yield
+        if self._streamed:
+            return
         result = self.execution_context.result
         if result is not None and result.errors:
             result.errors = with_codes(list(result.errors))

@@ -17,15 +17,22 @@ from graph.devices.mutations import DeviceMutation
 from graph.devices.queries import DeviceQuery
 from graph.errors import ErrorCodes
 from graph.limits import limit_extensions
+from graph.readings.queries import ReadingQuery
+from graph.readings.subscriptions import ReadingSubscription
 
 
 @strawberry.type
-class Query(AccountQuery, DeviceQuery):
+class Query(AccountQuery, DeviceQuery, ReadingQuery):
     pass
 
 
 @strawberry.type
 class Mutation(AccountMutation, DeviceMutation):
+    pass
+
+
+@strawberry.type
+class Subscription(ReadingSubscription):
     pass
 
 
@@ -44,6 +51,7 @@ def build_schema(settings: Settings) -> Schema:
     return Schema(
         query=Query,
         mutation=Mutation,
+        subscription=Subscription,
         config=StrawberryConfig(),
         # Factories, not instances: an extension instance holds one request's state.
         # No ParserCache: its parse errors bypass on_operation, so they would lose their code.

@@ -4,25 +4,32 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from urllib.parse import urlparse
 
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from core.events import Kind, channels_for
+from ingest.resp import PublishPipe, PublishPipeError
 from ingest.stats import IngestStats
 
 logger = logging.getLogger(__name__)
 
-PIPELINE_MAX = 500
+BATCH_MAX = 500
+
+type Event = tuple[Kind, str, str, bytes]
 
 
 class LivePublisher:
-    """A bounded outbox drained into pipelined PUBLISHes; full or failing means dropped."""
+    """A bounded outbox drained into PUBLISHes; full or failing means dropped and counted."""
 
-    def __init__(self, redis: Redis, stats: IngestStats, *, max_pending: int = 10_000) -> None:
+    def __init__(
+        self, redis: Redis, redis_url: str, stats: IngestStats, *, max_pending: int = 10_000
+    ) -> None:
         self._redis = redis
+        self._url = redis_url
         self._stats = stats
-        self._outbox: asyncio.Queue[tuple[Kind, str, str, bytes]] = asyncio.Queue(max_pending)
+        self._outbox: asyncio.Queue[Event] = asyncio.Queue(max_pending)
 
     def publish(self, kind: Kind, device_id: str, owner_id: str, payload: bytes) -> None:
         """Queue one event for its device, owner and all-devices channels; never blocks."""
@@ -31,18 +38,52 @@ class LivePublisher:
         except asyncio.QueueFull:
             self._stats.live_dropped.inc()
 
+    async def _take(self) -> list[Event]:
+        events = [await self._outbox.get()]
+        while len(events) < BATCH_MAX and not self._outbox.empty():
+            events.append(self._outbox.get_nowait())
+        return events
+
+    @staticmethod
+    def _messages(events: list[Event]) -> list[tuple[str, bytes]]:
+        return [
+            (channel, payload)
+            for kind, device_id, owner_id, payload in events
+            for channel in channels_for(kind, device_id, owner_id)
+        ]
+
     async def run(self) -> None:
         """Publish until cancelled; Redis trouble drops events (counted), not the worker."""
+        if urlparse(self._url).scheme == "redis":
+            await self._run_pipe()
+        else:  # TLS or a socket path: redis-py's pipelines, slower but complete
+            await self._run_pipelines()
+
+    async def _run_pipe(self) -> None:
         delay = 0.1
         while True:
-            events = [await self._outbox.get()]
-            while len(events) < PIPELINE_MAX and not self._outbox.empty():
-                events.append(self._outbox.get_nowait())
+            events: list[Event] = []
+            try:
+                async with PublishPipe(self._url) as pipe:
+                    delay = 0.1
+                    while True:
+                        events = await self._take()
+                        pipe.publish_many(self._messages(events))
+                        await pipe.drain()
+            except PublishPipeError as err:
+                self._stats.live_dropped.inc(len(events))
+                logger.warning("live events dropped, Redis unavailable: %s", err)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+
+    async def _run_pipelines(self) -> None:
+        delay = 0.1
+        while True:
+            events = await self._take()
             try:
                 async with self._redis.pipeline(transaction=False) as pipe:
-                    for kind, device_id, owner_id, payload in events:
-                        for channel in channels_for(kind, device_id, owner_id):
-                            pipe.publish(channel, payload)
+                    for channel, payload in self._messages(events):
+                        pipe.publish(channel, payload)
                     await pipe.execute()
                 delay = 0.1
             except RedisError as err:

@@ -44,7 +44,7 @@ class IngestWorker:
         self.redis = redis
         self.connected = asyncio.Event()
         self.directory = DeviceDirectory(ttl_seconds=settings.ingest_device_cache_seconds)
-        self.live = LivePublisher(redis, self.stats)
+        self.live = LivePublisher(redis, settings.redis_url, self.stats)
         self.store = ReadingStore(
             redis=redis,
             stats=self.stats,

@@ -1,4 +1,4 @@
-"""Device MQTT passwords: generated here, kept only as Mosquitto-style PBKDF2 hashes."""
+"""Device MQTT passwords: derived here, kept only as Mosquitto-style PBKDF2 hashes."""
 
 from __future__ import annotations
 
@@ -34,7 +34,7 @@ class PasswordHash:
 
 
 def hash_mqtt_password(password: str) -> str:
-    """A salted PBKDF2-SHA512 hash (the password itself is 256 random bits)."""
+    """A salted PBKDF2-SHA512 hash (the password itself is a 256-bit HMAC output)."""
     salt = secrets.token_bytes(_SALT_BYTES)
     digest = hashlib.pbkdf2_hmac("sha512", password.encode(), salt, _ITERATIONS)
     return PasswordHash(_ITERATIONS, salt, digest).encode()
@@ -45,3 +45,19 @@ def verify_mqtt_password(password: str, encoded: str) -> bool:
     stored = PasswordHash.decode(encoded)
     digest = hashlib.pbkdf2_hmac("sha512", password.encode(), stored.salt, stored.iterations)
     return hmac.compare_digest(digest, stored.digest)
+
+
+def derive_mqtt_password(key: str, device_id: str, version: int) -> str:
+    """The MQTT password of one device at one credentials version.
+
+    Derived rather than random so the platform can give a broker that lost its state
+    the current passwords again (Mosquitto 2.0's control API takes only plaintext).
+    """
+    digest = hmac.new(key.encode(), f"{device_id}:{version}".encode(), hashlib.sha256).digest()
+    return base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
+
+
+def secret_fingerprint(key: str, secret: str) -> str:
+    """A short keyed digest of `secret`: tells whether the broker holds the current one."""
+    message = f"fingerprint:{secret}".encode()
+    return hmac.new(key.encode(), message, hashlib.sha256).hexdigest()[:16]

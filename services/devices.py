@@ -3,23 +3,26 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable
 from dataclasses import dataclass
 from datetime import datetime
 
 from beanie import PydanticObjectId
 
+from core.dynsec import BrokerUnavailable, DynsecError
 from core.settings import Settings
 from models.accounts import Role, User
 from models.devices import Device
 from models.readings import Reading
+from services import broker_identities
+from services.broker_identities import DynsecCommands, broker_errors
 from services.credentials import hash_mqtt_password
-from services.errors import Unauthenticated
+from services.errors import Conflict, Unauthenticated
 from services.pagination import Page, paginate
 from services.tokens import (
     DeviceClaims,
     decode_device_token,
     issue_device_token,
-    new_opaque_token,
 )
 from services.validation import clean_text, ensure_found, parse_id
 
@@ -45,12 +48,22 @@ class TokenCheck:
     expires_at: datetime | None = None
 
 
+async def _undo_on_broker(step: Awaitable[None]) -> None:
+    """Best-effort compensation after MongoDB failed; reconcile repairs what it cannot."""
+    try:
+        await step
+    except (BrokerUnavailable, DynsecError) as err:
+        logger.warning("broker: undo failed (%s); the next reconcile repairs it", err)
+
+
 def _visible_to(viewer: User) -> dict[str, object]:
     return {} if viewer.role == Role.ADMIN else {"owner_id": viewer.id}
 
 
 def _new_credentials(device: Device, settings: Settings) -> DeviceCredentials:
-    password = new_opaque_token()
+    password = broker_identities.device_password(
+        settings, str(device.id), device.credentials_version
+    )
     device.mqtt_password_hash = hash_mqtt_password(password)
     token = issue_device_token(str(device.id), device.credentials_version, settings)
     return DeviceCredentials(
@@ -59,9 +72,14 @@ def _new_credentials(device: Device, settings: Settings) -> DeviceCredentials:
 
 
 async def create_device(
-    owner: User, *, name: str, type: str, settings: Settings
+    owner: User, *, name: str, type: str, settings: Settings, broker: DynsecCommands
 ) -> tuple[Device, DeviceCredentials]:
-    """Register a device for `owner`; its credentials are returned this once."""
+    """Register a device for `owner`; its credentials are returned this once.
+
+    The broker client comes first: a Device exists only with its client. A client
+    left without a Device (the insert failed, or the process died) is removed here
+    or by the next reconcile.
+    """
     device_id = PydanticObjectId()
     device = Device(
         id=device_id,
@@ -72,7 +90,15 @@ async def create_device(
         mqtt_password_hash="",
     )
     credentials = _new_credentials(device, settings)
-    await device.insert()
+    with broker_errors("the device was not created"):
+        await broker_identities.provision_device(
+            broker, settings, str(device_id), credentials.mqtt_password
+        )
+    try:
+        await device.insert()
+    except Exception:
+        await _undo_on_broker(broker_identities.remove_device(broker, str(device_id)))
+        raise
     logger.info("device %s created for user %s", device.id, owner.id)
     return device, credentials
 
@@ -103,9 +129,13 @@ async def update_device(
     return device
 
 
-async def delete_device(viewer: User, device_id: str) -> None:
-    """Remove a device and everything that belongs to it."""
+async def delete_device(viewer: User, device_id: str, *, broker: DynsecCommands) -> None:
+    """Remove a device and everything that belongs to it, its broker client first."""
     device = await get_device(viewer, device_id)
+    # Broker first: a failure leaves everything as it was, and no credential of a
+    # deleted device stays valid at the broker.
+    with broker_errors("the device was not deleted"):
+        await broker_identities.remove_device(broker, str(device.id))
     await device.delete()
     # Readings go after the device, so no reading outlives a device that is gone.
     await Reading.find(Reading.device_id == device.id).delete()
@@ -113,18 +143,40 @@ async def delete_device(viewer: User, device_id: str) -> None:
 
 
 async def rotate_credentials(
-    viewer: User, device_id: str, *, settings: Settings
+    viewer: User, device_id: str, *, settings: Settings, broker: DynsecCommands
 ) -> DeviceCredentials:
-    """New MQTT password and token; the old ones stop working at once."""
+    """New MQTT password and token; the old ones stop working at once.
+
+    The broker takes the new password first (closing sessions opened with the old
+    one); only then does MongoDB move to the new version.
+    """
     device = await get_device(viewer, device_id)
+    old_version = device.credentials_version
     device.credentials_version += 1
     credentials = _new_credentials(device, settings)
-    await device.set(
-        {
-            "mqtt_password_hash": device.mqtt_password_hash,
-            "credentials_version": device.credentials_version,
-        }
-    )
+    with broker_errors("the credentials were not changed"):
+        await broker_identities.set_device_password(
+            broker, settings, str(device.id), credentials.mqtt_password
+        )
+    try:
+        result = await Device.get_pymongo_collection().update_one(
+            {"_id": device.id, "credentials_version": old_version},
+            {
+                "$set": {
+                    "mqtt_password_hash": device.mqtt_password_hash,
+                    "credentials_version": device.credentials_version,
+                }
+            },
+        )
+    except Exception:
+        old_password = broker_identities.device_password(settings, str(device.id), old_version)
+        await _undo_on_broker(
+            broker_identities.set_device_password(broker, settings, str(device.id), old_password)
+        )
+        raise
+    if result.matched_count == 0:
+        # Rotated (or deleted) concurrently; the other call's outcome stands.
+        raise Conflict("The device's credentials changed meanwhile; try again.")
     logger.info("credentials of device %s rotated", device.id)
     return credentials
 

@@ -53,3 +53,9 @@ class RateLimited(ServiceError):
     def __init__(self, retry_after: int) -> None:
         super().__init__(f"Too many attempts; try again in {retry_after} s.")
         self.retry_after = retry_after
+
+
+class Unavailable(ServiceError):
+    """A dependency (the MQTT broker) is down; nothing was changed. Its message is shown."""
+
+    code = "INTERNAL"

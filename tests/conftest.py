@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import secrets
 import subprocess
 import sys
 import tempfile
@@ -72,15 +73,21 @@ def managed_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Managed
 
 
 @pytest.fixture(scope="session")
-def settings(mongodb_url: str) -> Settings:
+def settings(mongodb_url: str, managed_broker: ManagedBroker) -> Settings:
     return Settings(
         _env_file=None,  # type: ignore[call-arg]
         environment="test",
         mongodb_url=mongodb_url,
         mongodb_database=f"test_{uuid.uuid4().hex[:12]}",
         redis_url=os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15"),
-        mqtt_host=os.environ.get("TEST_MQTT_HOST", "127.0.0.1"),
-        mqtt_port=int(os.environ.get("TEST_MQTT_PORT", "1883")),
+        # The API administers the managed broker's dynsec and provisions the ingest identity.
+        mqtt_host=managed_broker.host,
+        mqtt_port=managed_broker.port,
+        mqtt_username=managed_broker.admin_username,
+        mqtt_password=managed_broker.admin_password,
+        mqtt_ingest_username="iot-ingest",
+        mqtt_ingest_password=secrets.token_urlsafe(24),
+        device_credential_key=secrets.token_urlsafe(32),
         # Cheap hashing keeps the suite fast; production keeps the defaults.
         argon2_time_cost=1,
         argon2_memory_cost_kib=64,

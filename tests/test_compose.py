@@ -274,3 +274,31 @@ def test_dockerfile_health_check_uses_urllib_on_health() -> None:
     assert checks, "the Dockerfile has no HEALTHCHECK"
     assert "urllib.request" in checks[-1]
     assert "http://127.0.0.1:" in checks[-1] and "/health" in checks[-1]
+
+
+# --- broker identities (docs/security.md) ------------------------------------------
+
+
+def required(value: str | None, name: str) -> bool:
+    return bool(re.fullmatch(rf"\$\{{{name}:\?[^}}]+\}}", value or ""))
+
+
+def test_api_administers_broker_with_bootstrapped_admin() -> None:
+    api, broker = environment("api"), environment("mosquitto")
+    assert api.get("MQTT_USERNAME") == "admin"
+    assert required(api.get("MQTT_PASSWORD"), "MOSQUITTO_DYNSEC_PASSWORD")
+    assert required(broker.get("MOSQUITTO_DYNSEC_PASSWORD"), "MOSQUITTO_DYNSEC_PASSWORD")
+    assert required(api.get("MQTT_INGEST_PASSWORD"), "MQTT_INGEST_PASSWORD")
+
+
+def test_ingest_uses_identity_the_api_provisions() -> None:
+    ingest, api = environment("ingest"), environment("api")
+    assert ingest.get("MQTT_USERNAME") == Settings.model_fields["mqtt_ingest_username"].default
+    assert "MQTT_INGEST_USERNAME" not in api or api["MQTT_INGEST_USERNAME"] == "iot-ingest"
+    assert required(ingest.get("MQTT_PASSWORD"), "MQTT_INGEST_PASSWORD")
+    assert "MQTT_INGEST_PASSWORD" not in ingest, "the worker does not provision identities"
+
+
+def test_device_credential_key_is_required_everywhere() -> None:
+    for name in PLATFORM_SERVICES:
+        assert required(environment(name).get("DEVICE_CREDENTIAL_KEY"), "DEVICE_CREDENTIAL_KEY")

@@ -27,13 +27,13 @@ SERVED = {
     "DeleteDevice",
     "RotateDeviceCredentials",
     "VerifyDeviceToken",
+    "Readings",
+    "Aggregate",
+    "ReadingAdded",
+    "DeviceStatusChanged",
 }
 # Not served yet, by the issue that brings them.
 PENDING = {
-    "Readings": 3,
-    "Aggregate": 3,
-    "ReadingAdded": 3,
-    "DeviceStatusChanged": 3,
     "CreateAlertRule": 6,
     "AlertRules": 6,
     "DeleteAlertRule": 6,

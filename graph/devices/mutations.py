@@ -22,7 +22,11 @@ class DeviceMutation:
     async def create_device(self, info: Info, input: CreateDeviceInput) -> CreateDevicePayload:
         owner = await info.context.require_user()
         device, credentials = await devices.create_device(
-            owner, name=input.name, type=input.type, settings=info.context.settings
+            owner,
+            name=input.name,
+            type=input.type,
+            settings=info.context.settings,
+            broker=info.context.broker,
         )
         return CreateDevicePayload(
             device=Device.from_document(device),
@@ -39,13 +43,16 @@ class DeviceMutation:
 
     @strawberry.mutation(description="Delete a device, its broker credentials and its readings.")
     async def delete_device(self, info: Info, id: strawberry.ID) -> bool:
-        await devices.delete_device(await info.context.require_user(), id)
+        viewer = await info.context.require_user()
+        await devices.delete_device(viewer, id, broker=info.context.broker)
         return True
 
     @strawberry.mutation(description="New MQTT password and token; the old ones stop at once.")
     async def rotate_device_credentials(self, info: Info, id: strawberry.ID) -> DeviceCredentials:
         viewer = await info.context.require_user()
-        credentials = await devices.rotate_credentials(viewer, id, settings=info.context.settings)
+        credentials = await devices.rotate_credentials(
+            viewer, id, settings=info.context.settings, broker=info.context.broker
+        )
         return DeviceCredentials.from_credentials(credentials)
 
     @strawberry.mutation(description="Check a device token presented by anyone (e.g. a gateway).")

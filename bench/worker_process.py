@@ -1,0 +1,87 @@
+"""A worker under benchmark, as its own process: `python -m bench.worker_process ours|naive`.
+
+`ours` is the real ingest worker (ingest.worker.IngestWorker). `naive` is the
+baseline the issue asks for: paho's callback, one insert_one per message, no
+batching, no live path. On SIGTERM each prints a JSON line of what it did.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import signal
+import sys
+import threading
+from datetime import UTC, datetime
+from typing import Any
+
+
+def run_ours() -> None:
+    from core.database import open_database
+    from core.redis import open_redis
+    from core.settings import get_settings
+    from ingest.worker import IngestWorker
+
+    async def serve() -> dict[str, Any]:
+        settings = get_settings()
+        async with open_database(settings), open_redis(settings) as redis:
+            worker = IngestWorker(settings, redis)
+            task = asyncio.create_task(worker.run())
+            loop = asyncio.get_running_loop()
+            loop.add_signal_handler(signal.SIGTERM, task.cancel)
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+            registry = worker.stats.registry
+            return {
+                "stored": worker.stats.stored_count(),
+                "store_seconds": registry.get_sample_value("ingest_store_seconds_sum") or 0.0,
+                "batches": registry.get_sample_value("ingest_store_seconds_count") or 0.0,
+            }
+
+    print(json.dumps(asyncio.run(serve())), flush=True)
+
+
+def run_naive() -> None:
+    import paho.mqtt.client as mqtt
+    from bson import ObjectId
+    from paho.mqtt.enums import CallbackAPIVersion
+    from pymongo import MongoClient
+
+    from core.settings import get_settings
+
+    settings = get_settings()
+    database: MongoClient[dict[str, Any]] = MongoClient(settings.mongodb_url)
+    collection = database[settings.mongodb_database]["readings"]
+    stored = 0
+
+    def on_message(client: mqtt.Client, userdata: object, message: mqtt.MQTTMessage) -> None:
+        nonlocal stored
+        device_id = message.topic.split("/")[1]
+        body = json.loads(message.payload)
+        collection.insert_one(
+            {
+                "device_id": ObjectId(device_id),
+                "timestamp": datetime.now(UTC),
+                "values": [{"metric": k, "value": float(v), "unit": None} for k, v in body.items()],
+                "anomaly": False,
+            }
+        )
+        stored += 1
+
+    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="bench-naive")
+    password = settings.mqtt_password.get_secret_value() if settings.mqtt_password else None
+    client.username_pw_set(settings.mqtt_username, password)
+    client.on_message = on_message
+    client.on_connect = lambda c, *_: c.subscribe("devices/+/telemetry", qos=1)
+    client.connect(settings.mqtt_host, settings.mqtt_port)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    client.loop_start()
+    stop.wait()
+    client.loop_stop()
+    print(json.dumps({"stored": stored}), flush=True)
+
+
+if __name__ == "__main__":
+    {"ours": run_ours, "naive": run_naive}[sys.argv[1]]()

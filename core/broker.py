@@ -1,0 +1,115 @@
+"""The API's one admin connection to the broker, held for the life of the process."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from types import TracebackType
+from typing import Any, Self
+
+from core.dynsec import BrokerUnavailable, DynamicSecurity, connect_dynsec
+from core.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+FIRST_RETRY_SECONDS = 0.2
+MAX_RETRY_SECONDS = 5.0
+
+type OnConnect = Callable[[DynamicSecurity], Awaitable[object]]
+
+
+class BrokerAdmin:
+    """Dynamic-security commands over one admin connection that reconnects with backoff.
+
+    While the broker is away, commands raise BrokerUnavailable at once instead of
+    waiting; `on_connect` runs after every (re)connection, so a broker that restarted
+    with an empty state is repaired as soon as it is back.
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        on_connect: OnConnect | None = None,
+        startup_wait_seconds: float = 5.0,
+    ) -> None:
+        self._settings = settings
+        self._on_connect = on_connect
+        self._startup_wait = startup_wait_seconds
+        self._dynsec: DynamicSecurity | None = None
+        self._task: asyncio.Task[None] | None = None
+        # Connected and on_connect done.
+        self.ready = asyncio.Event()
+
+    @property
+    def connected(self) -> bool:
+        return self._dynsec is not None and not self._dynsec.lost.is_set()
+
+    def _current(self) -> DynamicSecurity:
+        if self._dynsec is None or self._dynsec.lost.is_set():
+            raise BrokerUnavailable("no admin connection to the MQTT broker")
+        return self._dynsec
+
+    async def execute(self, *commands: dict[str, Any]) -> list[dict[str, Any]]:
+        """DynamicSecurity.execute on the current connection."""
+        return await self._current().execute(*commands)
+
+    async def execute_tolerant(self, *commands: dict[str, Any]) -> list[dict[str, Any]]:
+        """DynamicSecurity.execute_tolerant on the current connection."""
+        return await self._current().execute_tolerant(*commands)
+
+    async def _connect_once(self) -> None:
+        settings = self._settings
+        password = settings.mqtt_password.get_secret_value() if settings.mqtt_password else ""
+        async with connect_dynsec(
+            settings.mqtt_host,
+            settings.mqtt_port,
+            username=settings.mqtt_username or "",
+            password=password,
+        ) as dynsec:
+            self._dynsec = dynsec
+            logger.info("broker admin connection open (%s)", settings.mqtt_host)
+            if self._on_connect is not None:
+                try:
+                    await self._on_connect(dynsec)
+                except Exception:  # a failed reconcile must not drop the connection
+                    logger.exception("broker: on-connect step failed")
+            if not dynsec.lost.is_set():
+                self.ready.set()
+            await dynsec.lost.wait()
+
+    async def _run(self) -> None:
+        delay = FIRST_RETRY_SECONDS
+        while True:
+            try:
+                await self._connect_once()
+                delay = FIRST_RETRY_SECONDS
+            except BrokerUnavailable as err:
+                logger.warning("broker admin connection failed (%s); retry in %.1f s", err, delay)
+            finally:
+                self._dynsec = None
+                self.ready.clear()
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, MAX_RETRY_SECONDS)
+
+    async def __aenter__(self) -> Self:
+        self._task = asyncio.create_task(self._run(), name="broker-admin")
+        # Give a broker that starts alongside us a moment; never fail start-up for it.
+        try:
+            async with asyncio.timeout(self._startup_wait):
+                await self.ready.wait()
+        except TimeoutError:
+            logger.warning("broker not reachable at start-up; the API runs without it")
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+            self._task = None

@@ -1,0 +1,218 @@
+"""The Redis bus: ONE pub/sub connection per process, shared by every local subscriber.
+
+A thousand GraphQL subscriptions cost one Redis connection: channels are
+reference-counted (SUBSCRIBE when the first local subscriber arrives, UNSUBSCRIBE
+when the last leaves) and a single reader task dispatches each message to the
+subscribers' bounded queues.
+
+When the connection is lost the reader reconnects with exponential backoff and
+subscribes again to every channel still in use. Messages published in between
+are lost: that is pub/sub's contract (the readings themselves are in MongoDB).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Iterable
+from contextlib import asynccontextmanager, suppress
+from types import TracebackType
+from typing import Any, Self
+
+from redis.asyncio import Redis
+from redis.asyncio.connection import AbstractConnection
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import RedisError
+
+from core.bus import DEFAULT_BUFFER, Fanout, OverflowCallback, Subscription
+
+logger = logging.getLogger(__name__)
+
+_FIRST_DELAY = 0.05
+
+
+class RedisBus:
+    """Redis pub/sub with local fan-out; an async context manager running the reader."""
+
+    def __init__(
+        self,
+        redis: Redis,
+        *,
+        reconnect_max: float = 10.0,
+        health_interval: float = 30.0,
+        ready_timeout: float = 5.0,
+        client_name: str = "iotplatform-bus",
+    ) -> None:
+        self._redis = redis
+        self._client_name = client_name
+        self._reconnect_max = reconnect_max
+        self._health_interval = health_interval
+        self._ready_timeout = ready_timeout
+        self._fanout = Fanout(on_change=self._channels_changed)
+        # Channels SUBSCRIBEd on the current connection (and not UNSUBSCRIBEd since).
+        self._sent: set[str] = set()
+        # Subscribe confirmations still to come, per channel: replies arrive in order.
+        self._awaiting: dict[str, int] = {}
+        # Set once Redis has confirmed the channel on the current connection.
+        self._ready: dict[str, asyncio.Event] = {}
+        self._dirty = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self.connections = 0  # connections made so far: 1 + reconnects
+
+    async def __aenter__(self) -> Self:
+        self._task = asyncio.create_task(self._run(), name="redis-bus")
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self._fanout.end_all()
+        if self._task is not None:
+            self._task.cancel()
+            with suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    def local_subscribers(self, channel: str) -> int:
+        return self._fanout.count(channel)
+
+    async def publish(self, channel: str, payload: bytes) -> None:
+        await self._redis.publish(channel, payload)
+
+    @asynccontextmanager
+    async def subscribe(
+        self,
+        *channels: str,
+        max_buffer: int = DEFAULT_BUFFER,
+        on_overflow: OverflowCallback | None = None,
+    ) -> AsyncIterator[Subscription]:
+        """A subscription that receives what is published once this returns."""
+        subscription = Subscription(channels, max_buffer=max_buffer, on_overflow=on_overflow)
+        self._fanout.add(subscription)
+        try:
+            await self._until_confirmed(subscription.channels)
+            yield subscription
+        finally:
+            # No await here: leaving must not depend on Redis, nor be cancellable.
+            self._fanout.remove(subscription)
+
+    async def _until_confirmed(self, channels: Iterable[str]) -> None:
+        events = [self._ready.setdefault(channel, asyncio.Event()) for channel in channels]
+        try:
+            async with asyncio.timeout(self._ready_timeout):
+                for event in events:
+                    await event.wait()
+        except TimeoutError:
+            # Redis is away: the subscription stands and resumes when it is back.
+            logger.warning("Redis has not confirmed %s yet; continuing", sorted(channels))
+
+    def _channels_changed(self) -> None:
+        self._dirty.set()
+
+    def _new_connection(self) -> AbstractConnection:
+        pool = self._redis.connection_pool
+        kwargs: dict[str, Any] = {
+            **pool.connection_kwargs,
+            # Payloads stay bytes, and the reader does its own health checks (the
+            # connection's own would read concurrently with it).
+            "decode_responses": False,
+            "health_check_interval": 0,
+            "client_name": self._client_name,  # CLIENT LIST names the bus
+        }
+        return pool.connection_class(**kwargs)
+
+    async def _run(self) -> None:
+        delay = _FIRST_DELAY
+        while True:
+            connection: AbstractConnection | None = None
+            try:
+                connection = self._new_connection()
+                await connection.connect_check_health(check_health=False)
+                self.connections += 1
+                if self.connections > 1:
+                    logger.info(
+                        "Redis pub/sub reconnected; resubscribing %d channels",
+                        len(self._fanout.channels),
+                    )
+                delay = _FIRST_DELAY
+                self._dirty.set()  # subscribe every channel in use
+                async with asyncio.TaskGroup() as group:
+                    group.create_task(self._write(connection))
+                    group.create_task(self._read(connection))
+            except* (RedisError, OSError) as errors:
+                logger.warning(
+                    "Redis pub/sub connection lost (%s); retrying in %.2f s",
+                    errors.exceptions[0],
+                    delay,
+                )
+            except* Exception:
+                logger.exception("Redis bus failed; retrying in %.2f s", delay)
+            finally:
+                self._forget_connection()
+                if connection is not None:
+                    await connection.disconnect(nowait=True)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, self._reconnect_max)
+
+    def _forget_connection(self) -> None:
+        self._sent.clear()
+        self._awaiting.clear()
+        for event in self._ready.values():
+            event.clear()
+
+    async def _write(self, connection: AbstractConnection) -> None:
+        """Bring the connection's subscriptions in line with the local subscribers."""
+        while True:
+            await self._dirty.wait()
+            self._dirty.clear()
+            wanted = set(self._fanout.channels)
+            added = sorted(wanted - self._sent)
+            dropped = sorted(self._sent - wanted)
+            for channel in [c for c in self._ready if c not in wanted]:
+                del self._ready[channel]
+            if added:
+                self._sent.update(added)
+                for channel in added:
+                    self._awaiting[channel] = self._awaiting.get(channel, 0) + 1
+                await connection.send_command("SUBSCRIBE", *added, check_health=False)
+            if dropped:
+                self._sent.difference_update(dropped)
+                await connection.send_command("UNSUBSCRIBE", *dropped, check_health=False)
+
+    async def _read(self, connection: AbstractConnection) -> None:
+        """Dispatch messages; PING when idle so a dead peer is noticed."""
+        pinged = False
+        while True:
+            response = await connection.read_response(
+                timeout=self._health_interval, disconnect_on_error=False, push_request=True
+            )
+            if response is None:
+                if pinged:
+                    raise RedisConnectionError("Redis did not answer PING on the pub/sub link")
+                await connection.send_command("PING", check_health=False)
+                pinged = True
+                continue
+            pinged = False
+            if isinstance(response, list) and len(response) >= 2:
+                self._handle(response)
+
+    def _handle(self, response: list[Any]) -> None:
+        kind = response[0]
+        channel = response[1].decode() if isinstance(response[1], bytes) else str(response[1])
+        if kind == b"message" and len(response) == 3:
+            self._fanout.dispatch(channel, bytes(response[2]))
+        elif kind == b"subscribe":
+            left = self._awaiting.get(channel, 0) - 1
+            if left > 0:
+                self._awaiting[channel] = left
+                return
+            self._awaiting.pop(channel, None)
+            event = self._ready.get(channel)
+            if event is not None and channel in self._sent:
+                event.set()
+
+
+__all__ = ["RedisBus"]

@@ -1,0 +1,68 @@
+"""Subscriptions' plumbing: a live feed as a stream of GraphQL values, slow clients closed."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncGenerator, Callable
+from typing import Final
+
+from starlette.requests import Request
+from starlette.websockets import WebSocket, WebSocketDisconnect
+
+from graph.context import Context
+from services import live
+from services.live import Feed, OwnedEvent
+
+logger = logging.getLogger(__name__)
+
+# RFC 6455 "Try Again Later": the client fell too far behind the events.
+SLOW_SUBSCRIBER_CODE: Final = 1013
+SLOW_SUBSCRIBER_REASON: Final = "subscriber too slow"
+
+# Close tasks in flight: the loop keeps only weak references to tasks.
+_closing: set[asyncio.Task[None]] = set()
+
+
+class CloseSlowSubscriber:
+    """The overflow callback: close the subscriber's WebSocket with 1013."""
+
+    def __init__(self, connection: Request | WebSocket) -> None:
+        self.connection = connection
+        self.triggered = False
+
+    def __call__(self) -> None:
+        self.triggered = True
+        if isinstance(self.connection, WebSocket):
+            logger.info("closing a subscriber that fell behind (%s)", self.connection.client)
+            task = asyncio.create_task(_close(self.connection))
+            _closing.add(task)
+            task.add_done_callback(_closing.discard)
+
+
+async def _close(websocket: WebSocket) -> None:
+    try:
+        await websocket.close(code=SLOW_SUBSCRIBER_CODE, reason=SLOW_SUBSCRIBER_REASON)
+    except (RuntimeError, OSError, WebSocketDisconnect) as err:
+        # Already closed or gone: nothing left to release.
+        logger.debug("slow subscriber already disconnected: %s", err)
+
+
+async def live_stream[E: OwnedEvent, T](
+    context: Context, feed: Feed, decode: Callable[[bytes], E], convert: Callable[[E], T]
+) -> AsyncGenerator[T]:
+    """The feed's allowed events as GraphQL values, until the client goes away."""
+    on_overflow = CloseSlowSubscriber(context.request)
+    async with live.watch(
+        context.bus,
+        feed,
+        decode,
+        max_buffer=context.settings.subscription_buffer,
+        on_overflow=on_overflow,
+    ) as events:
+        async for event in events:
+            yield convert(event)
+    if on_overflow.triggered and isinstance(context.request, WebSocket):
+        # The socket is closing with 1013. Ending the stream now would send
+        # "complete" on it; strawberry cancels this operation at the disconnect.
+        await asyncio.get_running_loop().create_future()

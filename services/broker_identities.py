@@ -1,0 +1,176 @@
+"""Who may do what at the broker: device and service identities in Mosquitto dynsec.
+
+The broker enforces these rules (a device speaks only on its own topics); MongoDB
+stays the source of truth, and services.broker_reconcile makes the broker match it.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from core.dynsec import BrokerUnavailable, DynsecError
+from core.settings import Settings
+from services.credentials import derive_mqtt_password, secret_fingerprint
+from services.errors import Unavailable
+
+logger = logging.getLogger(__name__)
+
+API_ROLE = "iot-api"
+INGEST_ROLE = "iot-ingest"
+DEVICE_ROLE_PREFIX = "device-"
+# Device usernames are their ObjectId: anything else on the broker is not a device.
+DEVICE_USERNAME = re.compile(r"[0-9a-f]{24}")
+MARKER_PREFIX = "iotplatform secret "
+
+# Device to platform (publish) and platform to device (subscribe), per device.
+DEVICE_PUBLISH = ("telemetry", "status", "logs", "ota/progress")
+DEVICE_SUBSCRIBE = ("ota", "commands/#")
+# What the ingest worker consumes.
+INGEST_TOPICS = tuple(f"devices/+/{suffix}" for suffix in DEVICE_PUBLISH)
+# What the API sends to devices.
+API_PUBLISH = ("devices/+/ota", "devices/+/commands/#")
+
+
+class DynsecCommands(Protocol):
+    """An admin connection: core.dynsec.DynamicSecurity or core.broker.BrokerAdmin."""
+
+    async def execute(self, *commands: dict[str, Any]) -> list[dict[str, Any]]: ...
+
+    async def execute_tolerant(self, *commands: dict[str, Any]) -> list[dict[str, Any]]: ...
+
+
+@dataclass(frozen=True, slots=True, order=True)
+class Acl:
+    acltype: str
+    topic: str
+
+    def command(self, rolename: str, verb: str = "addRoleACL") -> dict[str, Any]:
+        return {
+            "command": verb,
+            "rolename": rolename,
+            "acltype": self.acltype,
+            "topic": self.topic,
+            "allow": True,
+        }
+
+
+def device_role(device_id: str) -> str:
+    return f"{DEVICE_ROLE_PREFIX}{device_id}"
+
+
+def device_acls(device_id: str) -> frozenset[Acl]:
+    """Publish only its own uplink topics, subscribe only its own downlink ones."""
+    return frozenset(
+        [Acl("publishClientSend", f"devices/{device_id}/{s}") for s in DEVICE_PUBLISH]
+        + [Acl("subscribePattern", f"devices/{device_id}/{s}") for s in DEVICE_SUBSCRIBE]
+    )
+
+
+def ingest_acls(settings: Settings) -> frozenset[Acl]:
+    """Subscribe to device uplinks, shared in the worker group or alone; publish nothing."""
+    # Mosquitto checks a shared subscription against its full `$share/...` filter.
+    filters = list(INGEST_TOPICS)
+    if group := settings.ingest_share_group:
+        filters += [f"$share/{group}/{topic}" for topic in INGEST_TOPICS]
+    return frozenset(Acl("subscribePattern", topic) for topic in filters)
+
+
+def api_acls() -> frozenset[Acl]:
+    """On top of the dynsec admin role: send OTA offers and commands to devices."""
+    return frozenset(Acl("publishClientSend", topic) for topic in API_PUBLISH)
+
+
+def device_password(settings: Settings, device_id: str, version: int) -> str:
+    """The device's current MQTT password (see services.credentials)."""
+    key = settings.device_credential_key.get_secret_value()
+    return derive_mqtt_password(key, device_id, version)
+
+
+def marker(settings: Settings, password: str) -> str:
+    """Stored as the client's textdescription: which password the broker holds."""
+    key = settings.device_credential_key.get_secret_value()
+    return MARKER_PREFIX + secret_fingerprint(key, password)
+
+
+def create_role(rolename: str, acls: frozenset[Acl]) -> dict[str, Any]:
+    return {
+        "command": "createRole",
+        "rolename": rolename,
+        "acls": [{"acltype": a.acltype, "topic": a.topic, "allow": True} for a in sorted(acls)],
+    }
+
+
+def create_client(
+    settings: Settings, username: str, password: str, rolename: str
+) -> dict[str, Any]:
+    return {
+        "command": "createClient",
+        "username": username,
+        "password": password,
+        "textdescription": marker(settings, password),
+        "roles": [{"rolename": rolename}],
+    }
+
+
+def set_password(settings: Settings, username: str, password: str) -> list[dict[str, Any]]:
+    """New password and its marker; Mosquitto 2.0 disconnects the client's open sessions."""
+    return [
+        {"command": "setClientPassword", "username": username, "password": password},
+        {
+            "command": "modifyClient",
+            "username": username,
+            "textdescription": marker(settings, password),
+        },
+    ]
+
+
+@contextmanager
+def broker_errors(outcome: str) -> Iterator[None]:
+    """Broker failures as a clear Unavailable; `outcome` says what did not happen."""
+    try:
+        yield
+    except (BrokerUnavailable, DynsecError) as err:
+        logger.warning("broker: %s (%s)", outcome, err)
+        raise Unavailable(f"The MQTT broker is unavailable; {outcome}. Try again.") from err
+
+
+async def provision_device(
+    broker: DynsecCommands, settings: Settings, device_id: str, password: str
+) -> None:
+    """Create the device's role and client; on a refusal, leave nothing behind."""
+    role = device_role(device_id)
+    try:
+        await broker.execute(
+            create_role(role, device_acls(device_id)),
+            create_client(settings, device_id, password, role),
+        )
+    except DynsecError:
+        await broker.execute_tolerant(
+            {"command": "deleteClient", "username": device_id},
+            {"command": "deleteRole", "rolename": role},
+        )
+        raise
+
+
+async def set_device_password(
+    broker: DynsecCommands, settings: Settings, device_id: str, password: str
+) -> None:
+    """Replace the device's password; a session opened with the old one is closed."""
+    await broker.execute(*set_password(settings, device_id, password))
+
+
+async def remove_device(broker: DynsecCommands, device_id: str) -> None:
+    """Delete the device's client (its sessions are closed) and role; absent is fine."""
+    responses = await broker.execute_tolerant(
+        {"command": "deleteClient", "username": device_id},
+        {"command": "deleteRole", "rolename": device_role(device_id)},
+    )
+    for response in responses:
+        error = response.get("error")
+        if error and "not found" not in str(error).lower():
+            raise DynsecError(str(response.get("command")), str(error))

@@ -1,0 +1,203 @@
+"""Make the broker's identities match MongoDB: at API start-up, on reconnect, and by CLI.
+
+Devices in MongoDB get a client with their current (derived) password and exactly
+their own role; broker clients that look like devices but have no Device go away;
+the API and ingest service identities get their roles. Other clients (the admin's
+own, operators' tools) are left alone.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from bson import ObjectId
+
+from core.dynsec import BrokerUnavailable
+from core.settings import Settings
+from models.devices import Device
+from services.broker_identities import (
+    API_ROLE,
+    DEVICE_ROLE_PREFIX,
+    DEVICE_USERNAME,
+    INGEST_ROLE,
+    Acl,
+    DynsecCommands,
+    api_acls,
+    create_client,
+    create_role,
+    device_acls,
+    device_password,
+    device_role,
+    ingest_acls,
+    marker,
+    set_password,
+)
+
+logger = logging.getLogger(__name__)
+
+COMMANDS_PER_MESSAGE = 100
+# createDevice provisions the broker before it stores the Device: a young client
+# without a Device is probably being created right now, not an orphan.
+ORPHAN_GRACE = timedelta(minutes=1)
+
+type Command = dict[str, Any]
+
+
+@dataclass(slots=True)
+class ReconcileReport:
+    """What one reconcile changed, by kind."""
+
+    devices_created: int = 0
+    devices_repaired: int = 0
+    devices_removed: int = 0
+    roles_fixed: int = 0
+    services_fixed: int = 0
+
+    @property
+    def changed(self) -> bool:
+        return any(
+            (
+                self.devices_created,
+                self.devices_repaired,
+                self.devices_removed,
+                self.roles_fixed,
+                self.services_fixed,
+            )
+        )
+
+
+def _role_commands(rolename: str, wanted: frozenset[Acl], roles: dict[str, Any]) -> list[Command]:
+    """Create the role, or make its ACLs exactly `wanted` (allowed, priority 0)."""
+    if rolename not in roles:
+        return [create_role(rolename, wanted)]
+    present = {
+        (a["acltype"], a["topic"], bool(a.get("allow")), int(a.get("priority", 0)))
+        for a in roles[rolename].get("acls", [])
+    }
+    desired = {(a.acltype, a.topic, True, 0) for a in wanted}
+    extra = [Acl(t, topic).command(rolename, "removeRoleACL") for t, topic, *_ in present - desired]
+    for command in extra:
+        del command["allow"]
+    missing = [Acl(t, topic).command(rolename) for t, topic, *_ in sorted(desired - present)]
+    return extra + missing
+
+
+def _client_commands(
+    settings: Settings, client: dict[str, Any] | None, username: str, password: str, rolename: str
+) -> tuple[list[Command], bool]:
+    """Commands that give `username` this password and exactly this role; (commands, created)."""
+    if client is None:
+        return [create_client(settings, username, password, rolename)], True
+    commands: list[Command] = []
+    if client.get("textdescription") != marker(settings, password):
+        commands += set_password(settings, username, password)
+    roles = {r["rolename"] for r in client.get("roles", [])}
+    if rolename not in roles:
+        commands.append({"command": "addClientRole", "username": username, "rolename": rolename})
+    commands += [
+        {"command": "removeClientRole", "username": username, "rolename": r}
+        for r in sorted(roles - {rolename})
+    ]
+    commands += [
+        {"command": "removeGroupClient", "groupname": g["groupname"], "username": username}
+        for g in client.get("groups", [])
+    ]
+    if client.get("disabled"):
+        commands.append({"command": "enableClient", "username": username})
+    return commands, False
+
+
+def _old_enough(device_id: str, now: datetime, grace: timedelta) -> bool:
+    return now - ObjectId(device_id).generation_time >= grace
+
+
+async def _device_versions() -> dict[str, int]:
+    collection = Device.get_pymongo_collection()
+    return {
+        str(doc["_id"]): int(doc.get("credentials_version", 1))
+        async for doc in collection.find({}, {"credentials_version": 1})
+    }
+
+
+async def _listing(broker: DynsecCommands) -> tuple[dict[str, Any], dict[str, Any]]:
+    clients, roles = await broker.execute(
+        {"command": "listClients", "verbose": True, "count": -1},
+        {"command": "listRoles", "verbose": True, "count": -1},
+    )
+    return (
+        {c["username"]: c for c in clients["data"]["clients"]},
+        {r["rolename"]: r for r in roles["data"]["roles"]},
+    )
+
+
+async def reconcile(
+    broker: DynsecCommands, settings: Settings, *, orphan_grace: timedelta = ORPHAN_GRACE
+) -> ReconcileReport:
+    """Make the broker's clients and roles match the devices in MongoDB."""
+    clients, roles = await _listing(broker)
+    devices = await _device_versions()
+    report = ReconcileReport()
+    commands: list[Command] = []
+
+    # Service identities: the API's extra role on the admin client, the ingest worker.
+    service: list[Command] = _role_commands(API_ROLE, api_acls(), roles)
+    admin = settings.mqtt_username
+    admin_roles = {r["rolename"] for r in (clients.get(admin or "") or {}).get("roles", [])}
+    grant_admin = admin in clients and API_ROLE not in admin_roles
+    ingest = settings.mqtt_ingest_username
+    if settings.mqtt_ingest_password is not None:
+        password = settings.mqtt_ingest_password.get_secret_value()
+        service += _role_commands(INGEST_ROLE, ingest_acls(settings), roles)
+        service += _client_commands(settings, clients.get(ingest), ingest, password, INGEST_ROLE)[0]
+    report.services_fixed = len(service) + grant_admin
+    commands += service
+
+    for device_id, version in devices.items():
+        role = device_role(device_id)
+        role_fix = _role_commands(role, device_acls(device_id), roles)
+        password = device_password(settings, device_id, version)
+        client_fix, created = _client_commands(
+            settings, clients.get(device_id), device_id, password, role
+        )
+        report.roles_fixed += bool(role_fix) and role in roles
+        report.devices_created += created
+        report.devices_repaired += bool(client_fix) and not created
+        commands += role_fix + client_fix
+
+    now = datetime.now(UTC)
+    protected = {admin, ingest}
+    for username in clients:
+        if (
+            DEVICE_USERNAME.fullmatch(username)
+            and username not in devices
+            and username not in protected
+            and _old_enough(username, now, orphan_grace)
+        ):
+            commands.append({"command": "deleteClient", "username": username})
+            report.devices_removed += 1
+    for rolename in roles:
+        owner = rolename.removeprefix(DEVICE_ROLE_PREFIX)
+        if (
+            rolename.startswith(DEVICE_ROLE_PREFIX)
+            and DEVICE_USERNAME.fullmatch(owner)
+            and owner not in devices
+            and _old_enough(owner, now, orphan_grace)
+        ):
+            commands.append({"command": "deleteRole", "rolename": rolename})
+
+    for start in range(0, len(commands), COMMANDS_PER_MESSAGE):
+        await broker.execute(*commands[start : start + COMMANDS_PER_MESSAGE])
+    if grant_admin:
+        # Last: Mosquitto disconnects a client whose roles change, this very connection.
+        try:
+            await broker.execute(
+                {"command": "addClientRole", "username": admin, "rolename": API_ROLE}
+            )
+        except BrokerUnavailable:
+            logger.info("broker: admin connection closed by its own role change (expected)")
+    if report.changed:
+        logger.info("broker reconciled: %s", report)
+    return report

@@ -1,0 +1,102 @@
+"""Live feeds: the channel a viewer listens on, and the events it may be shown."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Protocol
+
+from core.bus import Bus, OverflowCallback, Subscription
+from core.events import Kind, ReadingEvent, StatusEvent, all_channel, device_channel, owner_channel
+from models.accounts import Role, User
+from models.devices import DeviceStatus
+from services.devices import get_device
+
+logger = logging.getLogger(__name__)
+
+
+class OwnedEvent(Protocol):
+    @property
+    def device_id(self) -> str: ...
+
+    @property
+    def owner_id(self) -> str: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Feed:
+    """One viewer's channel, and the rule every event on it must pass."""
+
+    channel: str
+    viewer_id: str
+    admin: bool
+    device_id: str | None = None
+
+    def allows(self, event: OwnedEvent) -> bool:
+        """Checked per event, whatever the channel: a wrong channel or a device that
+        changed hands must not leak another tenant's data."""
+        if self.device_id is not None and event.device_id != self.device_id:
+            return False
+        return self.admin or event.owner_id == self.viewer_id
+
+
+async def feed_for(viewer: User, kind: Kind, device_id: str | None = None) -> Feed:
+    """The feed of one device the viewer may see (NotFound otherwise), or, without a
+    device, of all the viewer's devices (an ADMIN's: everyone's)."""
+    admin = viewer.role == Role.ADMIN
+    viewer_id = str(viewer.id)
+    if device_id is not None:
+        device = await get_device(viewer, device_id)
+        own_id = str(device.id)
+        return Feed(device_channel(kind, own_id), viewer_id, admin, device_id=own_id)
+    channel = all_channel(kind) if admin else owner_channel(kind, viewer_id)
+    return Feed(channel, viewer_id, admin)
+
+
+def decode_status(raw: bytes) -> StatusEvent:
+    """A StatusEvent whose status is one of DeviceStatus; ValueError otherwise."""
+    event = StatusEvent.decode(raw)
+    DeviceStatus(event.status)
+    return event
+
+
+@asynccontextmanager
+async def watch[E: OwnedEvent](
+    bus: Bus,
+    feed: Feed,
+    decode: Callable[[bytes], E],
+    *,
+    max_buffer: int,
+    on_overflow: OverflowCallback,
+) -> AsyncIterator[AsyncIterator[E]]:
+    """The feed's events that pass its rule, while the block runs; unsubscribes on exit."""
+    async with bus.subscribe(
+        feed.channel, max_buffer=max_buffer, on_overflow=on_overflow
+    ) as subscription:
+        yield _allowed(subscription, feed, decode)
+
+
+async def _allowed[E: OwnedEvent](
+    subscription: Subscription, feed: Feed, decode: Callable[[bytes], E]
+) -> AsyncIterator[E]:
+    async for channel, raw in subscription:
+        try:
+            event = decode(raw)
+        except (KeyError, ValueError, TypeError) as err:
+            logger.warning("undecodable event on %s dropped: %s", channel, err)
+            continue
+        if feed.allows(event):
+            yield event
+        else:
+            logger.warning(
+                "event of device %s (owner %s) on %s withheld from user %s",
+                event.device_id,
+                event.owner_id,
+                channel,
+                feed.viewer_id,
+            )
+
+
+__all__ = ["Feed", "ReadingEvent", "StatusEvent", "decode_status", "feed_for", "watch"]

@@ -1,0 +1,172 @@
+"""Stored telemetry: pages of readings and per-bucket aggregates, computed in MongoDB."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import re
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any, Final
+
+from beanie import SortDirection
+from bson import ObjectId
+from bson.errors import InvalidId
+
+from models.accounts import User
+from models.readings import Reading
+from services.devices import get_device
+from services.errors import BadInput
+
+# bucket name -> ($dateTrunc unit, binSize, length)
+BUCKETS: Final[dict[str, tuple[str, int, timedelta]]] = {
+    "10s": ("second", 10, timedelta(seconds=10)),
+    "1m": ("minute", 1, timedelta(minutes=1)),
+    "15m": ("minute", 15, timedelta(minutes=15)),
+    "1h": ("hour", 1, timedelta(hours=1)),
+    "1d": ("day", 1, timedelta(days=1)),
+}
+METRIC_NAME = re.compile(r"[A-Za-z0-9_.-]{1,64}")
+_CURSOR_PREFIX = "r:"
+
+
+@dataclass(frozen=True, slots=True)
+class ReadingPage:
+    items: list[Reading]
+    cursors: list[str]
+    has_next_page: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Bucket:
+    start: datetime
+    count: int
+    min: float
+    max: float
+    avg: float
+
+
+def as_utc(moment: datetime) -> datetime:
+    """`moment` as an aware UTC datetime; a naive one is taken to be UTC already."""
+    if moment.tzinfo is None:
+        return moment.replace(tzinfo=UTC)
+    return moment.astimezone(UTC)
+
+
+def encode_reading_cursor(reading: Reading) -> str:
+    """An opaque cursor for one reading's position in time, then _id, order."""
+    millis = int(as_utc(reading.timestamp).timestamp() * 1000)
+    return base64.urlsafe_b64encode(f"{_CURSOR_PREFIX}{millis}:{reading.id}".encode()).decode()
+
+
+def decode_reading_cursor(cursor: str) -> tuple[datetime, ObjectId]:
+    """The (timestamp, _id) a cursor names; BadInput when it was not made here."""
+    try:
+        text = base64.urlsafe_b64decode(cursor.encode("ascii")).decode()
+        if not text.startswith(_CURSOR_PREFIX):
+            raise ValueError(text)
+        millis, object_id = text.removeprefix(_CURSOR_PREFIX).split(":")
+        moment = datetime.fromtimestamp(int(millis) / 1000, tz=UTC)
+        return moment, ObjectId(object_id)
+    except (ValueError, UnicodeError, binascii.Error, InvalidId, OverflowError, OSError) as err:
+        raise BadInput("after", "malformed cursor") from err
+
+
+def _time_range(start: datetime | None, end: datetime | None) -> dict[str, datetime]:
+    """The `timestamp` condition of [start, end); BadInput when it is empty."""
+    condition: dict[str, datetime] = {}
+    if start is not None:
+        condition["$gte"] = as_utc(start)
+    if end is not None:
+        condition["$lt"] = as_utc(end)
+    if start is not None and end is not None and condition["$gte"] >= condition["$lt"]:
+        raise BadInput("from", "must be before to")
+    return condition
+
+
+async def list_readings(
+    viewer: User,
+    device_id: str,
+    *,
+    start: datetime | None,
+    end: datetime | None,
+    first: int,
+    after: str | None,
+) -> ReadingPage:
+    """Readings of a device the viewer may see, newest first, in [start, end)."""
+    device = await get_device(viewer, device_id)
+    timestamp = _time_range(start, end)
+    query: dict[str, Any] = {"device_id": device.id}
+    if after is not None:
+        moment, object_id = decode_reading_cursor(after)
+        # The plain bound lets MongoDB skip whole buckets; the $or breaks timestamp ties.
+        timestamp["$lte"] = moment
+        query["$or"] = [
+            {"timestamp": {"$lt": moment}},
+            {"timestamp": moment, "_id": {"$lt": object_id}},
+        ]
+    if timestamp:
+        query["timestamp"] = timestamp
+    # One more than asked for tells whether there is a next page.
+    found = (
+        await Reading.find(query)
+        .sort([("timestamp", SortDirection.DESCENDING), ("_id", SortDirection.DESCENDING)])
+        .limit(first + 1)
+        .to_list()
+    )
+    items = found[:first]
+    return ReadingPage(
+        items=items,
+        cursors=[encode_reading_cursor(item) for item in items],
+        has_next_page=len(found) > first,
+    )
+
+
+async def aggregate(
+    viewer: User,
+    device_id: str,
+    *,
+    metric: str,
+    start: datetime,
+    end: datetime,
+    bucket: str,
+    max_buckets: int,
+) -> list[Bucket]:
+    """count/min/max/avg of one metric per non-empty time bucket, oldest first."""
+    if bucket not in BUCKETS:
+        raise BadInput("bucket", f"must be one of {', '.join(BUCKETS)}")
+    if not METRIC_NAME.fullmatch(metric):
+        raise BadInput("metric", "must be 1 to 64 letters, digits, '_', '.' or '-'")
+    timestamp = _time_range(start, end)
+    unit, bin_size, length = BUCKETS[bucket]
+    # Upper bound of the buckets the range touches (one more for alignment).
+    if (timestamp["$lt"] - timestamp["$gte"]) / length + 1 > max_buckets:
+        raise BadInput("bucket", f"the range spans more than {max_buckets} buckets")
+    device = await get_device(viewer, device_id)
+    pipeline: list[dict[str, Any]] = [
+        # device and time first: a time-series collection prunes whole buckets on these.
+        {"$match": {"device_id": device.id, "timestamp": timestamp}},
+        {"$unwind": "$values"},
+        {"$match": {"values.metric": metric}},
+        {
+            "$group": {
+                "_id": {"$dateTrunc": {"date": "$timestamp", "unit": unit, "binSize": bin_size}},
+                "count": {"$sum": 1},
+                "min": {"$min": "$values.value"},
+                "max": {"$max": "$values.value"},
+                "avg": {"$avg": "$values.value"},
+            }
+        },
+        {"$sort": {"_id": 1}},
+    ]
+    rows = await Reading.get_pymongo_collection().aggregate(pipeline)
+    return [
+        Bucket(
+            start=as_utc(row["_id"]),
+            count=int(row["count"]),
+            min=float(row["min"]),
+            max=float(row["max"]),
+            avg=float(row["avg"]),
+        )
+        async for row in rows
+    ]
