@@ -24,8 +24,9 @@ $(STAMP): pyproject.toml | ensure-services $(BIN)/python
 	touch $@
 
 # The platform on embedded defaults; Ctrl-C stops what it started.
+# SIMULATE=N also starts N simulated devices: `make run SIMULATE=5`.
 run: install
-	$(BIN)/python -m devstack run
+	$(BIN)/python -m devstack run $(if $(SIMULATE),--simulate $(SIMULATE))
 
 lint: install
 	$(BIN)/ruff check .

@@ -359,7 +359,12 @@ def main() -> None:
     parser.add_argument("--devices", type=int, default=100)
     parser.add_argument("--rate", type=float, default=500)
     parser.add_argument("--messages", type=int, default=5000)
-    parser.add_argument("--ladder", default="500,1000,1500,2000,3000")
+    parser.add_argument(
+        "--latency-rates",
+        default="500,150",
+        help="the issue's 500 msg/s, and one the stand-in stores as fast as it arrives",
+    )
+    parser.add_argument("--ladder", default="150,250,500,1000")
     parser.add_argument("--ladder-seconds", type=float, default=6)
     args = parser.parse_args()
     with stack() as running:
@@ -369,9 +374,12 @@ def main() -> None:
             fleet = asyncio.run(make_fleet(running, api_url, args.devices))
             ours = cpu_per_message(running, fleet, "ours", args.rate, args.messages)
             naive = cpu_per_message(running, fleet, "naive", args.rate, args.messages)
-            latency = asyncio.run(
-                subscriber_latency(api_url, fleet, running, args.rate, args.messages)
-            )
+            latency = [
+                asyncio.run(
+                    subscriber_latency(api_url, fleet, running, rate, int(min(rate * 10, 5000)))
+                )
+                for rate in (float(r) for r in args.latency_rates.split(","))
+            ]
             ladder = sustained_rate(
                 running, fleet, [float(r) for r in args.ladder.split(",")], args.ladder_seconds
             )
@@ -403,13 +411,14 @@ def main() -> None:
         ["rate", "devices", "events", "p50 ms", "p99 ms", "max ms"],
         [
             [
-                latency["rate"],
-                latency["devices"],
-                latency["events"],
-                latency["p50_ms"],
-                latency["p99_ms"],
-                latency["max_ms"],
+                row["rate"],
+                row["devices"],
+                row["events"],
+                row["p50_ms"],
+                row["p99_ms"],
+                row["max_ms"],
             ]
+            for row in latency
         ],
     )
     print_table(

@@ -12,13 +12,21 @@ def main(argv: list[str] | None = None) -> int:
     """Parse the command line and run the chosen subcommand; the exit code."""
     parser = argparse.ArgumentParser(prog="python -m devstack", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    commands.add_parser(
+    run_parser = commands.add_parser(
         "run",
-        help="start (or reuse) Redis, Mosquitto, the MongoDB stand-in and the API; Ctrl-C stops",
+        help="start (or reuse) Redis, Mosquitto, the MongoDB stand-in, the API and the ingest "
+        "worker; Ctrl-C stops",
+    )
+    run_parser.add_argument(
+        "--simulate",
+        type=int,
+        default=0,
+        metavar="N",
+        help="also run N simulated devices (python -m ingest.simulate), one reading/s each",
     )
     args = parser.parse_args(argv)
     if args.command == "run":
-        return run()
+        return run(simulate=args.simulate)
     parser.error(f"unknown command {args.command!r}")
 
 

@@ -3,7 +3,8 @@
 Redis is reused when something already answers on its configured address and
 started as a child otherwise; Mosquitto is always the project's own (dynamic
 security on, anonymous off) on DEVSTACK_MQTT_PORT (1884), data in .data/mosquitto/;
-the MongoDB stand-in is started unless MONGODB_URL is set; then the API. The broker
+the MongoDB stand-in is started unless MONGODB_URL is set; then the API, the ingest
+worker and, with --simulate N, a device simulator. The broker
 identities' passwords and DEVICE_CREDENTIAL_KEY are generated on first run into
 .data/secrets.env (mode 0600). Ctrl-C stops what was started here, newest first,
 and nothing else. Settings come from the environment over `.env`, as the API reads them.
@@ -230,8 +231,10 @@ def health_status(url: str) -> int | None:
         return None
 
 
-def bring_up(stack: Supervisor, config: dict[str, str], directory: Path) -> list[str]:
-    """Start or reuse every service, then the API; the banner lines."""
+def bring_up(
+    stack: Supervisor, config: dict[str, str], directory: Path, *, simulate: int = 0
+) -> list[str]:
+    """Start or reuse every service, then the API, the ingest worker (and a simulator)."""
     api_host, api_port = config.get("API_HOST", "127.0.0.1"), int(config.get("API_PORT", "8000"))
     local = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}.get(api_host, api_host)  # noqa: S104
     if answers(local, api_port):
@@ -273,17 +276,45 @@ def bring_up(stack: Supervisor, config: dict[str, str], directory: Path) -> list
 
     stack.wait_for(f"API on {base}/health", api_answers, 30)
     lines.append(f"api: {base} (started by devstack; /health answered {answered['health']})")
+    # After the API: its reconcile has provisioned the worker's broker identity by now.
+    ingest_env = {key: value for key, value in env.items() if not key.startswith("MQTT_")}
+    ingest_env |= ingest_mqtt_environment(mqtt_port, secret_values)
+    stack.start("ingest", [sys.executable, "-m", "ingest"], env=ingest_env)
+    lines.append("ingest: python -m ingest (started by devstack)")
+    if simulate:
+        simulator = [
+            sys.executable,
+            "-m",
+            "ingest.simulate",
+            "--devices",
+            str(simulate),
+            "--rate",
+            str(simulate),
+            "--api",
+            base,
+            "--mqtt-host",
+            "127.0.0.1",
+            "--mqtt-port",
+            str(mqtt_port),
+            "--report-every",
+            "60",
+        ]
+        stack.start("simulator", simulator, env=env)
+        lines.append(
+            f"simulator: {simulate} devices, 1 reading/s each; see them as "
+            "simulator@example.com / simulator-password"
+        )
     return [f"GraphiQL: {base}/graphql", *lines]
 
 
-def run() -> int:
+def run(*, simulate: int = 0) -> int:
     """Bring the platform up and supervise it until a signal or a failure; the exit code."""
     stack = Supervisor()
     for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         signal.signal(signum, stack.on_signal)
     with tempfile.TemporaryDirectory(prefix="devstack-") as directory:
         try:
-            lines = bring_up(stack, load_config(), Path(directory))
+            lines = bring_up(stack, load_config(), Path(directory), simulate=simulate)
             print("\n".join(["", *lines, "Ctrl-C stops what devstack started.", ""]), flush=True)
             while True:
                 stack.check()

@@ -31,8 +31,15 @@ class DeviceDirectory:
         cached = self._entries.get(device_id)
         if cached is not None and cached[0] > now:
             return cached[1]
-        device = await Device.get(PydanticObjectId(device_id))
-        info = DeviceInfo(device_id, str(device.owner_id), device.status) if device else None
+        # The raw driver and two fields: Beanie's validation would cost more than the read.
+        device = await Device.get_pymongo_collection().find_one(
+            {"_id": PydanticObjectId(device_id)}, {"owner_id": 1, "status": 1}
+        )
+        info = (
+            DeviceInfo(device_id, str(device["owner_id"]), DeviceStatus(device["status"]))
+            if device
+            else None
+        )
         if len(self._entries) >= self._max_entries:
             self._entries.clear()  # crude, bounded; a refill costs one read per device
         self._entries[device_id] = (now + self._ttl, info)

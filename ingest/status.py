@@ -17,6 +17,9 @@ from models.devices import Device, DeviceStatus
 
 logger = logging.getLogger(__name__)
 
+# Device.metrics lists what a device reported; a device inventing names forever stops here.
+MAX_METRIC_NAMES_PER_DEVICE = 1000
+
 
 class StatusTracker:
     """Keeps Device.status and Device.last_seen in step with what devices send."""
@@ -34,6 +37,9 @@ class StatusTracker:
         self._flush_interval = flush_interval
         self._offline_after = timedelta(seconds=offline_after)
         self._last_seen: dict[str, datetime] = {}
+        # Metric names already written per device, and those waiting for the next flush.
+        self._known_metrics: dict[str, set[str]] = {}
+        self._new_metrics: dict[str, set[str]] = {}
 
     async def seen(self, device: DeviceInfo, at: datetime) -> None:
         """Traffic from `device`: remember the time; a silent device comes back ONLINE."""
@@ -42,6 +48,14 @@ class StatusTracker:
             self._last_seen[device.device_id] = at
         if device.status != DeviceStatus.ONLINE:
             await self.change(device, DeviceStatus.ONLINE, last_seen=at)
+
+    def metrics_seen(self, device_id: str, names: set[str]) -> None:
+        """Remember metric names for Device.metrics; new ones are written at the next flush."""
+        known = self._known_metrics.setdefault(device_id, set())
+        new = names - known
+        if new and len(known) < MAX_METRIC_NAMES_PER_DEVICE:
+            known |= new
+            self._new_metrics.setdefault(device_id, set()).update(new)
 
     async def change(
         self, device: DeviceInfo, status: DeviceStatus, *, last_seen: datetime | None
@@ -72,18 +86,25 @@ class StatusTracker:
     async def flush(self) -> None:
         """Write lastSeen of every device heard from since the last flush."""
         pending, self._last_seen = self._last_seen, {}
-        if not pending:
+        metrics, self._new_metrics = self._new_metrics, {}
+        if not pending and not metrics:
             return
-        operations = [
-            UpdateOne({"_id": PydanticObjectId(device_id)}, {"$max": {"last_seen": at}})
-            for device_id, at in pending.items()
-        ]
+        operations = []
+        for device_id in pending.keys() | metrics.keys():
+            update: dict[str, object] = {}
+            if device_id in pending:
+                update["$max"] = {"last_seen": pending[device_id]}
+            if device_id in metrics:
+                update["$addToSet"] = {"metrics": {"$each": sorted(metrics[device_id])}}
+            operations.append(UpdateOne({"_id": PydanticObjectId(device_id)}, update))
         try:
             await Device.get_pymongo_collection().bulk_write(operations, ordered=False)
         except PyMongoError as err:
-            logger.warning("lastSeen of %d devices not written: %s", len(pending), err)
+            logger.warning("lastSeen of %d devices not written: %s", len(operations), err)
             for device_id, at in pending.items():
                 self._last_seen.setdefault(device_id, at)
+            for device_id, names in metrics.items():
+                self._new_metrics.setdefault(device_id, set()).update(names)
 
     async def run_sweeper(self) -> None:
         """Mark devices OFFLINE once silent for longer than the offline threshold."""

@@ -178,6 +178,9 @@ class IngestWorker:
             )
             self.live.publish("readings", device.device_id, device.owner_id, event.encode())
         await self._note_seen(device, arrived)
+        self.status.metrics_seen(
+            device.device_id, {name for reading in readings for name, _, _ in reading.values}
+        )
         await self.store.put(
             PendingMessage(
                 delivery=delivery, device_id=device_oid, source=source, documents=documents

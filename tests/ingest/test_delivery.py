@@ -77,12 +77,15 @@ async def test_kill_worker_mid_stream_stores_every_message_once(
         await asyncio.sleep(1.5)  # connected and subscribed
         sending = asyncio.create_task(publish_numbered(publisher, device.id, MESSAGES))
         await wait_for_count(device.id, MESSAGES // 4, timeout=60)
+        print(f"killing at {await count_readings(device.id)} stored")
         process.send_signal(signal.SIGKILL)  # no goodbye: unacked messages stay with the broker
         process.wait(timeout=10)
         killed_at = await count_readings(device.id)
         await sending
+        print(f"restarting at {await count_readings(device.id)} stored, all sent")
         process = spawn_worker(worker_settings)
         await wait_for_count(device.id, MESSAGES, timeout=120)
+        print("all stored")
         await asyncio.sleep(1.0)  # would a duplicate still arrive?
     finally:
         process.terminate()
@@ -115,9 +118,13 @@ async def test_reconnect_worker_after_broker_restart(
         async with publisher_on(private_broker, identities) as publisher:
             await publish_numbered(publisher, device.id, 10)
         await wait_for_count(device.id, 10, timeout=30)
+        lost_before = worker.stats.reconnects._value.get()  # type: ignore[attr-defined]
         private_broker.restart()
+        # Connected again, through a new connection (not the stale flag of the old one).
         async with asyncio.timeout(30):
-            while not worker.connected.is_set():
+            while not (
+                worker.connected.is_set() and worker.stats.reconnects._value.get() > lost_before  # type: ignore[attr-defined]
+            ):
                 await asyncio.sleep(0.05)
         async with publisher_on(private_broker, identities) as publisher:
             for number in range(10, 20):

@@ -80,6 +80,12 @@ async def test_store_array_value_unit_and_epoch_ms_readings(
         ("door", 1.0, None),
     ]
 
+    async def metrics() -> list[str]:
+        result = await api.execute(op("Device"), {"id": device.id}, token=session.access_token)
+        return result.data["device"]["metrics"]  # type: ignore[no-any-return]
+
+    assert await eventually(metrics) == ["door", "temperature"]
+
 
 async def test_publish_live_event_before_storage(
     api: Api, worker: IngestWorker, publisher: aiomqtt.Client, redis: Redis
