@@ -59,12 +59,14 @@ async def register(
     """Create a USER (the very first one becomes ADMIN) and log it in."""
     address = normalise_email(email)
     check_password(password)
+    window = settings.rate_limit_window_seconds
     await ratelimit.check(
         redis, "register", client_address, limit=settings.registrations_per_address
     )
-    await ratelimit.hit(
-        redis, "register", client_address, window_seconds=settings.rate_limit_window_seconds
-    )
+    # Per e-mail too: probing which addresses are taken costs attempts like logins do.
+    await ratelimit.check(redis, "register-email", address, limit=settings.login_failures_per_email)
+    await ratelimit.hit(redis, "register", client_address, window_seconds=window)
+    await ratelimit.hit(redis, "register-email", address, window_seconds=window)
     user = User(email=address, password_hash=await hash_password(password, settings))
     try:
         await user.insert()

@@ -11,6 +11,7 @@ from typing import Any
 import jwt
 import pytest
 from bson import ObjectId
+from redis.asyncio import Redis
 
 from core.settings import Settings
 from models.accounts import RefreshToken, Role, User, utcnow
@@ -242,6 +243,24 @@ async def test_register_user_rate_limited_per_address(api: Api, settings: Settin
 
     assert_error(result, "RATE_LIMITED")
     assert await User.count() == settings.registrations_per_address
+
+
+async def test_register_user_rate_limited_per_email(
+    api: Api, settings: Settings, redis: Redis
+) -> None:
+    taken = await register(api)
+    for _ in range(settings.login_failures_per_email - 1):
+        assert_error(
+            await api.execute(op("Register"), {"email": taken.email, "password": PASSWORD}),
+            "CONFLICT",
+        )
+    await redis.delete(*[key async for key in redis.scan_iter("ratelimit:register:*")])
+
+    # From any address now, this e-mail has used up its attempts.
+    result = await api.execute(op("Register"), {"email": taken.email, "password": PASSWORD})
+
+    assert_error(result, "RATE_LIMITED")
+    assert await User.count() == 1
 
 
 # ---------------------------------------------------------------- Login
