@@ -8,8 +8,11 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from beanie import PydanticObjectId
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
 
 from core.dynsec import BrokerUnavailable, DynsecError
+from core.events import DEVICE_CHANGES_CHANNEL
 from core.settings import Settings
 from models.accounts import Role, User
 from models.devices import Device
@@ -129,7 +132,9 @@ async def update_device(
     return device
 
 
-async def delete_device(viewer: User, device_id: str, *, broker: DynsecCommands) -> None:
+async def delete_device(
+    viewer: User, device_id: str, *, broker: DynsecCommands, redis: Redis
+) -> None:
     """Remove a device and everything that belongs to it, its broker client first."""
     device = await get_device(viewer, device_id)
     # Broker first: a failure leaves everything as it was, and no credential of a
@@ -139,6 +144,11 @@ async def delete_device(viewer: User, device_id: str, *, broker: DynsecCommands)
     await device.delete()
     # Readings go after the device, so no reading outlives a device that is gone.
     await Reading.find(Reading.device_id == device.id).delete()
+    try:
+        # Ingest workers drop their cached entry now rather than at its expiry.
+        await redis.publish(DEVICE_CHANGES_CHANNEL, str(device.id))
+    except RedisError as err:
+        logger.warning("device %s deleted, but not announced to the workers: %s", device.id, err)
     logger.info("device %s deleted by user %s", device.id, viewer.id)
 
 

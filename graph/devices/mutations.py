@@ -44,7 +44,9 @@ class DeviceMutation:
     @strawberry.mutation(description="Delete a device, its broker credentials and its readings.")
     async def delete_device(self, info: Info, id: strawberry.ID) -> bool:
         viewer = await info.context.require_user()
-        await devices.delete_device(viewer, id, broker=info.context.broker)
+        await devices.delete_device(
+            viewer, id, broker=info.context.broker, redis=info.context.redis
+        )
         return True
 
     @strawberry.mutation(description="New MQTT password and token; the old ones stop at once.")

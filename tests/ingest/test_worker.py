@@ -155,6 +155,28 @@ async def test_drop_unknown_and_deleted_device_counted(
     assert await Reading.find(Reading.device_id == PydanticObjectId(gone.id)).count() == 0
 
 
+async def test_forget_deleted_device_at_once(
+    api: Api, worker_settings: Settings, redis: Redis, publisher: aiomqtt.Client
+) -> None:
+    session = await register(api)
+    device = await create_device(api, session)
+    # A cache that would remember the device for a minute, were it not told.
+    patient = worker_settings.model_copy(update={"ingest_device_cache_seconds": 60.0})
+    running, task = await start_worker(patient, redis)
+    try:
+        await publisher.publish(f"devices/{device.id}/telemetry", '{"t": 1}', qos=1)
+        await stored(device.id, 1)
+        await api.execute(op("DeleteDevice"), {"id": device.id}, token=session.access_token)
+        await eventually(lambda: asyncio.sleep(0, device.id not in running.directory._entries))
+        await publisher.publish(f"devices/{device.id}/telemetry", '{"t": 2}', qos=1)
+        await eventually(
+            lambda: asyncio.sleep(0, running.stats.dropped_count("unknown_device") == 1)
+        )
+    finally:
+        await stop_worker(task)
+    assert await Reading.find(Reading.device_id == PydanticObjectId(device.id)).count() == 0
+
+
 async def test_never_store_or_log_payload_secrets(
     api: Api, worker: IngestWorker, publisher: aiomqtt.Client, caplog: pytest.LogCaptureFixture
 ) -> None:
