@@ -13,6 +13,7 @@ from starlette.routing import Route, WebSocketRoute
 
 from api.graphql import GraphQLApp
 from api.health import health
+from api.metrics import metrics_endpoint
 from api.state import AppState
 from core.broker import BrokerAdmin
 from core.bus import open_bus
@@ -20,6 +21,7 @@ from core.database import open_database
 from core.dynsec import DynamicSecurity
 from core.redis import open_redis
 from core.settings import Settings, get_settings
+from graph.metrics import ApiMetrics
 from services.broker_reconcile import reconcile
 
 logger = logging.getLogger(__name__)
@@ -28,7 +30,8 @@ logger = logging.getLogger(__name__)
 def create_app(settings: Settings | None = None) -> Starlette:
     """The API with every route; connections open in the lifespan."""
     settings = settings or get_settings()
-    graphql = GraphQLApp(settings)
+    metrics = ApiMetrics()
+    graphql = GraphQLApp(settings, metrics)
 
     async def reconcile_broker(dynsec: DynamicSecurity) -> None:
         # MongoDB is the source of truth: a broker that lost its state is repaired here.
@@ -64,6 +67,8 @@ def create_app(settings: Settings | None = None) -> Starlette:
             Route("/graphql", graphql, methods=["GET", "POST"]),
             WebSocketRoute("/graphql", graphql),
             Route("/health", health, methods=["GET"]),
+            # Unauthenticated, like /health: keep it off the public side of the proxy.
+            Route("/metrics", metrics_endpoint(metrics), methods=["GET"]),
         ],
         middleware=middleware,
         lifespan=lifespan,

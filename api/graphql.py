@@ -7,6 +7,7 @@ from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import Response
+from starlette.types import Receive, Scope, Send
 from starlette.websockets import WebSocket
 from strawberry.asgi import GraphQL
 from strawberry.exceptions import ConnectionRejectionError
@@ -15,6 +16,7 @@ from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL, GRAPHQL_WS_P
 from api.state import AppState
 from core.settings import Settings
 from graph.context import Context
+from graph.metrics import ApiMetrics
 from graph.schema import build_schema
 from services.errors import ServiceError
 
@@ -22,9 +24,10 @@ from services.errors import ServiceError
 class GraphQLApp(GraphQL[Context, None]):
     """strawberry's ASGI app with our context and token check at connection_init."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, metrics: ApiMetrics) -> None:
+        self.metrics = metrics
         super().__init__(
-            build_schema(settings),
+            build_schema(settings, metrics=metrics),
             graphql_ide="graphiql",
             subscription_protocols=(GRAPHQL_TRANSPORT_WS_PROTOCOL, GRAPHQL_WS_PROTOCOL),
             connection_init_wait_timeout=timedelta(seconds=10),
@@ -44,7 +47,16 @@ class GraphQLApp(GraphQL[Context, None]):
             redis=state.redis,
             bus=state.bus,
             broker=state.broker,
+            metrics=self.metrics,
         )
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "websocket":
+            await super().__call__(scope, receive, send)
+            return
+        # Open from the handshake until the connection's handler is done with it.
+        with self.metrics.websocket_connections.track_inprogress():
+            await super().__call__(scope, receive, send)
 
     async def on_ws_connect(self, context: Context) -> dict[str, Any] | None:
         # The token travels in connection_init; refuse the connection when it is bad.

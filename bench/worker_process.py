@@ -1,8 +1,10 @@
-"""A worker under benchmark, as its own process: `python -m bench.worker_process ours|naive`.
+"""A worker under benchmark, as its own process: `python -m bench.worker_process KIND`.
 
 `ours` is the real ingest worker (ingest.worker.IngestWorker). `naive` is the
 baseline the issue asks for: paho's callback, one insert_one per message, no
-batching, no live path. On SIGTERM each prints a JSON line of what it did.
+batching, no live path. `bare` is the floor: an aiomqtt 2.5 client (MQTT 5, QoS 1,
+like ours) that only counts what it receives. On SIGTERM each prints a JSON line
+of what it did.
 """
 
 from __future__ import annotations
@@ -83,5 +85,39 @@ def run_naive() -> None:
     print(json.dumps({"stored": stored}), flush=True)
 
 
+def run_bare() -> None:
+    import aiomqtt
+    from paho.mqtt.client import MQTTv5
+
+    from core.settings import get_settings
+
+    settings = get_settings()
+    received = 0
+
+    async def consume() -> None:
+        nonlocal received
+        password = settings.mqtt_password.get_secret_value() if settings.mqtt_password else None
+        async with aiomqtt.Client(
+            settings.mqtt_host,
+            settings.mqtt_port,
+            username=settings.mqtt_username,
+            password=password,
+            identifier=settings.ingest_client_id,
+            protocol=aiomqtt.ProtocolVersion(MQTTv5),
+        ) as client:
+            await client.subscribe("devices/+/telemetry", qos=1)
+            async for _message in client.messages:
+                received += 1
+
+    async def serve() -> None:
+        task = asyncio.create_task(consume())
+        asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, task.cancel)
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+    asyncio.run(serve())
+    print(json.dumps({"received": received}), flush=True)
+
+
 if __name__ == "__main__":
-    {"ours": run_ours, "naive": run_naive}[sys.argv[1]]()
+    {"ours": run_ours, "naive": run_naive, "bare": run_bare}[sys.argv[1]]()

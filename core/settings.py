@@ -79,6 +79,11 @@ class Settings(BaseSettings):
     subscription_buffer: int = Field(default=256, ge=1, le=100_000)
     aggregate_max_buckets: int = Field(default=10_000, ge=1)
 
+    # Dashboards: a config's size (compact JSON, UTF-8) and how many one user may keep
+    # (the contract's Dashboards query has no pagination, so the list must stay bounded).
+    dashboard_config_max_bytes: int = Field(default=64 * 1024, ge=1024)
+    dashboards_per_user_max: int = Field(default=100, ge=1)
+
     # Ingest worker.
     ingest_client_id: str = "ingest-1"  # stable: the broker keeps its session by this id
     ingest_share_group: str = "ingest"  # "" subscribes without $share (one worker only)
@@ -92,6 +97,9 @@ class Settings(BaseSettings):
     ingest_status_flush_seconds: float = Field(default=2, gt=0)
     ingest_offline_after_seconds: float = Field(default=120, gt=0)
     ingest_reconnect_max_seconds: float = Field(default=10, gt=0)
+    # The worker's Prometheus /metrics; keep it off public interfaces. Port 0: not served.
+    ingest_metrics_host: str = "127.0.0.1"
+    ingest_metrics_port: int = Field(default=9101, ge=0, le=65535)
 
     @model_validator(mode="after")
     def _refuse_development_secrets(self) -> Self:

@@ -15,6 +15,7 @@ from strawberry.types import Info as StrawberryInfo
 from core.bus import Bus
 from core.settings import Settings
 from graph.loaders import Loaders
+from graph.metrics import ApiMetrics
 from models.accounts import Role, User
 from services.accounts import user_from_access_token_subject
 from services.broker_identities import DynsecCommands
@@ -31,6 +32,8 @@ class Context:
     bus: Bus
     # The broker's admin connection (device identities live there).
     broker: DynsecCommands
+    # The API's counters; a context built without them counts into a registry of its own.
+    metrics: ApiMetrics = field(default_factory=ApiMetrics)
     # Set by strawberry from the WebSocket connection_init payload.
     connection_params: dict[str, Any] | None = None
     _user: User | None = field(default=None, init=False)

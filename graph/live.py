@@ -11,6 +11,7 @@ from starlette.requests import Request
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from graph.context import Context
+from graph.metrics import ApiMetrics
 from services import live
 from services.live import Feed, OwnedEvent
 
@@ -25,14 +26,17 @@ _closing: set[asyncio.Task[None]] = set()
 
 
 class CloseSlowSubscriber:
-    """The overflow callback: close the subscriber's WebSocket with 1013."""
+    """The overflow callback: close the subscriber's WebSocket with 1013, count its loss."""
 
-    def __init__(self, connection: Request | WebSocket) -> None:
+    def __init__(self, connection: Request | WebSocket, *, metrics: ApiMetrics, lost: int) -> None:
         self.connection = connection
+        self.metrics = metrics
+        self.lost = lost
         self.triggered = False
 
     def __call__(self) -> None:
         self.triggered = True
+        self.metrics.subscriber_overflowed(self.lost)
         if isinstance(self.connection, WebSocket):
             logger.info("closing a subscriber that fell behind (%s)", self.connection.client)
             task = asyncio.create_task(_close(self.connection))
@@ -52,16 +56,17 @@ async def live_stream[E: OwnedEvent, T](
     context: Context, feed: Feed, decode: Callable[[bytes], E], convert: Callable[[E], T]
 ) -> AsyncGenerator[T]:
     """The feed's allowed events as GraphQL values, until the client goes away."""
-    on_overflow = CloseSlowSubscriber(context.request)
-    async with live.watch(
-        context.bus,
-        feed,
-        decode,
-        max_buffer=context.settings.subscription_buffer,
-        on_overflow=on_overflow,
-    ) as events:
-        async for event in events:
-            yield convert(event)
+    metrics = context.metrics
+    max_buffer = context.settings.subscription_buffer
+    # At overflow the bus drops the full buffer and the event that did not fit.
+    on_overflow = CloseSlowSubscriber(context.request, metrics=metrics, lost=max_buffer + 1)
+    with metrics.subscriptions_active.track_inprogress():
+        async with live.watch(
+            context.bus, feed, decode, max_buffer=max_buffer, on_overflow=on_overflow
+        ) as events:
+            async for event in events:
+                metrics.events_delivered.inc()
+                yield convert(event)
     if on_overflow.triggered and isinstance(context.request, WebSocket):
         # The socket is closing with 1013. Ending the stream now would send
         # "complete" on it; strawberry cancels this operation at the disconnect.

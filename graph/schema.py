@@ -13,21 +13,25 @@ from strawberry.types import ExecutionContext
 from core.settings import Settings
 from graph.accounts.mutations import AccountMutation
 from graph.accounts.queries import AccountQuery
+from graph.dashboards.mutations import DashboardMutation
+from graph.dashboards.queries import DashboardQuery
 from graph.devices.mutations import DeviceMutation
 from graph.devices.queries import DeviceQuery
 from graph.errors import ErrorCodes
 from graph.limits import limit_extensions
+from graph.metrics import ApiMetrics
+from graph.operation_metrics import metrics_extensions
 from graph.readings.queries import ReadingQuery
 from graph.readings.subscriptions import ReadingSubscription
 
 
 @strawberry.type
-class Query(AccountQuery, DeviceQuery, ReadingQuery):
+class Query(AccountQuery, DeviceQuery, ReadingQuery, DashboardQuery):
     pass
 
 
 @strawberry.type
-class Mutation(AccountMutation, DeviceMutation):
+class Mutation(AccountMutation, DeviceMutation, DashboardMutation):
     pass
 
 
@@ -46,8 +50,8 @@ class Schema(strawberry.Schema):
         return None
 
 
-def build_schema(settings: Settings) -> Schema:
-    """The executable schema with the limits of `settings`."""
+def build_schema(settings: Settings, *, metrics: ApiMetrics | None = None) -> Schema:
+    """The executable schema with the limits of `settings`, counting into `metrics`."""
     return Schema(
         query=Query,
         mutation=Mutation,
@@ -56,6 +60,8 @@ def build_schema(settings: Settings) -> Schema:
         # Factories, not instances: an extension instance holds one request's state.
         # No ParserCache: its parse errors bypass on_operation, so they would lose their code.
         extensions=[
+            # First: its hooks end last, after ErrorCodes has coded the errors.
+            *metrics_extensions(metrics),
             ErrorCodes,
             *limit_extensions(settings),
             partial(ValidationCache, maxsize=256),

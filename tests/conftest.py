@@ -91,6 +91,8 @@ def settings(mongodb_url: str, managed_broker: ManagedBroker) -> Settings:
         # Cheap hashing keeps the suite fast; production keeps the defaults.
         argon2_time_cost=1,
         argon2_memory_cost_kib=64,
+        # Workers spawned by tests serve no metrics: a fixed port would collide.
+        ingest_metrics_port=0,
     )
 
 

@@ -1,0 +1,27 @@
+"""Dashboards: a user's named widget layouts (config schema: docs/dashboards.md)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+import pymongo
+from beanie import Document, PydanticObjectId
+from pydantic import Field
+
+from models.accounts import utcnow
+
+
+class Dashboard(Document):
+    owner_id: PydanticObjectId
+    name: str
+    # The config as the client sent it, once validated by services.dashboard_config.
+    config: dict[str, Any]
+    created_at: datetime = Field(default_factory=utcnow)
+    updated_at: datetime = Field(default_factory=utcnow)
+
+    class Settings:
+        name = "dashboards"
+        indexes = [
+            pymongo.IndexModel([("owner_id", pymongo.ASCENDING), ("_id", pymongo.DESCENDING)]),
+        ]
