@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
@@ -20,7 +21,7 @@ from models.accounts import Role, User
 from services.accounts import user_from_access_token_subject
 from services.broker_identities import DynsecCommands
 from services.errors import Forbidden, Unauthenticated
-from services.tokens import bearer_token, decode_access_token
+from services.tokens import bearer_token, decode_access_claims
 
 
 @dataclass(eq=False)
@@ -37,6 +38,8 @@ class Context:
     # Set by strawberry from the WebSocket connection_init payload.
     connection_params: dict[str, Any] | None = None
     _user: User | None = field(default=None, init=False)
+    # When the token that authenticated this context expires (a WebSocket outlives it).
+    _expires_at: float | None = field(default=None, init=False)
 
     @cached_property
     def loaders(self) -> Loaders:
@@ -66,9 +69,16 @@ class Context:
             token = bearer_token(self._authorization())
             if token is None:
                 return None
-            subject = decode_access_token(token, self.settings)
-            self._user = await user_from_access_token_subject(subject)
+            claims = decode_access_claims(token, self.settings)
+            self._user = await user_from_access_token_subject(claims.user_id)
+            self._expires_at = claims.expires_at
+        elif self.session_expired():
+            raise Unauthenticated("Token expired.")
         return self._user
+
+    def session_expired(self) -> bool:
+        """Whether the token this context was authenticated with has expired since."""
+        return self._expires_at is not None and time.time() >= self._expires_at
 
     async def require_user(self) -> User:
         """The authenticated caller, or Unauthenticated."""

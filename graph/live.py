@@ -20,6 +20,9 @@ logger = logging.getLogger(__name__)
 # RFC 6455 "Try Again Later": the client fell too far behind the events.
 SLOW_SUBSCRIBER_CODE: Final = 1013
 SLOW_SUBSCRIBER_REASON: Final = "subscriber too slow"
+# graphql-transport-ws's "Unauthorized": reconnect with a fresh access token.
+TOKEN_EXPIRED_CODE: Final = 4401
+TOKEN_EXPIRED_REASON: Final = "token expired"  # noqa: S105 - a close reason
 
 # Close tasks in flight: the loop keeps only weak references to tasks.
 _closing: set[asyncio.Task[None]] = set()
@@ -44,9 +47,11 @@ class CloseSlowSubscriber:
             task.add_done_callback(_closing.discard)
 
 
-async def _close(websocket: WebSocket) -> None:
+async def _close(
+    websocket: WebSocket, code: int = SLOW_SUBSCRIBER_CODE, reason: str = SLOW_SUBSCRIBER_REASON
+) -> None:
     try:
-        await websocket.close(code=SLOW_SUBSCRIBER_CODE, reason=SLOW_SUBSCRIBER_REASON)
+        await websocket.close(code=code, reason=reason)
     except (RuntimeError, OSError, WebSocketDisconnect) as err:
         # Already closed or gone: nothing left to release.
         logger.debug("slow subscriber already disconnected: %s", err)
@@ -60,14 +65,21 @@ async def live_stream[E: OwnedEvent, T](
     max_buffer = context.settings.subscription_buffer
     # At overflow the bus drops the full buffer and the event that did not fit.
     on_overflow = CloseSlowSubscriber(context.request, metrics=metrics, lost=max_buffer + 1)
+    expired = False
     with metrics.subscriptions_active.track_inprogress():
         async with live.watch(
             context.bus, feed, decode, max_buffer=max_buffer, on_overflow=on_overflow
         ) as events:
             async for event in events:
+                if context.session_expired():
+                    # No event outlives the token that was shown for it.
+                    expired = True
+                    break
                 metrics.events_delivered.inc()
                 yield convert(event)
-    if on_overflow.triggered and isinstance(context.request, WebSocket):
-        # The socket is closing with 1013. Ending the stream now would send
+    if expired and isinstance(context.request, WebSocket):
+        await _close(context.request, TOKEN_EXPIRED_CODE, TOKEN_EXPIRED_REASON)
+    if (expired or on_overflow.triggered) and isinstance(context.request, WebSocket):
+        # The socket is closing (1013 or 4401). Ending the stream now would send
         # "complete" on it; strawberry cancels this operation at the disconnect.
         await asyncio.get_running_loop().create_future()

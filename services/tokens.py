@@ -80,9 +80,24 @@ def issue_access_token(user_id: str, settings: Settings) -> IssuedToken:
     )
 
 
+@dataclass(frozen=True, slots=True)
+class AccessClaims:
+    user_id: str
+    expires_at: float  # epoch seconds
+
+
+def decode_access_claims(token: str, settings: Settings) -> AccessClaims:
+    """Who an access token names and until when; Unauthenticated when it is not valid now."""
+    claims = _decode(token, settings, audience=settings.jwt_audience)
+    expires = claims["exp"]
+    if not isinstance(expires, int | float):
+        raise Unauthenticated("Invalid token.")
+    return AccessClaims(user_id=str(claims["sub"]), expires_at=float(expires))
+
+
 def decode_access_token(token: str, settings: Settings) -> str:
     """The user id an access token names; Unauthenticated when it is not valid now."""
-    return str(_decode(token, settings, audience=settings.jwt_audience)["sub"])
+    return decode_access_claims(token, settings).user_id
 
 
 def issue_device_token(device_id: str, version: int, settings: Settings) -> IssuedToken:

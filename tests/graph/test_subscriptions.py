@@ -5,18 +5,23 @@ from __future__ import annotations
 import asyncio
 import json
 import socket
+import time
+import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlsplit
 
+import jwt
 import pytest
 from redis.asyncio import Redis
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
 from core.events import ReadingEvent, StatusEvent, channels_for, device_channel, owner_channel
+from core.settings import Settings
 from tests.api.test_websocket import LEGACY_WS, TRANSPORT_WS, ws_url
 from tests.client import Api
 from tests.contract import op
@@ -318,3 +323,38 @@ async def test_receive_device_status_changed_own_devices_only(
         assert await ws.next_data() == {
             "deviceStatusChanged": {"id": device_b.id, "status": "ONLINE", "lastSeen": None}
         }
+
+
+# ---------------------------------------------------------------- token lifetime
+
+
+def short_lived_token(settings: Settings, user_id: str, seconds: int) -> str:
+    now = int(time.time())
+    claims = {
+        "iss": settings.jwt_issuer,
+        "aud": settings.jwt_audience,
+        "sub": user_id,
+        "iat": now,
+        "exp": now + seconds,
+        "jti": uuid.uuid4().hex,
+    }
+    return jwt.encode(claims, settings.jwt_secret.get_secret_value(), algorithm="HS256")
+
+
+async def test_close_subscription_when_token_expires_4401(
+    api: Api, api_server: str, redis: Redis, settings: Settings
+) -> None:
+    session = await register(api)
+    device = await create_device(api, session)
+    brief = replace(session, access_token=short_lived_token(settings, session.user_id, 2))
+    async with client(api_server, brief, TRANSPORT_WS) as subscriber:
+        await subscriber.subscribe("1", op("ReadingAdded"), {"deviceId": device.id})
+        await wait_numsub(redis, device_channel("readings", device.id), 1)
+        await publish(redis, reading_event(device.id, session.user_id))
+        assert await subscriber.next_data("1") == expected_reading(device.id)
+        await asyncio.sleep(2.5)
+        await publish(redis, reading_event(device.id, session.user_id, value=22.0))
+        with pytest.raises(ConnectionClosed) as closed:
+            await subscriber.receive()
+    assert closed.value.rcvd is not None
+    assert closed.value.rcvd.code == 4401
