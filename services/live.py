@@ -6,7 +6,8 @@ import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import Protocol
+from functools import cache, lru_cache
+from typing import Any, Protocol
 
 from core.bus import Bus, OverflowCallback, Subscription
 from core.events import Kind, ReadingEvent, StatusEvent, all_channel, device_channel, owner_channel
@@ -75,7 +76,15 @@ async def watch[E: OwnedEvent](
     async with bus.subscribe(
         feed.channel, max_buffer=max_buffer, on_overflow=on_overflow
     ) as subscription:
-        yield _allowed(subscription, feed, decode)
+        yield _allowed(subscription, feed, _decoded_once(decode))
+
+
+@cache
+def _decoded_once(decode: Callable[[bytes], Any]) -> Callable[[bytes], Any]:
+    # The bus hands every local subscriber of a channel the same payload: with a
+    # thousand subscribers on one channel, decode it once rather than a thousand times
+    # (the events are frozen, so sharing one is safe).
+    return lru_cache(maxsize=1024)(decode)
 
 
 async def _allowed[E: OwnedEvent](
