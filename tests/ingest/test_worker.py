@@ -88,18 +88,30 @@ async def test_store_array_value_unit_and_epoch_ms_readings(
 
 
 async def test_publish_live_event_before_storage(
-    api: Api, worker: IngestWorker, publisher: aiomqtt.Client, redis: Redis
+    api: Api, worker_settings: Settings, publisher: aiomqtt.Client, redis: Redis
 ) -> None:
     session = await register(api)
     device = await create_device(api, session)
-    async with redis.pubsub() as pubsub:
-        await pubsub.subscribe(device_channel("readings", device.id))
-        await publisher.publish(f"devices/{device.id}/telemetry", '{"t": 1.5}', qos=1)
-        async with asyncio.timeout(10):
-            async for message in pubsub.listen():
-                if message["type"] == "message":
-                    event = ReadingEvent.decode(message["data"])
-                    break
+    # A batch of one waits 3 s for company before it is stored: the live event must not.
+    slow_batches = worker_settings.model_copy(update={"ingest_batch_delay_ms": 3000})
+    running, task = await start_worker(slow_batches, redis)
+    try:
+        async with redis.pubsub() as pubsub:
+            await pubsub.subscribe(device_channel("readings", device.id))
+            await publisher.publish(f"devices/{device.id}/telemetry", '{"t": 1.5}', qos=1)
+            async with asyncio.timeout(10):
+                async for message in pubsub.listen():
+                    if message["type"] == "message":
+                        event = ReadingEvent.decode(message["data"])
+                        break
+            stored_when_live = await Reading.find(
+                Reading.device_id == PydanticObjectId(device.id)
+            ).count()
+        await stored(device.id, 1)  # and it is stored after all
+    finally:
+        await stop_worker(task)
+    assert stored_when_live == 0
+    assert running.stats.stored_count() == 1
     assert (event.device_id, event.owner_id, event.values) == (
         device.id,
         session.user_id,
