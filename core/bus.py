@@ -140,8 +140,9 @@ class Fanout:
 
     def dispatch(self, channel: str, payload: bytes) -> None:
         """Offer one message to every subscriber of `channel`; drop those that overflow."""
+        message = (channel, payload)  # one tuple shared by every subscriber
         for subscription in list(self._subscribers.get(channel, ())):
-            if not subscription.offer((channel, payload)):
+            if not subscription.offer(message):
                 self.remove(subscription)
 
     def end_all(self) -> None:

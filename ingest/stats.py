@@ -60,6 +60,10 @@ class IngestStats:
         )
         for reason in REASONS:
             self.dropped.labels(reason=reason)
+        # Looked up once: labels() costs a lock and a tuple on every message otherwise.
+        self.received_by_kind = {
+            kind: self.received.labels(kind=kind) for kind in ("telemetry", "status")
+        }
         self._warned_at: dict[str, float] = {}
         self._suppressed: dict[str, int] = {}
 

@@ -125,7 +125,7 @@ class IngestWorker:
         except Rejected as rejected:
             self._drop(delivery, rejected, None)
             return
-        self.stats.received.labels(kind=topic.kind).inc()
+        self.stats.received_by_kind[topic.kind].inc()
         device = await self._lookup(topic.device_id)
         if device is None:
             self._drop(delivery, Rejected("unknown_device"), topic.device_id)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import shutil
 import subprocess
@@ -32,9 +33,8 @@ def settings_environment(settings: Settings, **overrides: str) -> dict[str, str]
             continue
         if hasattr(value, "get_secret_value"):
             value = value.get_secret_value()
-        env[name.upper()] = (
-            str(value) if not isinstance(value, list) else str(value).replace("'", '"')
-        )
+        # pydantic-settings reads lists as JSON.
+        env[name.upper()] = json.dumps(value) if isinstance(value, list) else str(value)
     env.update(overrides)
     return env
 
