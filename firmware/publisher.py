@@ -1,0 +1,135 @@
+"""The API's MQTT connection for OTA offers: retained, QoS 1, on devices/{id}/ota.
+
+It speaks as the API's own broker identity (MQTT_USERNAME, whose `iot-api` role
+may publish to devices/+/ota, services.broker_identities.API_PUBLISH) with a client
+id of its own, beside core.broker.BrokerAdmin's dynsec connection: offers then
+never queue behind a reconcile, and that connection's module stays untouched.
+
+An offer is retained, so a device offline at dispatch receives it when it next
+subscribes; it is cleared (an empty retained message) once the device finished or
+the rollout was cancelled. The connection reconnects with backoff; while it is
+down, `offer` and `clear` raise PublishFailed at once and the dispatcher waits.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from types import TracebackType
+from typing import Self
+
+import aiomqtt
+
+from core.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+FIRST_RETRY_SECONDS = 0.2
+MAX_RETRY_SECONDS = 5.0
+PUBLISH_TIMEOUT_SECONDS = 10.0
+
+
+class PublishFailed(Exception):
+    """The broker did not take the message (not connected, or no acknowledgement)."""
+
+
+def offer_topic(device_id: str) -> str:
+    return f"devices/{device_id}/ota"
+
+
+class OfferPublisher:
+    """One reconnecting MQTT connection; an async context manager running it."""
+
+    def __init__(self, settings: Settings, *, startup_wait_seconds: float = 3.0) -> None:
+        self._settings = settings
+        self._startup_wait = startup_wait_seconds
+        self._client: aiomqtt.Client | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._up = asyncio.Event()
+        self.client_id = f"iot-api-ota-{uuid.uuid4().hex[:12]}"
+
+    @property
+    def connected(self) -> bool:
+        return self._client is not None and self._up.is_set()
+
+    async def offer(self, device_id: str, payload: bytes) -> None:
+        """Leave `payload` retained on the device's OTA topic (QoS 1, acknowledged)."""
+        await self._publish(offer_topic(device_id), payload)
+
+    async def clear(self, device_id: str) -> None:
+        """Remove the retained offer from the device's OTA topic."""
+        await self._publish(offer_topic(device_id), b"")
+
+    async def _publish(self, topic: str, payload: bytes) -> None:
+        client = self._client
+        if client is None or not self._up.is_set():
+            raise PublishFailed("no MQTT connection for OTA offers")
+        try:
+            await client.publish(
+                topic, payload, qos=1, retain=True, timeout=PUBLISH_TIMEOUT_SECONDS
+            )
+        except aiomqtt.MqttError as err:
+            raise PublishFailed(str(err)) from err
+
+    async def _connect_once(self) -> None:
+        settings = self._settings
+        password = settings.mqtt_password.get_secret_value() if settings.mqtt_password else None
+        async with aiomqtt.Client(
+            settings.mqtt_host,
+            settings.mqtt_port,
+            username=settings.mqtt_username,
+            password=password,
+            identifier=self.client_id,
+            keepalive=30,
+            timeout=PUBLISH_TIMEOUT_SECONDS,
+        ) as client:
+            self._client = client
+            self._up.set()
+            logger.info("OTA offer connection open (%s)", settings.mqtt_host)
+            # Subscribed to nothing: this only ends when the connection does.
+            async for _message in client.messages:
+                pass
+
+    async def _run(self) -> None:
+        delay = FIRST_RETRY_SECONDS
+        while True:
+            try:
+                await self._connect_once()
+            except aiomqtt.MqttError as err:
+                # Also the normal end of a session the broker closed (e.g. when a
+                # reconcile changed the API identity's roles).
+                if self._up.is_set():
+                    delay = FIRST_RETRY_SECONDS
+                logger.warning("OTA offer connection lost (%s); retry in %.1f s", err, delay)
+            finally:
+                self._up.clear()
+                self._client = None
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, MAX_RETRY_SECONDS)
+
+    async def wait_connected(self, seconds: float) -> bool:
+        """Wait up to `seconds` for the connection; whether it is up."""
+        try:
+            async with asyncio.timeout(seconds):
+                await self._up.wait()
+        except TimeoutError:
+            return False
+        return True
+
+    async def __aenter__(self) -> Self:
+        self._task = asyncio.create_task(self._run(), name="ota-offers")
+        if not await self.wait_connected(self._startup_wait):
+            logger.warning("no MQTT connection for OTA offers yet; dispatch waits for it")
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+            self._task = None

@@ -1,0 +1,1 @@
+"""The firmware domain: images, rollouts and their live progress (ADMIN operations)."""
