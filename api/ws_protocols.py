@@ -1,0 +1,67 @@
+"""WebSocket protocol handlers that refuse malformed messages instead of failing on them.
+
+strawberry's handlers index into every message as if it were well formed: a JSON array
+or number, an id that is not a string, or a payload that is not an object raises
+TypeError out of the ASGI app (the socket drops without a close frame and the error is
+logged as a crash), or fails the operation's task with nothing said to the client.
+These check a message's shape first. graphql-transport-ws closes the connection with
+4400, as it does for every other invalid message; legacy graphql-ws ignores it, as it
+ignores unparsable JSON.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import (
+    BaseGraphQLTransportWSHandler,
+)
+from strawberry.subscriptions.protocols.graphql_ws.handlers import BaseGraphQLWSHandler
+
+from graph.context import Context
+
+logger = logging.getLogger(__name__)
+
+
+def _operation_well_formed(message: dict[str, Any]) -> bool:
+    payload = message.get("payload")
+    return (
+        isinstance(message.get("id"), str)
+        and isinstance(payload, dict)
+        and isinstance(payload.get("query"), str)
+        and isinstance(payload.get("variables"), dict | None)
+        and isinstance(payload.get("operationName"), str | None)
+        and isinstance(payload.get("extensions"), dict | None)
+    )
+
+
+def well_formed(message: object, *, start: str, stop: str) -> bool:
+    """Whether strawberry can handle `message` (the `start`/`stop` types of a protocol)."""
+    if not isinstance(message, dict) or not isinstance(message.get("type"), str):
+        return False
+    if message["type"] == start:
+        return _operation_well_formed(message)
+    if message["type"] == stop:
+        return isinstance(message.get("id"), str)
+    return True
+
+
+class TransportWSHandler(BaseGraphQLTransportWSHandler[Context, None]):
+    """graphql-transport-ws: a malformed message closes the connection with 4400."""
+
+    async def handle_message(self, message: Any) -> None:
+        if not well_formed(message, start="subscribe", stop="complete"):
+            await self.handle_invalid_message("Invalid message")
+            return
+        await super().handle_message(message)
+
+
+class LegacyWSHandler(BaseGraphQLWSHandler[Context, None]):
+    """graphql-ws: a malformed message is ignored, like one that is not JSON."""
+
+    async def handle_message(self, message: Any) -> None:
+        if not well_formed(message, start="start", stop="stop"):
+            logger.debug("ignored a malformed graphql-ws message")
+            return
+        await super().handle_message(message)
