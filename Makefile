@@ -25,8 +25,10 @@ $(STAMP): pyproject.toml | ensure-services $(BIN)/python
 
 # The platform on embedded defaults; Ctrl-C stops what it started.
 # SIMULATE=N also starts N simulated devices: `make run SIMULATE=5`.
+# API=N and WORKERS=N scale out: `make run API=2 WORKERS=2` (APIs on 8000, 8001).
 run: install
-	$(BIN)/python -m devstack run $(if $(SIMULATE),--simulate $(SIMULATE))
+	$(BIN)/python -m devstack run $(if $(SIMULATE),--simulate $(SIMULATE)) \
+		$(if $(API),--api $(API)) $(if $(WORKERS),--workers $(WORKERS))
 
 lint: install
 	$(BIN)/ruff check .

@@ -14,6 +14,7 @@ from starlette.routing import Route, WebSocketRoute
 from api.graphql import GraphQLApp
 from api.health import health
 from api.metrics import metrics_endpoint
+from api.request_ids import RequestIdMiddleware
 from api.state import AppState
 from core.broker import BrokerAdmin
 from core.bus import open_bus
@@ -21,6 +22,8 @@ from core.database import open_database
 from core.dynsec import DynamicSecurity
 from core.redis import open_redis
 from core.settings import Settings, get_settings
+from firmware.download import download_firmware
+from firmware.runtime import open_firmware
 from graph.metrics import ApiMetrics
 from services.broker_reconcile import reconcile
 
@@ -44,6 +47,8 @@ def create_app(settings: Settings | None = None) -> Starlette:
             open_redis(settings) as redis,
             open_bus(settings, redis) as bus,
             BrokerAdmin(settings, on_connect=reconcile_broker) as broker,
+            # OTA: the signing key (required in production), offers, the rollout dispatcher.
+            open_firmware(settings, bus),
         ):
             state = AppState(
                 settings=settings, database=database, redis=redis, bus=bus, broker=broker
@@ -52,14 +57,16 @@ def create_app(settings: Settings | None = None) -> Starlette:
             logger.info("API ready (environment=%s)", settings.environment)
             yield
 
-    middleware = []
+    # First: the request id is set before anything else logs.
+    middleware = [Middleware(RequestIdMiddleware)]
     if settings.cors_origins:
         middleware.append(
             Middleware(
                 CORSMiddleware,
                 allow_origins=settings.cors_origins,
                 allow_methods=["GET", "POST", "OPTIONS"],
-                allow_headers=["Authorization", "Content-Type"],
+                # GraphQL-Require-Preflight: firmware uploads (firmware/upload_guard.py).
+                allow_headers=["Authorization", "Content-Type", "GraphQL-Require-Preflight"],
             )
         )
     return Starlette(
@@ -67,6 +74,8 @@ def create_app(settings: Settings | None = None) -> Starlette:
             Route("/graphql", graphql, methods=["GET", "POST"]),
             WebSocketRoute("/graphql", graphql),
             Route("/health", health, methods=["GET"]),
+            # Devices fetch images here with their device token (firmware/download.py).
+            Route("/firmware/{firmware_id}/download", download_firmware, methods=["GET"]),
             # Unauthenticated, like /health: keep it off the public side of the proxy.
             Route("/metrics", metrics_endpoint(metrics), methods=["GET"]),
         ],

@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import logging
 import sys
 
 from pymongo.errors import PyMongoError
 
 from core.database import open_database
 from core.dynsec import BrokerUnavailable, DynsecError, connect_dynsec
+from core.logging import configure_logging
 from core.settings import Settings, get_settings
 from services.broker_reconcile import ReconcileReport, reconcile
 
@@ -48,7 +48,7 @@ def main(argv: list[str] | None = None) -> int:
     commands.add_parser("reconcile", help="make the broker's clients match the devices")
     parser.parse_args(argv)
     settings = get_settings()
-    logging.basicConfig(level=settings.log_level, format="%(levelname)s %(name)s: %(message)s")
+    configure_logging(settings, service="api.broker")
     try:
         report = asyncio.run(run_reconcile(settings))
     except (BrokerUnavailable, DynsecError, PyMongoError) as err:

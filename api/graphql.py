@@ -14,7 +14,9 @@ from strawberry.exceptions import ConnectionRejectionError
 from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL, GRAPHQL_WS_PROTOCOL
 
 from api.state import AppState
+from api.ws_protocols import LegacyWSHandler, TransportWSHandler
 from core.settings import Settings
+from firmware.upload_guard import FORM_OVERHEAD_BYTES, guard_multipart
 from graph.context import Context
 from graph.metrics import ApiMetrics
 from graph.schema import build_schema
@@ -24,8 +26,14 @@ from services.errors import ServiceError
 class GraphQLApp(GraphQL[Context, None]):
     """strawberry's ASGI app with our context and token check at connection_init."""
 
+    # Malformed WebSocket messages are refused rather than crashing the handler.
+    graphql_transport_ws_handler_class = TransportWSHandler
+    graphql_ws_handler_class = LegacyWSHandler
+
     def __init__(self, settings: Settings, metrics: ApiMetrics) -> None:
         self.metrics = metrics
+        # Firmware uploads: the largest image plus the form's other parts.
+        self.max_multipart_bytes = settings.firmware_max_bytes + FORM_OVERHEAD_BYTES
         super().__init__(
             build_schema(settings, metrics=metrics),
             graphql_ide="graphiql",
@@ -34,6 +42,8 @@ class GraphQLApp(GraphQL[Context, None]):
             keep_alive=True,
             keep_alive_interval=15,
             max_subscriptions_per_connection=100,
+            # uploadFirmware; guarded by firmware.upload_guard (CSRF header, size).
+            multipart_uploads_enabled=True,
         )
 
     async def get_context(
@@ -52,7 +62,14 @@ class GraphQLApp(GraphQL[Context, None]):
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "websocket":
-            await super().__call__(scope, receive, send)
+            await guard_multipart(
+                scope,
+                receive,
+                send,
+                view=self,
+                other=super().__call__,
+                max_body_bytes=self.max_multipart_bytes,
+            )
             return
         # Open from the handshake until the connection's handler is done with it.
         with self.metrics.websocket_connections.track_inprogress():

@@ -198,6 +198,13 @@ async def open_bus(settings: Settings, redis: Redis) -> AsyncIterator[Bus]:
         async with InMemoryBus() as memory_bus:
             yield memory_bus
         return
+    if not settings.live_shared_listener:
+        # The benchmark baseline: a Redis connection per subscriber (see core.naive_bus).
+        from core.naive_bus import PerSubscriberRedisBus
+
+        async with PerSubscriberRedisBus(redis) as naive_bus:
+            yield naive_bus
+        return
     # Imported here: core.redis_bus imports this module.
     from core.redis_bus import RedisBus
 

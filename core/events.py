@@ -101,3 +101,147 @@ class StatusEvent:
 
 # The API announces device lifecycle changes here; the worker drops its cache entry.
 DEVICE_CHANGES_CHANNEL = "devices:changed"
+
+
+# ---------------------------------------------------------------- alerts
+# The API announces a device's rule changes here (payload: the device id); workers reload.
+ALERT_RULES_CHANNEL = "alert-rules:changed"
+ALERTS_ALL_CHANNEL = "alerts:all"
+
+type AlertChange = Literal["raised", "acknowledged", "cleared"]
+
+
+def alert_device_channel(device_id: str) -> str:
+    return f"alerts:device:{device_id}"
+
+
+def alert_owner_channel(owner_id: str) -> str:
+    return f"alerts:owner:{owner_id}"
+
+
+def alert_channels(device_id: str, owner_id: str) -> tuple[str, str, str]:
+    """Every channel an alert event is published on (workers follow the last one)."""
+    return alert_device_channel(device_id), alert_owner_channel(owner_id), ALERTS_ALL_CHANNEL
+
+
+def _instant(value: datetime | None) -> str | None:
+    return value.isoformat() if value is not None else None
+
+
+def _parse_instant(value: str | None) -> datetime | None:
+    return datetime.fromisoformat(value) if value is not None else None
+
+
+@dataclass(frozen=True, slots=True)
+class AlertEvent:
+    """One alert raised, acknowledged or cleared; `origin` names the process that
+    published it (a worker ignores its own)."""
+
+    change: AlertChange
+    alert_id: str
+    device_id: str
+    owner_id: str
+    rule_id: str | None
+    kind: str  # AlertKind value
+    metric: str | None
+    value: float | None
+    message: str
+    severity: str  # Severity value
+    state: str  # AlertState value
+    raised_at: datetime
+    acknowledged_at: datetime | None
+    cleared_at: datetime | None
+    origin: str
+
+    def encode(self) -> bytes:
+        return json.dumps(
+            {
+                "c": self.change,
+                "i": self.alert_id,
+                "d": self.device_id,
+                "o": self.owner_id,
+                "r": self.rule_id,
+                "k": self.kind,
+                "m": self.metric,
+                "v": self.value,
+                "g": self.message,
+                "s": self.severity,
+                "st": self.state,
+                "ra": self.raised_at.isoformat(),
+                "aa": _instant(self.acknowledged_at),
+                "ca": _instant(self.cleared_at),
+                "src": self.origin,
+            },
+            separators=(",", ":"),
+        ).encode()
+
+    @classmethod
+    def decode(cls, raw: bytes | str) -> Self:
+        data = json.loads(raw)
+        change = data["c"]
+        if change not in ("raised", "acknowledged", "cleared"):
+            raise ValueError(f"unknown alert change {change!r}")
+        value = data["v"]
+        return cls(
+            change=change,
+            alert_id=data["i"],
+            device_id=data["d"],
+            owner_id=data["o"],
+            rule_id=data["r"],
+            kind=data["k"],
+            metric=data["m"],
+            value=float(value) if value is not None else None,
+            message=data["g"],
+            severity=data["s"],
+            state=data["st"],
+            raised_at=datetime.fromisoformat(data["ra"]),
+            acknowledged_at=_parse_instant(data["aa"]),
+            cleared_at=_parse_instant(data["ca"]),
+            origin=data["src"],
+        )
+
+
+# ---------------------------------------------------------------- firmware / OTA
+# One channel per rollout: every state change of its devices (dispatch, device
+# reports, timeouts, cancellation). Rollouts are ADMIN operations, so the events
+# are not split by owner; each still names the device's owner.
+def ota_update_channel(update_id: str) -> str:
+    return f"ota:update:{update_id}"
+
+
+@dataclass(frozen=True, slots=True)
+class OtaProgressEvent:
+    update_id: str
+    device_id: str
+    owner_id: str
+    state: str  # TargetState value
+    progress: int
+    error: str | None
+    at: datetime
+
+    def encode(self) -> bytes:
+        return json.dumps(
+            {
+                "u": self.update_id,
+                "d": self.device_id,
+                "o": self.owner_id,
+                "s": self.state,
+                "p": self.progress,
+                "e": self.error,
+                "t": self.at.isoformat(),
+            },
+            separators=(",", ":"),
+        ).encode()
+
+    @classmethod
+    def decode(cls, raw: bytes | str) -> Self:
+        data = json.loads(raw)
+        return cls(
+            update_id=data["u"],
+            device_id=data["d"],
+            owner_id=data["o"],
+            state=data["s"],
+            progress=int(data["p"]),
+            error=data["e"],
+            at=datetime.fromisoformat(data["t"]),
+        )

@@ -101,6 +101,72 @@ class Settings(BaseSettings):
     ingest_metrics_host: str = "127.0.0.1"
     ingest_metrics_port: int = Field(default=9101, ge=0, le=65535)
 
+    # --- operations
+    # "json": one JSON object per line, with request/operation ids (core/logging.py).
+    log_format: Literal["text", "json"] = "text"
+    # Benchmark baselines (bench/), never for production: false gives every GraphQL
+    # subscription its own Redis connection, and resolves each field without DataLoaders.
+    live_shared_listener: bool = True
+    graphql_dataloaders: bool = True
+
+    # --- alerts (docs/alerts.md)
+    alert_rules_per_device_max: int = Field(default=50, ge=1, le=1000)
+    # A worker reloads a device's rules on every change notice (and all of them when
+    # its Redis subscription comes back); this reload is only the safety net.
+    alert_rule_refresh_seconds: float = Field(default=300, gt=0)
+    # Raise/clear work waiting in a worker; full means dropped and counted, never waiting.
+    alert_queue_size: int = Field(default=10_000, ge=10, le=1_000_000)
+    alert_no_data_check_seconds: float = Field(default=5, gt=0)
+    # Streaming anomaly detection: EWMA mean/variance per device and metric.
+    anomaly_detection: bool = True
+    anomaly_alpha: float = Field(default=0.05, gt=0, lt=1)
+    anomaly_z_threshold: float = Field(default=5.0, gt=0)
+    anomaly_warmup: int = Field(default=30, ge=2)
+    # The spread never counts as smaller than this fraction of |mean| (or the absolute floor).
+    anomaly_min_std_ratio: float = Field(default=0.01, ge=0)
+    anomaly_min_std: float = Field(default=1e-6, ge=0)
+    anomaly_max_series: int = Field(default=200_000, ge=1)
+    anomaly_alerts: bool = True
+    # At most one anomaly alert per device per interval, across workers.
+    anomaly_alert_interval_seconds: float = Field(default=300, ge=0)
+    anomaly_alert_severity: Literal["INFO", "WARNING", "CRITICAL"] = "WARNING"
+    # Webhooks: secrets are derived from this key (unset: a key derived from
+    # DEVICE_CREDENTIAL_KEY). Private, loopback and link-local targets are refused
+    # unless allowed (SSRF).
+    webhook_signing_key: SecretStr | None = None
+    webhook_allow_private_networks: bool = False
+    webhook_timeout_seconds: float = Field(default=5, gt=0)
+    webhook_max_attempts: int = Field(default=6, ge=1, le=20)
+    webhook_retry_base_seconds: float = Field(default=1, gt=0)
+    webhook_outbox_size: int = Field(default=1000, ge=1)
+    webhook_concurrency: int = Field(default=4, ge=1, le=100)
+
+    # --- firmware / OTA (docs/ota.md)
+    # The largest image uploadFirmware accepts, enforced while it streams into GridFS.
+    firmware_max_bytes: int = Field(default=16 * 1024 * 1024, ge=1024, le=2**31)
+    # Ed25519 private key that signs images: base64 of the raw 32-byte key, or PEM
+    # (PKCS#8), here or in a file. Only the API needs it; it refuses to start in
+    # production without one, and in development generates .data/firmware-signing.key.
+    firmware_signing_key: SecretStr | None = None
+    firmware_signing_key_file: str | None = None
+    # Where devices download images ("https://iot.example.com"). Empty: offers carry the
+    # path only (/firmware/<id>/download), resolved against the API address the device knows.
+    firmware_base_url: str = ""
+    # Rollout defaults; startFirmwareUpdate may set each per rollout.
+    firmware_devices_per_minute: int = Field(default=60, ge=1, le=60_000)
+    firmware_device_timeout_seconds: int = Field(default=30 * 60, ge=1)
+    firmware_max_failure_rate: float = Field(default=0.2, ge=0, le=1)
+    firmware_failure_min_devices: int = Field(default=3, ge=1)
+    firmware_update_max_devices: int = Field(default=1000, ge=1, le=10_000)
+    # How often each API process's dispatcher looks for due work.
+    firmware_dispatch_poll_seconds: float = Field(default=0.5, gt=0, le=60)
+
+    # --- ingest performance
+    # After each MQTT read the worker rests this long before the next one, so a busy
+    # stream is handled in batches (CPU per message) at the price of up to this much
+    # latency on the live path. 0: read as soon as anything arrives.
+    ingest_read_pause_ms: float = Field(default=5, ge=0, le=1000)
+
     @model_validator(mode="after")
     def _refuse_development_secrets(self) -> Self:
         if self.environment == "production":

@@ -24,9 +24,23 @@ def main(argv: list[str] | None = None) -> int:
         metavar="N",
         help="also run N simulated devices (python -m ingest.simulate), one reading/s each",
     )
+    run_parser.add_argument(
+        "--api",
+        type=int,
+        default=1,
+        metavar="N",
+        help="run N API processes on consecutive ports from API_PORT (any serves any subscription)",
+    )
+    run_parser.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        metavar="N",
+        help="run N ingest workers in one MQTT share group (ingest-1 ... ingest-N)",
+    )
     args = parser.parse_args(argv)
     if args.command == "run":
-        return run(simulate=args.simulate)
+        return run(simulate=args.simulate, apis=args.api, workers=args.workers)
     parser.error(f"unknown command {args.command!r}")
 
 

@@ -4,7 +4,9 @@ Redis is reused when something already answers on its configured address and
 started as a child otherwise; Mosquitto is always the project's own (dynamic
 security on, anonymous off) on DEVSTACK_MQTT_PORT (1884), data in .data/mosquitto/;
 the MongoDB stand-in is started unless MONGODB_URL is set; then the API, the ingest
-worker and, with --simulate N, a device simulator. The broker
+worker and, with --simulate N, a device simulator. `--api N` starts N APIs on
+consecutive ports from API_PORT, `--workers N` N workers (ingest-1 ... ingest-N, metrics
+on consecutive ports from INGEST_METRICS_PORT) sharing the broker's `$share` group. The broker
 identities' passwords and DEVICE_CREDENTIAL_KEY are generated on first run into
 .data/secrets.env (mode 0600). Ctrl-C stops what was started here, newest first,
 and nothing else. Settings come from the environment over `.env`, as the API reads them.
@@ -231,14 +233,42 @@ def health_status(url: str) -> int | None:
         return None
 
 
+def worker_environments(config: dict[str, str], workers: int) -> list[dict[str, str]]:
+    """Per worker: its own MQTT client id and metrics port, one share group for all."""
+    if workers == 1:
+        return [{}]
+    if config.get("INGEST_SHARE_GROUP", "ingest") == "":
+        raise Abort("several workers need a share group; unset INGEST_SHARE_GROUP", 1)
+    metrics_port = int(config.get("INGEST_METRICS_PORT", "9101"))
+    return [
+        {
+            # Stable ids: the broker keeps each worker's session (and its share) by id.
+            "INGEST_CLIENT_ID": f"ingest-{number}",
+            "INGEST_METRICS_PORT": str(metrics_port + number - 1 if metrics_port else 0),
+        }
+        for number in range(1, workers + 1)
+    ]
+
+
 def bring_up(
-    stack: Supervisor, config: dict[str, str], directory: Path, *, simulate: int = 0
+    stack: Supervisor,
+    config: dict[str, str],
+    directory: Path,
+    *,
+    simulate: int = 0,
+    apis: int = 1,
+    workers: int = 1,
 ) -> list[str]:
-    """Start or reuse every service, then the API, the ingest worker (and a simulator)."""
+    """Start or reuse every service, then `apis` APIs on consecutive ports, `workers`
+    ingest workers in one share group (and a simulator)."""
+    if apis < 1 or workers < 1:
+        raise Abort("run at least one API and one worker", 1)
     api_host, api_port = config.get("API_HOST", "127.0.0.1"), int(config.get("API_PORT", "8000"))
     local = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}.get(api_host, api_host)  # noqa: S104
-    if answers(local, api_port):
-        raise Abort(f"something already listens on {local}:{api_port}; set API_PORT", 1)
+    for port in range(api_port, api_port + apis):
+        if answers(local, port):
+            raise Abort(f"something already listens on {local}:{port}; set API_PORT", 1)
+    worker_envs = worker_environments(config, workers)
 
     redis = urlsplit(config.get("REDIS_URL", "redis://127.0.0.1:6379/0"))
     redis_host, redis_port = redis.hostname or "127.0.0.1", redis.port or 6379
@@ -265,22 +295,34 @@ def bring_up(
         "API_PORT": str(api_port),
     }
     env |= api_mqtt_environment(mqtt_port, secret_values)
-    stack.start("api", [sys.executable, "-m", "api"], env=env)
-    base = f"http://{f'[{local}]' if ':' in local else local}:{api_port}"
-    answered: dict[str, int] = {}
+    host = f"[{local}]" if ":" in local else local
+    base = f"http://{host}:{api_port}"
+    urls = []
+    # One at a time: the first one's reconcile provisions the broker before the others.
+    for number, port in enumerate(range(api_port, api_port + apis), start=1):
+        name = "api" if apis == 1 else f"api-{number}"
+        url = f"http://{host}:{port}"
+        stack.start(name, [sys.executable, "-m", "api"], env=env | {"API_PORT": str(port)})
+        answered: dict[str, int] = {}
 
-    def api_answers() -> bool:
-        if (code := health_status(f"{base}/health")) is not None:
-            answered["health"] = code
-        return code is not None
+        def api_answers(url: str = url, answered: dict[str, int] = answered) -> bool:
+            if (code := health_status(f"{url}/health")) is not None:
+                answered["health"] = code
+            return code is not None
 
-    stack.wait_for(f"API on {base}/health", api_answers, 30)
-    lines.append(f"api: {base} (started by devstack; /health answered {answered['health']})")
+        stack.wait_for(f"{name} on {url}/health", api_answers, 30)
+        lines.append(f"{name}: {url} (started by devstack; /health answered {answered['health']})")
+        urls.append(url)
     # After the API: its reconcile has provisioned the worker's broker identity by now.
     ingest_env = {key: value for key, value in env.items() if not key.startswith("MQTT_")}
     ingest_env |= ingest_mqtt_environment(mqtt_port, secret_values)
-    stack.start("ingest", [sys.executable, "-m", "ingest"], env=ingest_env)
-    lines.append("ingest: python -m ingest (started by devstack)")
+    for number, worker_env in enumerate(worker_envs, start=1):
+        name = "ingest" if workers == 1 else f"ingest-{number}"
+        stack.start(name, [sys.executable, "-m", "ingest"], env=ingest_env | worker_env)
+        detail = ", ".join(f"{key}={value}" for key, value in worker_env.items())
+        lines.append(
+            f"{name}: python -m ingest (started by devstack{'; ' + detail if detail else ''})"
+        )
     if simulate:
         simulator = [
             sys.executable,
@@ -298,23 +340,32 @@ def bring_up(
             str(mqtt_port),
             "--report-every",
             "60",
+            # They take firmware updates, as real devices would (README "Firmware and OTA").
+            "--ota",
         ]
         stack.start("simulator", simulator, env=env)
         lines.append(
-            f"simulator: {simulate} devices, 1 reading/s each; see them as "
+            f"simulator: {simulate} devices, 1 reading/s each, taking OTA updates; see them as "
             "simulator@example.com / simulator-password"
         )
-    return [f"GraphiQL: {base}/graphql", *lines]
+    return [*(f"GraphiQL: {url}/graphql" for url in urls), *lines]
 
 
-def run(*, simulate: int = 0) -> int:
+def run(*, simulate: int = 0, apis: int = 1, workers: int = 1) -> int:
     """Bring the platform up and supervise it until a signal or a failure; the exit code."""
     stack = Supervisor()
     for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         signal.signal(signum, stack.on_signal)
     with tempfile.TemporaryDirectory(prefix="devstack-") as directory:
         try:
-            lines = bring_up(stack, load_config(), Path(directory), simulate=simulate)
+            lines = bring_up(
+                stack,
+                load_config(),
+                Path(directory),
+                simulate=simulate,
+                apis=apis,
+                workers=workers,
+            )
             print("\n".join(["", *lines, "Ctrl-C stops what devstack started.", ""]), flush=True)
             while True:
                 stack.check()

@@ -43,7 +43,7 @@ class Context:
 
     @cached_property
     def loaders(self) -> Loaders:
-        return Loaders()
+        return Loaders(batched=self.settings.graphql_dataloaders)
 
     @property
     def client_address(self) -> str:

@@ -29,10 +29,14 @@ async def load_latest_readings(device_ids: Sequence[PydanticObjectId]) -> list[R
 
 
 class Loaders:
-    """The loaders of one request."""
+    """The loaders of one request. `batched=False` is the benchmark baseline
+    (GRAPHQL_DATALOADERS=false): one query per key and no cache, the N+1 they remove."""
 
-    def __init__(self) -> None:
-        self.users: DataLoader[PydanticObjectId, User | None] = DataLoader(load_fn=load_users)
+    def __init__(self, *, batched: bool = True) -> None:
+        options: dict[str, Any] = {} if batched else {"max_batch_size": 1, "cache": False}
+        self.users: DataLoader[PydanticObjectId, User | None] = DataLoader(
+            load_fn=load_users, **options
+        )
         self.latest_readings: DataLoader[PydanticObjectId, Reading | None] = DataLoader(
-            load_fn=load_latest_readings
+            load_fn=load_latest_readings, **options
         )

@@ -38,8 +38,8 @@ class ApiMetrics:
         )
         self.operation_seconds = Histogram(
             "graphql_operation_seconds",
-            "GraphQL query and mutation latency",
-            ["operation", "type"],
+            "GraphQL query and mutation latency, by error code (OK without error)",
+            ["operation", "type", "code"],
             buckets=LATENCY_BUCKETS,
             registry=self.registry,
         )
@@ -87,7 +87,9 @@ class ApiMetrics:
         """Count one operation; `seconds` None leaves latency out (subscriptions)."""
         self.operations.labels(operation=name, type=operation_type, code=code).inc()
         if seconds is not None:
-            self.operation_seconds.labels(operation=name, type=operation_type).observe(seconds)
+            self.operation_seconds.labels(operation=name, type=operation_type, code=code).observe(
+                seconds
+            )
 
     def subscriber_overflowed(self, events: int) -> None:
         """A slow subscriber was closed, its `events` discarded."""

@@ -13,30 +13,37 @@ from strawberry.types import ExecutionContext
 from core.settings import Settings
 from graph.accounts.mutations import AccountMutation
 from graph.accounts.queries import AccountQuery
+from graph.alerts.mutations import AlertMutation
+from graph.alerts.queries import AlertQuery
+from graph.alerts.subscriptions import AlertSubscription
 from graph.dashboards.mutations import DashboardMutation
 from graph.dashboards.queries import DashboardQuery
 from graph.devices.mutations import DeviceMutation
 from graph.devices.queries import DeviceQuery
 from graph.errors import ErrorCodes
+from graph.firmware.mutations import FirmwareMutation
+from graph.firmware.queries import FirmwareQuery
+from graph.firmware.subscriptions import FirmwareSubscription
 from graph.limits import limit_extensions
 from graph.metrics import ApiMetrics
+from graph.operation_ids import OperationIds
 from graph.operation_metrics import metrics_extensions
 from graph.readings.queries import ReadingQuery
 from graph.readings.subscriptions import ReadingSubscription
 
 
 @strawberry.type
-class Query(AccountQuery, DeviceQuery, ReadingQuery, DashboardQuery):
+class Query(AccountQuery, DeviceQuery, ReadingQuery, DashboardQuery, AlertQuery, FirmwareQuery):
     pass
 
 
 @strawberry.type
-class Mutation(AccountMutation, DeviceMutation, DashboardMutation):
+class Mutation(AccountMutation, DeviceMutation, DashboardMutation, AlertMutation, FirmwareMutation):
     pass
 
 
 @strawberry.type
-class Subscription(ReadingSubscription):
+class Subscription(ReadingSubscription, AlertSubscription, FirmwareSubscription):
     pass
 
 
@@ -62,6 +69,7 @@ def build_schema(settings: Settings, *, metrics: ApiMetrics | None = None) -> Sc
         extensions=[
             # First: its hooks end last, after ErrorCodes has coded the errors.
             *metrics_extensions(metrics),
+            OperationIds,  # logs within the operation carry its id
             ErrorCodes,
             *limit_extensions(settings),
             partial(ValidationCache, maxsize=256),

@@ -8,6 +8,7 @@ import logging
 import signal
 
 from core.database import open_database
+from core.logging import configure_logging
 from core.redis import open_redis
 from core.settings import Settings, get_settings
 from ingest.metrics import serve_metrics
@@ -44,9 +45,7 @@ async def serve() -> None:
 
 def main() -> None:
     settings = get_settings()
-    logging.basicConfig(
-        level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    configure_logging(settings, service="ingest", instance=settings.ingest_client_id)
     asyncio.run(serve())
 
 

@@ -1,113 +1,212 @@
-"""aiomqtt with acknowledgement after storage.
+"""The worker's MQTT 5 session: messages in batches per socket read, PUBACK after storage.
 
-aiomqtt 2.5 lets paho acknowledge a QoS 1 message as soon as it is queued. paho 2
-can instead leave it to the application (`manual_ack_set(True)` and `ack(mid,
-qos)`); aiomqtt keeps its paho client as `_client`, so this subclass turns that
-on and reports each message's DUP flag, which aiomqtt's Message drops. We stay on
-the stable aiomqtt 2.5 (pinned <2.6) rather than the 3.0 alpha; the ingest tests
-(a worker killed mid-stream loses nothing) guard this reliance on paho.
+The rest of the platform speaks MQTT through aiomqtt (the API's dynsec control
+connection, the simulator, the tests). The worker does not: receiving one QoS 1
+message through aiomqtt 2.5 and paho 2 cost ~350-410 µs of CPU here, several
+times the whole budget of the issue's target, spent in paho's packet machinery
+(a Properties object per packet, one recv() per field), in aiomqtt's bridging
+(a future and an event-loop turn per message) and in one write per PUBACK. The
+aiomqtt 3.0 alpha is pure asyncio but pins a native codec (mqtt5 0.5) that has no
+wheel here, and it still hands over one message per await and sends one PUBACK
+per await. This module is the receive path a QoS 1 subscriber needs and no more:
+an `asyncio.Protocol` that decodes every PUBLISH of a socket read in one loop
+(`ingest.mqtt_codec`), hands them to the worker as one batch, and writes the
+PUBACKs of a stored batch in one write, after storage. CONNECT with clean start
+off, session expiry and Receive Maximum; SUBSCRIBE; PINGREQ keepalive; DISCONNECT.
+Reconnection with backoff is the worker's loop (`IngestWorker._consume`).
 """
 
 from __future__ import annotations
 
-import socket
-from dataclasses import dataclass
-from typing import Any
+import asyncio
+import logging
+import ssl
+from collections.abc import AsyncIterator
+from types import TracebackType
+from typing import Self
 
-import aiomqtt
-import paho.mqtt.client as paho
-from paho.mqtt.packettypes import PacketTypes
-from paho.mqtt.properties import Properties
+from ingest.mqtt_codec import (
+    DISCONNECT_PACKET,
+    PINGREQ_PACKET,
+    SERVER_KEEP_ALIVE,
+    SubAck,
+    encode_connect,
+    encode_subscribe,
+)
+from ingest.mqtt_connection import (
+    Connection,
+    Delivery,
+    MqttConnectError,
+    MqttConnectionLost,
+    MqttError,
+    describe_reason,
+)
 
+logger = logging.getLogger(__name__)
 
-@dataclass(frozen=True, slots=True, eq=False)
-class Delivery:
-    """One received message and the connection that must acknowledge it."""
-
-    client: AckingClient
-    topic: str
-    payload: bytes
-    qos: int
-    mid: int
-    retain: bool
-    dup: bool
-
-    def ack(self) -> None:
-        """Tell the broker it may forget this message (no-op for QoS 0).
-
-        After a reconnect the old connection's client is dead: the ack is not sent,
-        and the broker redelivers the message (marked DUP) on the new connection.
-        """
-        if self.qos > 0 and self.client.is_current:
-            self.client._client.ack(self.mid, self.qos)
+__all__ = ["Delivery", "MqttConnectError", "MqttConnectionLost", "MqttError", "MqttSubscriber"]
 
 
-class BufferedSocket:
-    """A plain TCP socket read in 64 KiB gulps.
+class MqttSubscriber:
+    """One MQTT 5 connection of a persistent session, read in batches.
 
-    paho reads each packet with several tiny recv() calls (the type byte, each
-    length byte, the body) and aiomqtt reads one packet per wakeup. Served from
-    this buffer, those calls are memory copies, and `pending()` (which aiomqtt
-    already honours for TLS sockets) makes it read every buffered packet in one
-    wakeup: the per-message cost of a busy worker falls by several syscalls and
-    an event-loop turn.
+    `async with MqttSubscriber(...) as client:` connects (CONNECT/CONNACK), then
+    `await client.subscribe(...)` and `async for batch in client.batches():`; each
+    delivery's `ack()` queues its PUBACK. Raises MqttError subclasses.
     """
 
-    def __init__(self, sock: socket.socket) -> None:
-        self._sock = sock
-        self._buffer = b""
-        self._position = 0
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        *,
+        client_id: str,
+        username: str | None = None,
+        password: str | None = None,
+        clean_start: bool = False,
+        session_expiry: int = 0,
+        receive_maximum: int = 65535,
+        keepalive: int = 30,
+        timeout: float = 10.0,
+        read_pause: float = 0.0,
+        ssl_context: ssl.SSLContext | None = None,
+    ) -> None:
+        self._host = host
+        self._port = port
+        self._client_id = client_id
+        self._username = username
+        self._password = password
+        self._clean_start = clean_start
+        self._session_expiry = session_expiry
+        self._receive_maximum = receive_maximum
+        self._keepalive = keepalive
+        self._timeout = timeout
+        self._read_pause = read_pause
+        self._ssl = ssl_context
+        self._connection: Connection | None = None
+        self._pinger: asyncio.Task[None] | None = None
+        self._next_packet_id = 1
+        self.session_present = False
 
-    def recv(self, size: int) -> bytes:
-        if self._position >= len(self._buffer):
-            self._buffer = self._sock.recv(65536)  # BlockingIOError passes through
-            self._position = 0
-            if not self._buffer:
-                return b""  # closed by the peer
-        chunk = self._buffer[self._position : self._position + size]
-        self._position += len(chunk)
-        return chunk
+    async def __aenter__(self) -> Self:
+        loop = asyncio.get_running_loop()
+        # Room for every unacknowledged message, and as much again of QoS 0.
+        inbox_limit = 2 * self._receive_maximum
+        try:
+            async with asyncio.timeout(self._timeout):
+                _, connection = await loop.create_connection(
+                    lambda: Connection(inbox_limit=inbox_limit, read_pause=self._read_pause),
+                    self._host,
+                    self._port,
+                    ssl=self._ssl,
+                )
+                self._connection = connection
+                connection.send(
+                    encode_connect(
+                        client_id=self._client_id,
+                        username=self._username,
+                        password=self._password,
+                        clean_start=self._clean_start,
+                        keepalive=self._keepalive,
+                        session_expiry=self._session_expiry,
+                        receive_maximum=self._receive_maximum,
+                    )
+                )
+                connack = await connection.connack
+        except (OSError, TimeoutError, MqttConnectionLost) as err:
+            self._close()
+            raise MqttConnectError(
+                f"cannot connect to {self._host}:{self._port}: {str(err) or type(err).__name__}"
+            ) from err
+        if connack.reason_code >= 0x80:
+            self._close()
+            detail = describe_reason(connack.reason_code)
+            raise MqttConnectError(f"the broker refused the connection: {detail}")
+        self.session_present = connack.session_present
+        keepalive = connack.properties.get(SERVER_KEEP_ALIVE, self._keepalive)
+        if keepalive:
+            self._pinger = asyncio.create_task(self._ping(connection, keepalive))
+        return self
 
-    def pending(self) -> int:
-        return len(self._buffer) - self._position
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        connection = self._connection
+        if connection is not None and connection.lost is None:
+            connection.send(DISCONNECT_PACKET)  # normal: the broker keeps the session
+        self._close()
 
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._sock, name)
+    def _close(self) -> None:
+        if self._pinger is not None:
+            self._pinger.cancel()
+            self._pinger = None
+        if self._connection is not None:
+            self._connection.close()
 
+    @property
+    def pings_answered(self) -> int:
+        """PINGRESPs received on this connection (keepalive is working)."""
+        return self._connection.pings_answered if self._connection is not None else 0
 
-class AckingClient(aiomqtt.Client):
-    """An aiomqtt client that acknowledges QoS 1 messages only when told to."""
+    def _current(self) -> Connection:
+        if self._connection is None:
+            raise MqttConnectionLost("not connected")
+        if self._connection.lost is not None:
+            raise self._connection.lost
+        return self._connection
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self._client.manual_ack_set(True)
-        self.is_current = True
+    async def subscribe(self, filters: list[tuple[str, int]]) -> tuple[int, ...]:
+        """Subscribe to (filter, maximum QoS) pairs; the granted QoS of each.
 
-    def _on_socket_open(self, client: paho.Client, userdata: Any, sock: Any) -> None:
-        if isinstance(sock, socket.socket) and not hasattr(sock, "pending"):
-            sock = BufferedSocket(sock)
-            client._sock = sock
-        super()._on_socket_open(client, userdata, sock)
+        MqttConnectError when the broker refuses any of them.
+        """
+        connection = self._current()
+        packet_id = self._next_packet_id
+        self._next_packet_id = packet_id % 0xFFFF + 1
+        future: asyncio.Future[SubAck] = asyncio.get_running_loop().create_future()
+        connection.expect_suback(packet_id, future)
+        connection.send(encode_subscribe(packet_id, filters))
+        try:
+            async with asyncio.timeout(self._timeout):
+                suback = await future
+        except TimeoutError as err:
+            raise MqttConnectionLost("no SUBACK from the broker") from err
+        refused = [
+            f"{topic}: {describe_reason(code)}"
+            for (topic, _), code in zip(filters, suback.reason_codes, strict=False)
+            if code >= 0x80
+        ]
+        if refused or len(suback.reason_codes) != len(filters):
+            detail = ", ".join(refused) or "SUBACK mismatch"
+            raise MqttConnectError(f"subscription refused: {detail}")
+        return suback.reason_codes
 
-    def _on_message(self, client: paho.Client, userdata: Any, message: paho.MQTTMessage) -> None:
-        # Replaces aiomqtt's Message (no DUP flag) by our Delivery; the queue is
-        # unbounded here because the broker bounds it: Receive Maximum.
-        self._queue.put_nowait(
-            Delivery(  # type: ignore[arg-type]
-                client=self,
-                topic=message.topic,
-                payload=bytes(message.payload),
-                qos=message.qos,
-                mid=message.mid,
-                retain=bool(message.retain),
-                dup=bool(message.dup),
-            )
-        )
+    async def batches(self) -> AsyncIterator[list[Delivery]]:
+        """The messages received, a batch per wakeup (one or more socket reads), in order.
 
+        Raises MqttConnectionLost when the connection ends; what was received and not
+        yet taken is dropped then (unacknowledged, the broker sends it again).
+        """
+        connection = self._current()
+        while True:
+            if connection.lost is not None:
+                raise connection.lost
+            batch = connection.take()
+            if batch:
+                yield batch
+            else:
+                await connection.wait()
 
-def connect_properties(*, receive_maximum: int, session_expiry: int) -> Properties:
-    """MQTT 5 CONNECT: keep the session while away, and at most N messages unacked."""
-    properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
-    properties.SessionExpiryInterval = session_expiry
-    properties.ReceiveMaximum = receive_maximum
-    return properties
+    async def _ping(self, connection: Connection, interval: float) -> None:
+        """PINGREQ every keepalive interval; no PINGRESP by the next one: the link is dead."""
+        while connection.lost is None:
+            await asyncio.sleep(interval)
+            if connection.ping_outstanding:
+                logger.warning("no PINGRESP within %.0f s: closing the connection", interval)
+                connection._abort("keepalive timeout")
+                return
+            connection.ping_outstanding = True
+            connection.send(PINGREQ_PACKET)

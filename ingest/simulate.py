@@ -4,6 +4,13 @@ It signs in to the API (registering its user the first time), creates its device
 or reuses them (rotating their credentials, which are shown only once), and
 publishes realistic telemetry with each device's own MQTT identity, like a real
 fleet would: status `online` on connect, a Last Will `offline`, QoS 1.
+
+With `--ota` the devices also take firmware updates: each subscribes to its
+devices/{id}/ota, downloads an offered image with its device token (resuming with
+Range when the link drops; `--ota-interrupt-after` drops it on purpose), checks
+the SHA-256 and the Ed25519 signature against `firmwareSigningKey`, installs,
+and reports progress (firmware.device.OtaAgent); `--ota-fail-rate` makes that
+share of installations fail.
 """
 
 from __future__ import annotations
@@ -23,6 +30,7 @@ import aiomqtt
 import httpx
 
 from core.settings import get_settings
+from firmware.device import Offer, OtaAgent
 
 logger = logging.getLogger("ingest.simulate")
 
@@ -39,6 +47,8 @@ class SimulatedDevice:
     name: str
     username: str
     password: str
+    token: str = ""
+    ota: OtaAgent | None = None
     sent: int = 0
     temperature: float = field(default_factory=lambda: random.uniform(18, 26))
     humidity: float = field(default_factory=lambda: random.uniform(35, 60))
@@ -96,6 +106,11 @@ class Api:
             )
             self._token = data["register"]["accessToken"]
 
+    async def signing_key(self) -> str:
+        """The public key firmware signatures are checked with."""
+        data = await self.call("{ firmwareSigningKey }")
+        return str(data["firmwareSigningKey"])
+
     async def fleet(self, count: int) -> list[SimulatedDevice]:
         """`count` devices named sim-0.., reused when they exist, with fresh credentials."""
         existing: dict[str, str] = {}
@@ -117,14 +132,15 @@ class Api:
             if name in existing:
                 data = await self.call(
                     "mutation($id: ID!) { rotateDeviceCredentials(id: $id) "
-                    "{ mqttUsername mqttPassword } }",
+                    "{ mqttUsername mqttPassword token } }",
                     {"id": existing[name]},
                 )
                 credentials, device_id = data["rotateDeviceCredentials"], existing[name]
             else:
                 data = await self.call(
                     "mutation($name: String!) { createDevice(input: {name: $name, type: "
-                    '"simulator"}) { device { id } credentials { mqttUsername mqttPassword } } }',
+                    '"simulator"}) { device { id } '
+                    "credentials { mqttUsername mqttPassword token } } }",
                     {"name": name},
                 )
                 credentials = data["createDevice"]["credentials"]
@@ -135,6 +151,7 @@ class Api:
                     name=name,
                     username=credentials["mqttUsername"],
                     password=credentials["mqttPassword"],
+                    token=credentials["token"],
                 )
             )
         return devices
@@ -143,7 +160,8 @@ class Api:
 async def run_device(
     device: SimulatedDevice, *, host: str, port: int, interval: float, until: float
 ) -> None:
-    """Connect as the device and publish one reading every `interval` seconds."""
+    """Connect as the device and publish one reading every `interval` seconds
+    (and, with an OTA agent, take the firmware updates offered meanwhile)."""
     status = f"devices/{device.id}/status"
     will = aiomqtt.Will(status, b"offline", qos=1, retain=True)
     await asyncio.sleep(random.uniform(0, interval))  # do not all speak at once
@@ -156,22 +174,70 @@ async def run_device(
         will=will,
     ) as client:
         await client.publish(status, b"online", qos=1, retain=True)
-        next_at = time.monotonic()
-        while time.monotonic() < until:
-            await client.publish(
-                f"devices/{device.id}/telemetry", json.dumps(device.reading()), qos=1
-            )
-            device.sent += 1
-            next_at += interval
-            await asyncio.sleep(max(0.0, next_at - time.monotonic()))
+        updates: asyncio.Task[None] | None = None
+        if device.ota is not None:
+            await client.subscribe(f"devices/{device.id}/ota", qos=1)
+            print(f"ota: {device.name} {device.id} listening", flush=True)
+            updates = asyncio.create_task(take_updates(device, device.ota, client))
+        try:
+            next_at = time.monotonic()
+            while time.monotonic() < until:
+                await client.publish(
+                    f"devices/{device.id}/telemetry", json.dumps(device.reading()), qos=1
+                )
+                device.sent += 1
+                next_at += interval
+                await asyncio.sleep(max(0.0, next_at - time.monotonic()))
+        finally:
+            if updates is not None:
+                updates.cancel()
+                await asyncio.gather(updates, return_exceptions=True)
         await client.publish(status, b"offline", qos=1, retain=True)
+
+
+async def take_updates(device: SimulatedDevice, agent: OtaAgent, client: aiomqtt.Client) -> None:
+    """Carry out each offer on the device's OTA topic, one at a time."""
+    progress_topic = f"devices/{device.id}/ota/progress"
+
+    async def publish(report: dict[str, Any]) -> None:
+        await client.publish(progress_topic, json.dumps(report), qos=1)
+
+    async for message in client.messages:
+        if not isinstance(message.payload, bytes):
+            continue
+        offer = Offer.parse(message.payload)
+        if offer is None:
+            continue
+        outcome = await agent.handle(offer, publish)
+        if outcome != "IGNORED":
+            resumed = f" (resumed at {agent.resumed_at})" if agent.resumed_at else ""
+            print(
+                f"ota: {device.name} {offer.update_id} {outcome} {offer.version}{resumed}",
+                flush=True,
+            )
 
 
 async def simulate(args: argparse.Namespace) -> int:
     api = Api(args.api)
+    downloads = httpx.AsyncClient(timeout=30)
     try:
         await api.sign_in(args.email, args.password)
         devices = await api.fleet(args.devices)
+        if args.ota:
+            public_key = await api.signing_key()
+            for device in devices:
+                device.ota = OtaAgent(
+                    token=device.token,
+                    api_url=args.api,
+                    public_key=public_key,
+                    http=downloads,
+                    install_seconds=args.ota_install_seconds,
+                    fail_rate=args.ota_fail_rate,
+                    interrupt_after=args.ota_interrupt_after,
+                )
+    except BaseException:
+        await downloads.aclose()
+        raise
     finally:
         await api.close()
     interval = args.devices / args.rate
@@ -208,6 +274,7 @@ async def simulate(args: argparse.Namespace) -> int:
     print(f"sent {total} readings from {len(devices)} devices in {elapsed:.1f} s", flush=True)
     for failure in failures[:5]:
         print(f"device failed: {failure}", flush=True)
+    await downloads.aclose()
     return 1 if failures else 0
 
 
@@ -230,6 +297,17 @@ def main() -> None:
     parser.add_argument("--email", default="simulator@example.com")
     parser.add_argument("--password", default="simulator-password")
     parser.add_argument("--report-every", type=float, default=10.0)
+    parser.add_argument("--ota", action="store_true", help="take firmware updates")
+    parser.add_argument(
+        "--ota-fail-rate", type=float, default=0.0, help="share of installations that fail"
+    )
+    parser.add_argument("--ota-install-seconds", type=float, default=2.0)
+    parser.add_argument(
+        "--ota-interrupt-after",
+        type=int,
+        default=0,
+        help="drop each device's first download after this many bytes, then resume (Range)",
+    )
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
     raise SystemExit(asyncio.run(simulate(args)))

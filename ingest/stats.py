@@ -66,6 +66,32 @@ class IngestStats:
         }
         self._warned_at: dict[str, float] = {}
         self._suppressed: dict[str, int] = {}
+        # --- alerts (ingest/alerts.py, ingest/webhooks.py)
+        self.alerts_raised = Counter(
+            "ingest_alerts_raised", "Alerts raised, by kind", ["kind"], registry=self.registry
+        )
+        self.alerts_cleared = Counter(
+            "ingest_alerts_cleared", "Alerts cleared by their rule", registry=self.registry
+        )
+        self.alert_work_dropped = Counter(
+            "ingest_alert_work_dropped",
+            "Raise/clear work dropped (alert queue full); retried at the next reading",
+            registry=self.registry,
+        )
+        self.alert_evaluations_skipped = Counter(
+            "ingest_alert_evaluations_skipped",
+            "Readings not evaluated against rules (held while rules loaded, buffer full)",
+            registry=self.registry,
+        )
+        self.anomalies = Counter(
+            "ingest_anomalous_readings", "Readings flagged anomalous", registry=self.registry
+        )
+        self.webhooks = Counter(
+            "ingest_webhook_deliveries",
+            "Webhook attempts (delivered, failed) and deliveries (exhausted, dropped, blocked)",
+            ["outcome"],
+            registry=self.registry,
+        )
 
     def drop(self, reason: Reason, device_id: str | None) -> None:
         """Count a dropped message and warn about it, at most once a minute per reason."""
@@ -92,3 +118,10 @@ class IngestStats:
 
     def stored_count(self) -> float:
         return self.registry.get_sample_value("ingest_readings_stored_total") or 0.0
+
+    def webhook_outcome(self, outcome: str) -> None:
+        self.webhooks.labels(outcome=outcome).inc()
+
+    def sample(self, name: str, labels: dict[str, str] | None = None) -> float:
+        """One sample's current value (0 when never incremented)."""
+        return self.registry.get_sample_value(name, labels or {}) or 0.0

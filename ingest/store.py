@@ -17,6 +17,7 @@ import asyncio
 import hashlib
 import logging
 import time
+from collections import deque
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -27,6 +28,7 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from ingest.mqtt import Delivery
+from ingest.resp import RedisAddress, RespClient, RespError
 from ingest.stats import IngestStats
 from models.readings import Reading
 
@@ -69,44 +71,76 @@ class ReadingStore:
         dedup_window: int,
     ) -> None:
         self._redis = redis
+        # The marks go through a lean client where it can reach Redis (plain TCP).
+        address = RedisAddress.of(redis)
+        self._marker = RespClient(address) if address is not None else None
         self._stats = stats
         self._batch_size = batch_size
         self._batch_delay = batch_delay
         self._dedup_window = dedup_window
-        self.queue: asyncio.Queue[PendingMessage] = asyncio.Queue(maxsize=queue_size)
+        self._capacity = queue_size
+        self._pending: deque[PendingMessage] = deque()
+        self._readings = 0  # documents in _pending
+        # put() wakes the store only once this many readings wait: one while it is
+        # idle, a full batch while it gathers one (not once per message).
+        self._wake_at = 1
+        self._wakeup = asyncio.Event()
+        self._room = asyncio.Event()
+
+    @property
+    def depth(self) -> int:
+        """Messages waiting to be stored."""
+        return len(self._pending)
 
     async def put(self, message: PendingMessage) -> None:
         """Queue a message; waits while the queue is full (backpressure to MQTT)."""
-        await self.queue.put(message)
-        self._stats.queue_depth.set(self.queue.qsize())
+        while len(self._pending) >= self._capacity:
+            self._room.clear()
+            await self._room.wait()
+        self._pending.append(message)
+        self._readings += len(message.documents)
+        if self._readings >= self._wake_at:
+            self._wakeup.set()
 
     async def run(self) -> None:
         """Store batches until cancelled."""
-        while True:
-            batch = await self._next_batch()
-            await self._store_until_done(batch)
-            for message in batch:
-                message.delivery.ack()
-            self._stats.queue_depth.set(self.queue.qsize())
+        try:
+            while True:
+                batch = await self._next_batch()
+                self._stats.queue_depth.set(len(self._pending))
+                await self._store_until_done(batch)
+                for message in batch:
+                    message.delivery.ack()
+        finally:
+            if self._marker is not None:
+                self._marker.close()
+
+    async def _wait_for(self, readings: int, delay: float | None) -> None:
+        """Until `readings` wait, or `delay` seconds (None: no limit) have passed."""
+        if self._readings >= readings:
+            return
+        self._wake_at = readings
+        self._wakeup.clear()
+        try:
+            async with asyncio.timeout(delay):
+                await self._wakeup.wait()
+        except TimeoutError:
+            pass
 
     async def _next_batch(self) -> list[PendingMessage]:
-        batch = [await self.queue.get()]
+        """The oldest messages, up to a batch of readings, waiting the batch delay for
+        company when fewer are queued."""
+        await self._wait_for(1, None)
+        await self._wait_for(self._batch_size, self._batch_delay)
+        pending = self._pending
+        batch = [pending.popleft()]
         count = len(batch[0].documents)
-        deadline = time.monotonic() + self._batch_delay
-        while count < self._batch_size:
-            try:
-                message = self.queue.get_nowait()
-            except asyncio.QueueEmpty:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    break
-                try:
-                    async with asyncio.timeout(remaining):
-                        message = await self.queue.get()
-                except TimeoutError:
-                    break
+        while pending and count < self._batch_size:
+            message = pending.popleft()
             batch.append(message)
             count += len(message.documents)
+        self._readings -= count
+        self._room.set()
         return batch
 
     async def _store_until_done(self, batch: list[PendingMessage]) -> None:
@@ -126,7 +160,16 @@ class ReadingStore:
 
     async def _store(self, batch: list[PendingMessage], uncertain: list[PendingMessage]) -> None:
         stored = await self._already_stored(uncertain) if uncertain else set()
-        fresh = [message for message in batch if message.source not in stored]
+        fresh = []
+        seen: set[str] = set()
+        for message in batch:
+            source = message.source
+            # A copy redelivered after a reconnect may share a batch with the first one,
+            # which MongoDB does not hold yet either.
+            if source in stored or (message.delivery.dup and source in seen):
+                continue
+            seen.add(source)
+            fresh.append(message)
         self._stats.duplicates.inc(len(batch) - len(fresh))
         if not fresh:
             return
@@ -145,13 +188,20 @@ class ReadingStore:
         # One hash per hour, one HSET per batch: a SET per message cost a tenth of the
         # worker's CPU. The hash outlives the window by an hour, then expires whole.
         key = MARK_PREFIX + str(int(time.time() // 3600))
-        fields = {m.source: int(m.earliest.timestamp() * 1000) for m in messages}
+        ttl = self._dedup_window + 3600
         try:
+            if self._marker is not None:
+                command = [b"HSET", key.encode()]
+                for m in messages:
+                    command += (m.source.encode(), b"%d" % (m.earliest.timestamp() * 1000))
+                await self._marker.execute(tuple(command), (b"EXPIRE", key.encode(), b"%d" % ttl))
+                return
+            fields = {m.source: int(m.earliest.timestamp() * 1000) for m in messages}
             async with self._redis.pipeline(transaction=False) as pipe:
                 pipe.hset(key, mapping=fields)  # type: ignore[arg-type]
-                pipe.expire(key, self._dedup_window + 3600)
+                pipe.expire(key, ttl)
                 await pipe.execute()
-        except RedisError as err:
+        except (RedisError, RespError) as err:
             # Storing matters more than deduplicating: go on, and say so.
             logger.warning("could not mark %d messages for deduplication: %s", len(messages), err)
 

@@ -6,18 +6,18 @@ import asyncio
 import logging
 from datetime import UTC, datetime
 
-import aiomqtt
 from bson import ObjectId
-from paho.mqtt.client import MQTTv5
 from pymongo.errors import PyMongoError
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from core.events import DEVICE_CHANGES_CHANNEL, ReadingEvent
 from core.settings import Settings
+from ingest.alerts import AlertEngine
 from ingest.devices import DeviceDirectory, DeviceInfo
 from ingest.live import LivePublisher
-from ingest.mqtt import AckingClient, Delivery, connect_properties
+from ingest.mqtt import Delivery, MqttError, MqttSubscriber
+from ingest.ota import OtaProgressHandler
 from ingest.payloads import Rejected, parse_status, parse_telemetry, parse_topic
 from ingest.stats import IngestStats
 from ingest.status import StatusTracker
@@ -26,7 +26,7 @@ from models.devices import DeviceStatus
 
 logger = logging.getLogger(__name__)
 
-TOPICS = ("devices/+/telemetry", "devices/+/status")
+TOPICS = ("devices/+/telemetry", "devices/+/status", "devices/+/ota/progress")
 
 
 def subscription_filters(settings: Settings) -> list[tuple[str, int]]:
@@ -59,6 +59,8 @@ class IngestWorker:
             flush_interval=settings.ingest_status_flush_seconds,
             offline_after=settings.ingest_offline_after_seconds,
         )
+        self.ota = OtaProgressHandler(redis, self.stats)
+        self.alerts = AlertEngine(settings, redis, self.stats, origin=settings.ingest_client_id)
 
     async def run(self) -> None:
         """Run every part of the worker until cancelled."""
@@ -69,27 +71,26 @@ class IngestWorker:
                 tasks.create_task(self.status.run_flusher(), name="status-flush")
                 tasks.create_task(self.status.run_sweeper(), name="status-sweep")
                 tasks.create_task(self._follow_device_changes(), name="device-changes")
+                tasks.create_task(self.alerts.run(), name="alerts")
                 tasks.create_task(self._consume(), name="mqtt")
         finally:
             await self.status.flush()
 
-    def _client(self) -> AckingClient:
+    def _client(self) -> MqttSubscriber:
         settings = self.settings
         password = settings.mqtt_password.get_secret_value() if settings.mqtt_password else None
-        return AckingClient(
+        return MqttSubscriber(
             settings.mqtt_host,
             settings.mqtt_port,
+            client_id=settings.ingest_client_id,
             username=settings.mqtt_username,
             password=password,
-            identifier=settings.ingest_client_id,
-            protocol=aiomqtt.ProtocolVersion(MQTTv5),
             clean_start=False,
-            properties=connect_properties(
-                receive_maximum=settings.ingest_queue_size,
-                session_expiry=settings.ingest_session_expiry_seconds,
-            ),
+            session_expiry=settings.ingest_session_expiry_seconds,
+            receive_maximum=settings.ingest_queue_size,
             keepalive=30,
             timeout=10,
+            read_pause=settings.ingest_read_pause_ms / 1000,
         )
 
     async def _consume(self) -> None:
@@ -105,12 +106,14 @@ class IngestWorker:
                     logger.info(
                         "connected to %s:%s", self.settings.mqtt_host, self.settings.mqtt_port
                     )
-                    async for message in client.messages:
-                        await self._handle(message)  # type: ignore[arg-type]
-            except aiomqtt.MqttError as err:
+                    # A batch is what one wakeup read: handled in one go, its live events
+                    # in one write, its PUBACKs (after storage) in one write.
+                    async for batch in client.batches():
+                        for delivery in batch:
+                            await self._handle(delivery)
+            except MqttError as err:
                 logger.warning("broker connection lost (%s); reconnecting in %.1f s", err, delay)
             finally:
-                client.is_current = False
                 if self.connected.is_set():
                     self.stats.reconnects.inc()
                 self.stats.connected.set(0)
@@ -133,6 +136,8 @@ class IngestWorker:
         try:
             if topic.kind == "telemetry":
                 await self._telemetry(delivery, device, arrived)
+            elif topic.kind == "ota_progress":
+                await self.ota.handle(delivery, device)
             else:
                 await self._status(delivery, device, arrived)
         except Rejected as rejected:
@@ -159,6 +164,8 @@ class IngestWorker:
         source = source_key(self.settings.ingest_client_id, delivery)
         documents = []
         for reading in readings:
+            # Rules and anomaly detection: synchronous, queues any alert work for later.
+            anomaly = self.alerts.observe(device, reading.timestamp, reading.values, arrived)
             documents.append(
                 {
                     "_id": ObjectId(),
@@ -168,13 +175,13 @@ class IngestWorker:
                         {"metric": metric, "value": value, "unit": unit}
                         for metric, value, unit in reading.values
                     ],
-                    "anomaly": False,
+                    "anomaly": anomaly,
                     "source": source,
                 }
             )
             # The live path goes first and does not wait for storage.
             event = ReadingEvent(
-                device.device_id, device.owner_id, reading.timestamp, False, reading.values
+                device.device_id, device.owner_id, reading.timestamp, anomaly, reading.values
             )
             self.live.publish("readings", device.device_id, device.owner_id, event.encode())
         await self._note_seen(device, arrived)

@@ -60,13 +60,21 @@ async def register(
     address = normalise_email(email)
     check_password(password)
     window = settings.rate_limit_window_seconds
-    await ratelimit.check(
-        redis, "register", client_address, limit=settings.registrations_per_address
+    await ratelimit.take(
+        redis,
+        "register",
+        client_address,
+        limit=settings.registrations_per_address,
+        window_seconds=window,
     )
     # Per e-mail too: probing which addresses are taken costs attempts like logins do.
-    await ratelimit.check(redis, "register-email", address, limit=settings.login_failures_per_email)
-    await ratelimit.hit(redis, "register", client_address, window_seconds=window)
-    await ratelimit.hit(redis, "register-email", address, window_seconds=window)
+    await ratelimit.take(
+        redis,
+        "register-email",
+        address,
+        limit=settings.login_failures_per_email,
+        window_seconds=window,
+    )
     user = User(email=address, password_hash=await hash_password(password, settings))
     try:
         await user.insert()
@@ -94,18 +102,29 @@ async def login(
         # Cannot be registered, so it cannot log in; still counted, still a plain refusal.
         address = email.strip().lower()
     window = settings.rate_limit_window_seconds
-    await ratelimit.check(redis, "login-email", address, limit=settings.login_failures_per_email)
-    await ratelimit.check(
-        redis, "login-address", client_address, limit=settings.login_failures_per_address
+    # Counted as failures before the password is checked, so that parallel guesses
+    # cannot all pass the limit first; a success gives its count back.
+    await ratelimit.take(
+        redis,
+        "login-email",
+        address,
+        limit=settings.login_failures_per_email,
+        window_seconds=window,
+    )
+    await ratelimit.take(
+        redis,
+        "login-address",
+        client_address,
+        limit=settings.login_failures_per_address,
+        window_seconds=window,
     )
     user = await User.find_one(User.email == address)
     # Verified even for an unknown e-mail, so the answer takes as long either way.
     valid = await verify_password(password, user.password_hash if user else None, settings)
     if user is None or not valid:
-        await ratelimit.hit(redis, "login-email", address, window_seconds=window)
-        await ratelimit.hit(redis, "login-address", client_address, window_seconds=window)
         raise Unauthenticated("Invalid e-mail or password.")
     await ratelimit.reset(redis, "login-email", address)
+    await ratelimit.give_back(redis, "login-address", client_address)
     return await _start_session(user, settings)
 
 

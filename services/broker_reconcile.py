@@ -15,7 +15,7 @@ from typing import Any
 
 from bson import ObjectId
 
-from core.dynsec import BrokerUnavailable
+from core.dynsec import BrokerUnavailable, DynsecError
 from core.settings import Settings
 from models.devices import Device
 from services.broker_identities import (
@@ -133,6 +133,28 @@ async def _listing(broker: DynsecCommands) -> tuple[dict[str, Any], dict[str, An
     )
 
 
+def _done_by_another(command: Command, error: str) -> bool:
+    """Another reconciler (a second API starting at the same time) got there first.
+
+    Every process derives the same passwords and roles from MongoDB, so its result
+    is the one this command wanted."""
+    name, error = str(command.get("command")), error.lower()
+    if name.startswith(("create", "add")):
+        return "already" in error
+    if name.startswith(("delete", "remove")):
+        return "not found" in error
+    return False
+
+
+async def _execute_racing(broker: DynsecCommands, commands: list[Command]) -> None:
+    """Run `commands`; refusals that mean "already done" pass, any other raises."""
+    responses = await broker.execute_tolerant(*commands)
+    for command, response in zip(commands, responses, strict=True):
+        error = response.get("error")
+        if error and not _done_by_another(command, str(error)):
+            raise DynsecError(str(command.get("command")), str(error))
+
+
 async def reconcile(
     broker: DynsecCommands, settings: Settings, *, orphan_grace: timedelta = ORPHAN_GRACE
 ) -> ReconcileReport:
@@ -189,7 +211,7 @@ async def reconcile(
             commands.append({"command": "deleteRole", "rolename": rolename})
 
     for start in range(0, len(commands), COMMANDS_PER_MESSAGE):
-        await broker.execute(*commands[start : start + COMMANDS_PER_MESSAGE])
+        await _execute_racing(broker, commands[start : start + COMMANDS_PER_MESSAGE])
     if grant_admin:
         # Last: Mosquitto disconnects a client whose roles change, this very connection.
         try:

@@ -18,6 +18,7 @@ from models.accounts import Role, User
 from models.devices import Device
 from models.readings import Reading
 from services import broker_identities
+from services.alert_cleanup import delete_device_alerts
 from services.broker_identities import DynsecCommands, broker_errors
 from services.credentials import hash_mqtt_password
 from services.errors import Conflict, Unauthenticated
@@ -144,6 +145,7 @@ async def delete_device(
     await device.delete()
     # Readings go after the device, so no reading outlives a device that is gone.
     await Reading.find(Reading.device_id == device.id).delete()
+    await delete_device_alerts(device.id)
     try:
         # Ingest workers drop their cached entry now rather than at its expiry.
         await redis.publish(DEVICE_CHANGES_CHANNEL, str(device.id))

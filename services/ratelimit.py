@@ -34,6 +34,26 @@ async def hit(redis: Redis, scope: str, subject: str, *, window_seconds: int) ->
     return int(count)
 
 
+async def take(redis: Redis, scope: str, subject: str, *, limit: int, window_seconds: int) -> None:
+    """Count one attempt, then RateLimited if it is over `limit`.
+
+    Counting first makes the check atomic: of concurrent attempts only `limit` get
+    through, where a check-then-count lets all of them pass before any is counted.
+    """
+    if await hit(redis, scope, subject, window_seconds=window_seconds) > limit:
+        ttl = await redis.ttl(_key(scope, subject))
+        raise RateLimited(retry_after=max(int(ttl), 1))
+
+
+# Undoes one count, unless the window (and so the key) is gone meanwhile.
+_GIVE_BACK = "if redis.call('exists', KEYS[1]) == 1 then return redis.call('decr', KEYS[1]) end"
+
+
+async def give_back(redis: Redis, scope: str, subject: str) -> None:
+    """Uncount one attempt taken with `take` that turned out not to be a failure."""
+    await redis.eval(_GIVE_BACK, 1, _key(scope, subject))
+
+
 async def reset(redis: Redis, scope: str, subject: str) -> None:
     """Forget the attempts of `subject` (after a successful login)."""
     await redis.delete(_key(scope, subject))

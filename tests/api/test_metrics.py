@@ -59,8 +59,14 @@ def operations(samples: Samples, operation: str, type: str, code: str) -> float:
     return value(samples, "graphql_operations_total", operation=operation, type=type, code=code)
 
 
-def latency_count(samples: Samples, operation: str, type: str) -> float:
-    return value(samples, "graphql_operation_seconds_count", operation=operation, type=type)
+def latency_count(samples: Samples, operation: str, type: str, code: str | None = None) -> float:
+    """Observations of one operation's latency, of one error code or of all."""
+    wanted = {("operation", operation), ("type", type)} | ({("code", code)} if code else set())
+    return sum(
+        count
+        for (name, labels), count in samples.items()
+        if name == "graphql_operation_seconds_count" and wanted <= labels
+    )
 
 
 async def test_count_graphql_operations_metrics_by_name_and_code(api: Api, api_server: str) -> None:
@@ -83,6 +89,12 @@ async def test_count_graphql_operations_metrics_by_name_and_code(api: Api, api_s
         == 2
     )
     assert latency_count(after, "Me", "query") - latency_count(before, "Me", "query") == 2
+    # The latency histogram is split by error code too.
+    for code in ("OK", "UNAUTHENTICATED"):
+        assert (
+            latency_count(after, "Me", "query", code) - latency_count(before, "Me", "query", code)
+            == 1
+        )
 
 
 async def test_count_graphql_operations_metrics_unnamed_and_unparsable(

@@ -135,6 +135,40 @@ async def test_reconcile_removes_orphans_repairs_tampering_keeps_others(
     assert await login_refused(private_broker, device.mqtt_username, "stolen")
 
 
+async def test_reconcile_twice_at_once_both_succeed(
+    api: Api, settings: Settings, private_broker: ManagedBroker
+) -> None:
+    # Two API processes starting together: both list an empty broker, both create.
+    session = await register(api)
+    devices = [await create_device(api, session, name=f"d{i}") for i in range(3)]
+    # The first reconcile grants the admin its API role (a later grant would kick both).
+    assert run_cli(settings, private_broker).returncode == 0
+    async with connect_dynsec(
+        private_broker.host,
+        private_broker.port,
+        username=private_broker.admin_username,
+        password=private_broker.admin_password,
+    ) as dynsec:
+        await dynsec.execute(
+            *[{"command": "deleteClient", "username": d.id} for d in devices],
+            *[{"command": "deleteRole", "rolename": f"device-{d.id}"} for d in devices],
+        )
+    connections = [
+        connect_dynsec(
+            private_broker.host,
+            private_broker.port,
+            username=private_broker.admin_username,
+            password=private_broker.admin_password,
+        )
+        for _ in range(2)
+    ]
+    async with connections[0] as first, connections[1] as second:
+        reports = await asyncio.gather(reconcile(first, settings), reconcile(second, settings))
+    assert [r.devices_created for r in reports] == [3, 3]
+    pairs = {d.id: (d.mqtt_username, d.mqtt_password) for d in devices}
+    assert await logins(private_broker, pairs) == dict.fromkeys(pairs, True)
+
+
 async def test_api_repairs_broker_after_restart_without_manual_work(
     api: Api, settings: Settings, private_broker: ManagedBroker
 ) -> None:

@@ -19,6 +19,7 @@ from pymongo import AsyncMongoClient, monitoring
 from core.settings import Settings
 from models import DOCUMENT_MODELS
 from models.devices import Device
+from models.firmware import Firmware, FirmwareUpdate, FirmwareUpdateTarget
 from models.readings import MetricValue, Reading
 from services.credentials import verify_mqtt_password
 from services.pagination import encode_cursor
@@ -360,6 +361,11 @@ async def test_list_devices_without_token_unauthenticated(api: Api) -> None:
 # ------------------------------------------------------------------ DataLoader round trips
 
 
+BACKGROUND_COLLECTIONS = frozenset(
+    model.Settings.name for model in (Firmware, FirmwareUpdate, FirmwareUpdateTarget)
+)
+
+
 class CommandCounter(monitoring.CommandListener):
     """Names of the commands sent while `recording`."""
 
@@ -368,7 +374,9 @@ class CommandCounter(monitoring.CommandListener):
         self.commands: list[str] = []
 
     def started(self, event: monitoring.CommandStartedEvent) -> None:
-        if self.recording:
+        # The API's rollout dispatcher polls its own collections in the background.
+        collection = event.command.get(event.command_name)
+        if self.recording and collection not in BACKGROUND_COLLECTIONS:
             self.commands.append(event.command_name)
 
     def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:

@@ -312,3 +312,53 @@ async def next_status(pubsub: PubSub, *, timeout: float = 10.0) -> StatusEvent:
             if message["type"] == "message":
                 return StatusEvent.decode(message["data"])
     raise AssertionError("unreachable")
+
+
+async def test_store_redelivered_copy_in_same_batch_once(
+    api: Api, worker_settings: Settings, redis: Redis
+) -> None:
+    """A copy redelivered (DUP) while the first still waits for its batch is stored once."""
+    from bson import ObjectId
+
+    from ingest.mqtt import Delivery
+    from ingest.stats import IngestStats
+    from ingest.store import PendingMessage, ReadingStore, source_key
+
+    class Acks:
+        def __init__(self) -> None:
+            self.mids: list[int] = []
+
+        def ack(self, mid: int) -> None:
+            self.mids.append(mid)
+
+    session = await register(api)
+    device = await create_device(api, session)
+    stats = IngestStats()
+    store = ReadingStore(
+        redis=redis, stats=stats, batch_size=100, batch_delay=0.05, queue_size=10, dedup_window=3600
+    )
+    old, new = Acks(), Acks()
+    first = Delivery(old, "t", b'{"t": 1}', 1, 7, False, False)  # type: ignore[arg-type]
+    copy = Delivery(new, "t", b'{"t": 1}', 1, 7, False, True)  # type: ignore[arg-type]
+    for delivery in (first, copy):
+        document = {
+            "_id": ObjectId(),
+            "device_id": ObjectId(device.id),
+            "timestamp": datetime.now(UTC),
+            "values": [{"metric": "t", "value": 1.0, "unit": None}],
+            "anomaly": False,
+            "source": source_key("worker", delivery),
+        }
+        await store.put(
+            PendingMessage(delivery, ObjectId(device.id), document["source"], [document])
+        )
+    task = asyncio.create_task(store.run())
+    try:
+        await eventually(lambda: asyncio.sleep(0, new.mids == [7]))
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+    assert old.mids == [7]  # acknowledged too (a no-op on a closed connection)
+    assert await Reading.find(Reading.device_id == PydanticObjectId(device.id)).count() == 1
+    assert stats.stored_count() == 1
+    assert stats.registry.get_sample_value("ingest_messages_duplicate_total") == 1
