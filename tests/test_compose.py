@@ -17,6 +17,7 @@ from urllib.parse import parse_qs, urlsplit
 import yaml
 
 from core.settings import Settings
+from devstack.mosquitto import BrokerLayout, write_config
 
 ROOT = Path(__file__).resolve().parents[1]
 COMPOSE_FILE = ROOT / "docker-compose.yml"
@@ -24,7 +25,6 @@ DOCKERFILE = ROOT / "Dockerfile"
 
 API_ENTRY_POINT = ["python", "-m", "api"]
 INGEST_ENTRY_POINT = ["python", "-m", "ingest"]
-PLATFORM_SERVICES = ("api", "ingest")
 DEPENDENCIES = ("mongo", "redis", "mosquitto")
 PINNED_IMAGES = {"mongo": "mongo:8", "redis": "redis:7", "mosquitto": "eclipse-mosquitto:2"}
 
@@ -37,6 +37,9 @@ def load_compose() -> dict[str, Any]:
 
 COMPOSE = load_compose()
 SERVICES: dict[str, dict[str, Any]] = COMPOSE.get("services") or {}
+# Every ingest worker is a service of its own (its MQTT client id must be unique).
+WORKERS = tuple(n for n, s in SERVICES.items() if s.get("command") == INGEST_ENTRY_POINT)
+PLATFORM_SERVICES = ("api", *WORKERS)
 
 
 def environment(service: str) -> dict[str, str | None]:
@@ -79,7 +82,7 @@ def volume_source(volume: str | dict[str, Any]) -> tuple[str, str]:
 
 
 def test_compose_defines_the_platform_services() -> None:
-    for name in (*PLATFORM_SERVICES, *DEPENDENCIES):
+    for name in ("api", "ingest", *DEPENDENCIES):
         assert name in SERVICES, f"service {name!r} missing from docker-compose.yml"
 
 
@@ -108,17 +111,40 @@ def test_api_runs_the_real_entry_point() -> None:
     assert importlib.util.find_spec("api.__main__") is not None
 
 
-def test_ingest_stays_behind_a_profile_until_its_entry_point_exists() -> None:
-    ingest = SERVICES["ingest"]
-    assert ingest["command"] == INGEST_ENTRY_POINT
-    entry_point_exists = (
-        importlib.util.find_spec("ingest") is not None
-        and importlib.util.find_spec("ingest.__main__") is not None
-    )
-    if not entry_point_exists:
-        assert "ingest" in (ingest.get("profiles") or []), (
-            "`python -m ingest` does not exist yet: keep the service behind the ingest profile"
-        )
+def test_ingest_runs_the_real_entry_point_in_a_plain_up() -> None:
+    assert importlib.util.find_spec("ingest.__main__") is not None
+    for name in WORKERS:
+        assert not SERVICES[name].get("profiles"), f"{name} must start with `docker compose up`"
+
+
+# --- scale-out ---------------------------------------------------------------------
+
+
+def replicas(service: str) -> int:
+    return int((SERVICES[service].get("deploy") or {}).get("replicas", 1))
+
+
+def test_scale_out_api_replicas_each_get_a_host_port() -> None:
+    count = replicas("api")
+    assert count >= 2, "the API runs as several replicas (README, Deployment)"
+    port = environment("api")["API_PORT"]
+    published = [str(p) for p in SERVICES["api"]["ports"]]
+    ranges = [p.rsplit(":", 1)[0] for p in published if p.rsplit(":", 1)[1] == port]
+    assert len(ranges) == 1, published
+    first, _, last = ranges[0].partition("-")
+    assert int(last or first) - int(first) + 1 >= count, "one host port per replica"
+
+
+def test_scale_out_workers_unique_client_ids_one_share_group() -> None:
+    assert len(WORKERS) >= 2, "two ingest workers share the device traffic"
+    client_ids = [environment(name).get("INGEST_CLIENT_ID") for name in WORKERS]
+    assert all(client_ids) and len(set(client_ids)) == len(client_ids), client_ids
+    groups = {environment(name).get("INGEST_SHARE_GROUP") for name in WORKERS}
+    assert len(groups) == 1 and None not in groups and "" not in groups, groups
+    for name in WORKERS:
+        # A replica would share its client id with its twin: the broker would
+        # keep kicking one session out with the other.
+        assert replicas(name) == 1, f"{name}: add a service per worker, not replicas"
 
 
 # --- settings --------------------------------------------------------------------
@@ -138,6 +164,9 @@ def test_jwt_secret_is_required_and_api_runs_in_production() -> None:
             f"{name}: JWT_SECRET must use the required form ${{JWT_SECRET:?message}}"
         )
     assert environment("api").get("ENVIRONMENT") == "production"
+    # The API refuses to start in production without a firmware signing key.
+    key = environment("api").get("FIRMWARE_SIGNING_KEY") or ""
+    assert re.fullmatch(r"\$\{FIRMWARE_SIGNING_KEY:\?[^}]+\}", key), key
 
 
 def test_platform_connects_to_the_compose_services() -> None:
@@ -149,7 +178,11 @@ def test_platform_connects_to_the_compose_services() -> None:
     assert env.get("MQTT_HOST") == "mosquitto"
     assert env.get("MQTT_PORT") == "1883"
     assert env.get("API_HOST") == "0.0.0.0"  # noqa: S104 - the container listens on all interfaces
-    assert f"{env.get('API_PORT')}:{env.get('API_PORT')}" in SERVICES["api"].get("ports", [])
+    port = env["API_PORT"] or ""
+    published = [str(p) for p in SERVICES["api"].get("ports", [])]
+    # "8000:8000", or a host port range starting there for the replicas ("8000-8001:8000").
+    host_ranges = [p.rsplit(":", 1)[0] for p in published if p.endswith(f":{port}")]
+    assert [r.split("-")[0] for r in host_ranges] == [port], published
 
 
 def test_replica_set_in_the_url_is_the_one_mongod_runs() -> None:
@@ -226,6 +259,30 @@ def test_broker_config_refuses_anonymous_clients() -> None:
     assert ["allow_anonymous", "true"] not in directives
 
 
+DELIVERY_DIRECTIVES = (
+    "max_queued_messages",
+    "max_inflight_messages",
+    "max_packet_size",
+    "set_tcp_nodelay",
+    "persistence",
+)
+
+
+def test_broker_config_keeps_what_the_development_broker_keeps(tmp_path: Path) -> None:
+    """Production queues, in-flight windows and packet limits match what the tests ran on."""
+    mounts = [str(volume) for volume in SERVICES["mosquitto"]["volumes"]]
+    config_mount = next(m for m in mounts if m.endswith(":/mosquitto/config/mosquitto.conf:ro"))
+    deployed = directives_of((ROOT / config_mount.split(":", 1)[0]).read_text())
+    developed = directives_of(write_config(BrokerLayout(tmp_path, 1884)).read_text())
+    for name in DELIVERY_DIRECTIVES:
+        assert deployed.get(name) == developed.get(name) is not None, name
+
+
+def directives_of(config: str) -> dict[str, str]:
+    words = (line.split(None, 1) for line in config.splitlines() if line.strip())
+    return {w[0]: w[1].strip() if len(w) > 1 else "" for w in words if not w[0].startswith("#")}
+
+
 # --- Dockerfile --------------------------------------------------------------------
 
 
@@ -292,11 +349,17 @@ def test_api_administers_broker_with_bootstrapped_admin() -> None:
 
 
 def test_ingest_uses_identity_the_api_provisions() -> None:
-    ingest, api = environment("ingest"), environment("api")
-    assert ingest.get("MQTT_USERNAME") == Settings.model_fields["mqtt_ingest_username"].default
+    api = environment("api")
     assert "MQTT_INGEST_USERNAME" not in api or api["MQTT_INGEST_USERNAME"] == "iot-ingest"
-    assert required(ingest.get("MQTT_PASSWORD"), "MQTT_INGEST_PASSWORD")
-    assert "MQTT_INGEST_PASSWORD" not in ingest, "the worker does not provision identities"
+    for name in WORKERS:
+        ingest = environment(name)
+        assert ingest.get("MQTT_USERNAME") == Settings.model_fields["mqtt_ingest_username"].default
+        assert required(ingest.get("MQTT_PASSWORD"), "MQTT_INGEST_PASSWORD")
+        assert "MQTT_INGEST_PASSWORD" not in ingest, "the worker does not provision identities"
+        # The API grants the ingest identity `$share/<its INGEST_SHARE_GROUP>/...` only.
+        assert ingest.get("INGEST_SHARE_GROUP") == api.get(
+            "INGEST_SHARE_GROUP", Settings.model_fields["ingest_share_group"].default
+        )
 
 
 def test_device_credential_key_is_required_everywhere() -> None:
