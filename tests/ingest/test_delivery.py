@@ -52,14 +52,29 @@ async def distinct_values(device_id: str) -> int:
     return len(numbers)
 
 
-def spawn_worker(settings: Settings) -> subprocess.Popen[bytes]:
-    return subprocess.Popen(
-        [sys.executable, "-m", "ingest"],
-        cwd=ROOT,
-        env=settings_environment(settings),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+def spawn_worker(settings: Settings, log: Path) -> subprocess.Popen[bytes]:
+    with log.open("ab") as output:
+        return subprocess.Popen(
+            [sys.executable, "-m", "ingest"],
+            cwd=ROOT,
+            env=settings_environment(settings),
+            stdout=output,
+            stderr=subprocess.STDOUT,
+        )
+
+
+async def wait_for_subscribed(log: Path, *, timeout: float) -> None:
+    """Until the worker logs its connection, which it does once the broker's SUBACK is in."""
+    async with asyncio.timeout(timeout):
+        while "ingest.worker: connected to" not in log.read_text(errors="replace"):
+            await asyncio.sleep(0.05)
+
+
+async def missing_numbers(device_id: str, count: int) -> list[int]:
+    numbers = await Reading.get_pymongo_collection().distinct(
+        "values.value", {"device_id": PydanticObjectId(device_id)}
     )
+    return sorted(set(range(count)) - {int(n) for n in numbers})
 
 
 async def publish_numbered(publisher: aiomqtt.Client, device_id: str, count: int) -> None:
@@ -68,13 +83,16 @@ async def publish_numbered(publisher: aiomqtt.Client, device_id: str, count: int
 
 
 async def test_kill_worker_mid_stream_stores_every_message_once(
-    api: Api, worker_settings: Settings, publisher: aiomqtt.Client
+    api: Api, worker_settings: Settings, publisher: aiomqtt.Client, tmp_path: Path
 ) -> None:
     session = await register(api)
     device = await create_device(api, session)
-    process = spawn_worker(worker_settings)
+    log = tmp_path / "worker.log"
+    process = spawn_worker(worker_settings, log)
     try:
-        await asyncio.sleep(1.5)  # connected and subscribed
+        # Published before its SUBSCRIBE, a message would reach no session at all. A
+        # fixed pause was too short on a loaded machine (the worker still importing).
+        await wait_for_subscribed(log, timeout=60)
         sending = asyncio.create_task(publish_numbered(publisher, device.id, MESSAGES))
         await wait_for_count(device.id, MESSAGES // 4, timeout=60)
         print(f"killing at {await count_readings(device.id)} stored")
@@ -83,8 +101,15 @@ async def test_kill_worker_mid_stream_stores_every_message_once(
         killed_at = await count_readings(device.id)
         await sending
         print(f"restarting at {await count_readings(device.id)} stored, all sent")
-        process = spawn_worker(worker_settings)
-        await wait_for_count(device.id, MESSAGES, timeout=120)
+        process = spawn_worker(worker_settings, log)
+        try:
+            await wait_for_count(device.id, MESSAGES, timeout=120)
+        except TimeoutError:
+            async with asyncio.timeout(30):
+                missing = await missing_numbers(device.id, MESSAGES)
+            print(f"missing {len(missing)}: {missing[:50]}")
+            print(log.read_text(errors="replace")[-5000:])
+            raise
         print("all stored")
         await asyncio.sleep(1.0)  # would a duplicate still arrive?
     finally:
