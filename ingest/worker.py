@@ -18,7 +18,13 @@ from ingest.devices import DeviceDirectory, DeviceInfo
 from ingest.live import LivePublisher
 from ingest.mqtt import Delivery, MqttError, MqttSubscriber
 from ingest.ota import OtaProgressHandler
-from ingest.payloads import Rejected, parse_status, parse_telemetry, parse_topic
+from ingest.payloads import (
+    Rejected,
+    parse_status,
+    parse_telemetry,
+    parse_topic,
+    topic_device_id,
+)
 from ingest.stats import IngestStats
 from ingest.status import StatusTracker
 from ingest.store import PendingMessage, ReadingStore, source_key
@@ -74,6 +80,7 @@ class IngestWorker:
                 tasks.create_task(self.alerts.run(), name="alerts")
                 tasks.create_task(self._consume(), name="mqtt")
         finally:
+            self.directory.close()
             await self.status.flush()
 
     def _client(self) -> MqttSubscriber:
@@ -109,6 +116,9 @@ class IngestWorker:
                     # A batch is what one wakeup read: handled in one go, its live events
                     # in one write, its PUBACKs (after storage) in one write.
                     async for batch in client.batches():
+                        if len(batch) > 1:
+                            # Devices the cache does not know: one read for the batch.
+                            await self.directory.prefetch(topic_device_id(d.topic) for d in batch)
                         for delivery in batch:
                             await self._handle(delivery)
             except MqttError as err:

@@ -28,6 +28,9 @@ from tests.brokers import ManagedBroker
 from tests.client import Api
 from tests.net import ROOT, free_port
 
+# Shared fixtures kept in their own modules.
+pytest_plugins = ["tests.commands"]
+
 
 def start_mongo_standin(directory: Path) -> tuple[subprocess.Popen[bytes], str]:
     """Start the mongoeco wire server in its own process; return it and its URI."""

@@ -5,25 +5,22 @@ from __future__ import annotations
 import base64
 import uuid
 from collections import Counter
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import jwt
 import pytest
-from beanie import PydanticObjectId, init_beanie
+from beanie import PydanticObjectId
 from bson import ObjectId
 from pydantic import SecretStr
-from pymongo import AsyncMongoClient, monitoring
 
 from core.settings import Settings
-from models import DOCUMENT_MODELS
 from models.devices import Device
-from models.firmware import Firmware, FirmwareUpdate, FirmwareUpdateTarget
 from models.readings import MetricValue, Reading
 from services.credentials import verify_mqtt_password
 from services.pagination import encode_cursor
 from tests.client import Api, Result
+from tests.commands import CommandCounter
 from tests.contract import op
 from tests.factories import CreatedDevice, Session, admin_and_user, create_device, register
 
@@ -359,62 +356,6 @@ async def test_list_devices_without_token_unauthenticated(api: Api) -> None:
 
 
 # ------------------------------------------------------------------ DataLoader round trips
-
-
-BACKGROUND_COLLECTIONS = frozenset(
-    model.Settings.name for model in (Firmware, FirmwareUpdate, FirmwareUpdateTarget)
-)
-
-
-class CommandCounter(monitoring.CommandListener):
-    """Names of the commands sent while `recording`."""
-
-    def __init__(self) -> None:
-        self.recording = False
-        self.commands: list[str] = []
-
-    def started(self, event: monitoring.CommandStartedEvent) -> None:
-        # The API's rollout dispatcher polls its own collections in the background.
-        collection = event.command.get(event.command_name)
-        if self.recording and collection not in BACKGROUND_COLLECTIONS:
-            self.commands.append(event.command_name)
-
-    def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
-        pass
-
-    def failed(self, event: monitoring.CommandFailedEvent) -> None:
-        pass
-
-
-@pytest.fixture
-async def command_counter(settings: Settings) -> AsyncIterator[CommandCounter]:
-    """Beanie bound, for one test, to an instrumented client on the app's own database.
-
-    PyMongo snapshots its command listeners when a client is built (global
-    `monitoring.register` only reaches clients built afterwards) and offers no
-    public way to add one to a live client; the app's client is built in its
-    lifespan, before any test runs. Measuring `graph.loaders` alone would not
-    prove the resolvers use the DataLoaders at all. So instead: the app reaches
-    MongoDB only through Beanie documents, and Beanie's binding is public
-    (`init_beanie`); rebinding it to a client that carries the listener, on the
-    same server and database, lets the real HTTP request -> resolvers ->
-    DataLoaders -> Beanie path run unchanged while every command it sends is
-    seen. The original binding is restored afterwards.
-    """
-    original = Device.get_pymongo_collection().database
-    counter = CommandCounter()
-    client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(
-        settings.mongodb_url, tz_aware=True, event_listeners=[counter]
-    )
-    try:
-        await init_beanie(
-            database=client[settings.mongodb_database], document_models=DOCUMENT_MODELS
-        )
-        assert Device.get_pymongo_collection().database.client is client
-        yield counter
-    finally:
-        await init_beanie(database=original, document_models=DOCUMENT_MODELS)
-        await client.close()
 
 
 DEVICES_WITH_OWNERS = """
