@@ -12,10 +12,11 @@ Channels (one event is published on each of its three):
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal, Self
+
+import orjson
 
 type Kind = Literal["readings", "status"]
 
@@ -47,20 +48,19 @@ class ReadingEvent:
     values: tuple[tuple[str, float, str | None], ...]
 
     def encode(self) -> bytes:
-        return json.dumps(
+        return orjson.dumps(
             {
                 "d": self.device_id,
                 "o": self.owner_id,
                 "t": self.timestamp.isoformat(),
                 "a": self.anomaly,
-                "v": [list(value) for value in self.values],
-            },
-            separators=(",", ":"),
-        ).encode()
+                "v": self.values,  # tuples: JSON arrays
+            }
+        )
 
     @classmethod
     def decode(cls, raw: bytes | str) -> Self:
-        data = json.loads(raw)
+        data = orjson.loads(raw)
         return cls(
             device_id=data["d"],
             owner_id=data["o"],
@@ -78,19 +78,18 @@ class StatusEvent:
     last_seen: datetime | None
 
     def encode(self) -> bytes:
-        return json.dumps(
+        return orjson.dumps(
             {
                 "d": self.device_id,
                 "o": self.owner_id,
                 "s": self.status,
                 "l": self.last_seen.isoformat() if self.last_seen else None,
-            },
-            separators=(",", ":"),
-        ).encode()
+            }
+        )
 
     @classmethod
     def decode(cls, raw: bytes | str) -> Self:
-        data = json.loads(raw)
+        data = orjson.loads(raw)
         return cls(
             device_id=data["d"],
             owner_id=data["o"],
@@ -154,7 +153,7 @@ class AlertEvent:
     origin: str
 
     def encode(self) -> bytes:
-        return json.dumps(
+        return orjson.dumps(
             {
                 "c": self.change,
                 "i": self.alert_id,
@@ -171,13 +170,12 @@ class AlertEvent:
                 "aa": _instant(self.acknowledged_at),
                 "ca": _instant(self.cleared_at),
                 "src": self.origin,
-            },
-            separators=(",", ":"),
-        ).encode()
+            }
+        )
 
     @classmethod
     def decode(cls, raw: bytes | str) -> Self:
-        data = json.loads(raw)
+        data = orjson.loads(raw)
         change = data["c"]
         if change not in ("raised", "acknowledged", "cleared"):
             raise ValueError(f"unknown alert change {change!r}")
@@ -220,7 +218,7 @@ class OtaProgressEvent:
     at: datetime
 
     def encode(self) -> bytes:
-        return json.dumps(
+        return orjson.dumps(
             {
                 "u": self.update_id,
                 "d": self.device_id,
@@ -229,13 +227,12 @@ class OtaProgressEvent:
                 "p": self.progress,
                 "e": self.error,
                 "t": self.at.isoformat(),
-            },
-            separators=(",", ":"),
-        ).encode()
+            }
+        )
 
     @classmethod
     def decode(cls, raw: bytes | str) -> Self:
-        data = json.loads(raw)
+        data = orjson.loads(raw)
         return cls(
             update_id=data["u"],
             device_id=data["d"],
