@@ -13,14 +13,10 @@ from core.events import device_channel
 from core.settings import Settings
 from graph.loaders import Loaders
 from tests.client import Api
+from tests.commands import CommandCounter
 from tests.contract import op
 from tests.factories import admin_and_user, create_device
-from tests.graph.test_devices import (  # noqa: F401 - command_counter is a fixture
-    DEVICES_WITH_OWNERS,
-    CommandCounter,
-    add_reading,
-    command_counter,
-)
+from tests.graph.test_devices import DEVICES_WITH_OWNERS, add_reading
 from tests.graph.test_subscriptions import client, expected_reading, publish, reading_event
 from tests.live import wait_numsub
 from tests.processes import api_process
@@ -63,7 +59,7 @@ async def test_serve_baseline_api_process_same_answers_and_releases(
 
 async def test_load_unbatched_loaders_one_query_per_key(
     api: Api,
-    command_counter: CommandCounter,  # noqa: F811 - the imported fixture
+    command_counter: CommandCounter,
 ) -> None:
     _, user = await admin_and_user(api)
     devices = [await create_device(api, user, name=f"q{i}") for i in range(4)]
