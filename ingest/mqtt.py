@@ -26,7 +26,6 @@ from types import TracebackType
 from typing import Self
 
 from ingest.mqtt_codec import (
-    DISCONNECT_PACKET,
     PINGREQ_PACKET,
     SERVER_KEEP_ALIVE,
     SubAck,
@@ -135,9 +134,12 @@ class MqttSubscriber:
         tb: TracebackType | None,
     ) -> None:
         connection = self._connection
-        if connection is not None and connection.lost is None:
-            connection.send(DISCONNECT_PACKET)  # normal: the broker keeps the session
-        self._close()
+        try:
+            if connection is not None and connection.lost is None:
+                # Normal: the broker keeps the session.
+                await connection.disconnect(grace=min(self._timeout, 2.0))
+        finally:
+            self._close()
 
     def _close(self) -> None:
         if self._pinger is not None:
