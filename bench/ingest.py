@@ -158,10 +158,14 @@ async def make_fleet(stack: Stack, api_url: str, devices: int) -> Fleet:
     Redis pub/sub channels are server-wide, so every test running on this Redis would
     reach the subscriber too.
     """
-    graphql(api_url, REGISTER, {"e": "bench-admin@example.com", "p": "benchmark-password"})
-    registered = graphql(api_url, REGISTER, {"e": "bench@example.com", "p": "benchmark-password"})[
-        "data"
-    ]["register"]
+    # Addresses of their own: registrations per e-mail are rate-limited, and the
+    # counters outlive a run in Redis.
+    run, password = secrets.token_hex(4), "benchmark-password"
+    graphql(api_url, REGISTER, {"e": f"bench-admin-{run}@example.com", "p": password})
+    answer = graphql(api_url, REGISTER, {"e": f"bench-{run}@example.com", "p": password})
+    if answer.get("errors"):
+        raise RuntimeError(f"registering the fleet's owner failed: {answer['errors']}")
+    registered = answer["data"]["register"]
     owner = PydanticObjectId(registered["user"]["id"])
     settings = Settings(mongodb_url=stack.mongodb_url, mongodb_database=stack.database)
     async with open_database(settings):
