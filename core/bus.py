@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections import deque
 from collections.abc import AsyncIterator, Callable, Iterable, KeysView
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from types import TracebackType
@@ -44,7 +45,22 @@ class Bus(Protocol):
 
 
 class Subscription:
-    """One subscriber's stream of (channel, payload), at most `max_buffer` behind."""
+    """One subscriber's stream of (channel, payload), at most `max_buffer` behind.
+
+    A deque and at most one waiting future rather than an asyncio.Queue: a thousand
+    idle subscribers each kept a Queue's three deques and an Event (~3 KiB), and every
+    message went through its getter bookkeeping.
+    """
+
+    __slots__ = (
+        "_buffer",
+        "_ended",
+        "_max_buffer",
+        "_on_overflow",
+        "_waiter",
+        "channels",
+        "overflowed",
+    )
 
     def __init__(
         self, channels: Iterable[str], *, max_buffer: int, on_overflow: OverflowCallback | None
@@ -57,8 +73,8 @@ class Subscription:
         self.overflowed = False
         self._max_buffer = max_buffer
         self._on_overflow = on_overflow
-        # One slot more than the buffer: room for the end marker (None) when full.
-        self._queue: asyncio.Queue[Message | None] = asyncio.Queue(max_buffer + 1)
+        self._buffer: deque[Message] = deque()
+        self._waiter: asyncio.Future[None] | None = None
         self._ended = False
 
     @property
@@ -69,7 +85,7 @@ class Subscription:
         """Queue one message; False when this subscriber receives no more."""
         if self._ended:
             return False
-        if self._queue.qsize() >= self._max_buffer:
+        if len(self._buffer) >= self._max_buffer:
             self.overflowed = True
             self.end()
             if self._on_overflow is not None:
@@ -78,7 +94,8 @@ class Subscription:
                 except Exception:
                     logger.exception("overflow callback failed for %s", sorted(self.channels))
             return False
-        self._queue.put_nowait(message)
+        self._buffer.append(message)
+        self._wake()
         return True
 
     def end(self) -> None:
@@ -86,19 +103,27 @@ class Subscription:
         if self._ended:
             return
         self._ended = True
-        while not self._queue.empty():
-            self._queue.get_nowait()
-        self._queue.put_nowait(None)
+        self._buffer.clear()
+        self._wake()
+
+    def _wake(self) -> None:
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
 
     def __aiter__(self) -> Self:
         return self
 
     async def __anext__(self) -> Message:
-        message = await self._queue.get()
-        if message is None:
-            self._queue.put_nowait(None)  # keep the iteration ended for later calls
-            raise StopAsyncIteration
-        return message
+        while not self._buffer:
+            if self._ended:
+                raise StopAsyncIteration
+            waiter = self._waiter = asyncio.get_running_loop().create_future()
+            try:
+                await waiter
+            finally:
+                self._waiter = None
+        return self._buffer.popleft()
 
 
 class Fanout:
