@@ -14,12 +14,15 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from strawberry.asgi import ASGIWebSocketAdapter
 from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import (
     BaseGraphQLTransportWSHandler,
+    Operation,
 )
 from strawberry.subscriptions.protocols.graphql_ws.handlers import BaseGraphQLWSHandler
 
 from graph.context import Context
+from graph.shared_delivery import DirectSocket, direct_socket
 
 logger = logging.getLogger(__name__)
 
@@ -47,8 +50,43 @@ def well_formed(message: object, *, start: str, stop: str) -> bool:
     return True
 
 
+def _direct(
+    websocket: object,
+    *,
+    operation_id: str,
+    message_type: str,
+    query: str,
+    name: str | None,
+    variables: dict[str, Any] | None,
+) -> None:
+    """Let this operation's task write shared results straight to the socket."""
+    if isinstance(websocket, ASGIWebSocketAdapter):
+        direct_socket.set(
+            DirectSocket.for_operation(
+                websocket.ws.send_text,
+                operation_id=operation_id,
+                message_type=message_type,
+                query=query,
+                operation_name=name,
+                variables=variables,
+            )
+        )
+
+
 class TransportWSHandler(BaseGraphQLTransportWSHandler[Context, None]):
     """graphql-transport-ws: a malformed message closes the connection with 4400."""
+
+    async def run_operation(self, operation: Operation[Context, None]) -> None:
+        # The operation's own task: the context variable is this operation's alone.
+        _direct(
+            self.websocket,
+            operation_id=operation.id,
+            message_type="next",
+            query=operation.query,
+            name=operation.operation_name,
+            variables=operation.variables,
+        )
+        await super().run_operation(operation)
 
     async def handle_message(self, message: Any) -> None:
         if not well_formed(message, start="subscribe", stop="complete"):
@@ -59,6 +97,24 @@ class TransportWSHandler(BaseGraphQLTransportWSHandler[Context, None]):
 
 class LegacyWSHandler(BaseGraphQLWSHandler[Context, None]):
     """graphql-ws: a malformed message is ignored, like one that is not JSON."""
+
+    async def handle_async_results(
+        self,
+        operation_id: str,
+        query: str,
+        operation_name: str | None,
+        variables: dict[str, object] | None,
+    ) -> None:
+        # The operation's own task: the context variable is this operation's alone.
+        _direct(
+            self.websocket,
+            operation_id=operation_id,
+            message_type="data",
+            query=query,
+            name=operation_name,
+            variables=variables,
+        )
+        await super().handle_async_results(operation_id, query, operation_name, variables)
 
     async def handle_message(self, message: Any) -> None:
         if not well_formed(message, start="start", stop="stop"):

@@ -5,13 +5,15 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncGenerator, Callable
-from typing import Final
+from typing import Any, Final
 
+from graphql import GraphQLResolveInfo
 from starlette.requests import Request
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from graph.context import Context
 from graph.metrics import ApiMetrics
+from graph.shared_delivery import direct_socket, shared_plan
 from services import live
 from services.live import Feed, OwnedEvent
 
@@ -58,14 +60,28 @@ async def _close(
 
 
 async def live_stream[E: OwnedEvent, T](
-    context: Context, feed: Feed, decode: Callable[[bytes], E], convert: Callable[[E], T]
+    context: Context,
+    feed: Feed,
+    decode: Callable[[bytes], E],
+    convert: Callable[[E], T],
+    *,
+    info: GraphQLResolveInfo[Any] | None = None,
 ) -> AsyncGenerator[T]:
-    """The feed's allowed events as GraphQL values, until the client goes away."""
+    """The feed's allowed events as GraphQL values, until the client goes away.
+
+    With `info` (a viewer-independent type's subscription over a WebSocket), each
+    allowed event's result is shared with every subscriber of the same selection and
+    written straight to the socket (graph.shared_delivery); only what cannot be shared
+    is yielded to strawberry.
+    """
     metrics = context.metrics
     max_buffer = context.settings.subscription_buffer
     # At overflow the bus drops the full buffer and the event that did not fit.
     on_overflow = CloseSlowSubscriber(context.request, metrics=metrics, lost=max_buffer + 1)
-    expired = False
+    # The naive baseline (LIVE_SHARED_LISTENER=false) executes per subscriber too.
+    direct = direct_socket.get() if context.settings.live_shared_listener else None
+    plan = shared_plan(info, direct) if direct is not None and info is not None else None
+    expired = gone = False
     with metrics.subscriptions_active.track_inprogress():
         async with live.watch(
             context.bus, feed, decode, max_buffer=max_buffer, on_overflow=on_overflow
@@ -76,10 +92,20 @@ async def live_stream[E: OwnedEvent, T](
                     expired = True
                     break
                 metrics.events_delivered.inc()
+                if plan is not None and direct is not None:
+                    payload = plan.payload(event, convert)
+                    if payload is not None:
+                        try:
+                            await direct.send(payload)
+                        except (RuntimeError, OSError, WebSocketDisconnect) as err:
+                            logger.debug("subscriber gone while sending: %s", err)
+                            gone = True
+                            break
+                        continue
                 yield convert(event)
     if expired and isinstance(context.request, WebSocket):
         await _close(context.request, TOKEN_EXPIRED_CODE, TOKEN_EXPIRED_REASON)
-    if (expired or on_overflow.triggered) and isinstance(context.request, WebSocket):
-        # The socket is closing (1013 or 4401). Ending the stream now would send
-        # "complete" on it; strawberry cancels this operation at the disconnect.
+    if (expired or gone or on_overflow.triggered) and isinstance(context.request, WebSocket):
+        # The socket is closing (1013 or 4401) or gone. Ending the stream now would
+        # send "complete" on it; strawberry cancels this operation at the disconnect.
         await asyncio.get_running_loop().create_future()

@@ -25,10 +25,18 @@ class ReadingSubscription:
         # A coroutine returning the stream: refusals (NOT_FOUND...) are subscribe errors.
         viewer = await info.context.require_user()
         feed = await live.feed_for(viewer, "readings", device_id)
-        return live_stream(info.context, feed, ReadingEvent.decode, Reading.from_event)
+        return live_stream(
+            info.context, feed, ReadingEvent.decode, Reading.from_event, info=info._raw_info
+        )
 
     @strawberry.subscription(description="Status changes of every device the caller may see.")
     async def device_status_changed(self, info: Info) -> AsyncGenerator[DeviceStatusUpdate]:
         viewer = await info.context.require_user()
         feed = await live.feed_for(viewer, "status")
-        return live_stream(info.context, feed, live.decode_status, DeviceStatusUpdate.from_event)
+        return live_stream(
+            info.context,
+            feed,
+            live.decode_status,
+            DeviceStatusUpdate.from_event,
+            info=info._raw_info,
+        )
