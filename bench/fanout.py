@@ -8,12 +8,14 @@ straight into Redis, in the worker's format and on the worker's three channels
 APIs' fan-out alone. Each event's timestamp is its publish time: the subscribers
 record publish -> receive latency.
 
-Measured for the shared listener (one Redis subscription per channel per process)
-and the naive baseline (LIVE_SHARED_LISTENER=false: one Redis subscription per
-GraphQL subscription), on the same machine in the same run: deliveries/s and
-latency at rising offered rates (5 s each, 5,000/s among them) until the APIs
-saturate, API CPU per delivery, API RSS per idle subscription, and what the
-subscriber processes (bench/fanout_client.py) cost. The APIs run with a large
+Measured for the shared listener (one Redis subscription per channel per process,
+each event's selection executed once per process and shared by its subscribers) and
+the naive baseline (LIVE_SHARED_LISTENER=false: one Redis subscription per GraphQL
+subscription, strawberry's execution per subscriber), on the same machine in the
+same run: deliveries/s and latency at rising offered rates (5 s each, 2,500 to
+40,000/s, 5,000/s among them) until the APIs saturate, API CPU per delivery, API
+RSS per idle subscription, and what the subscriber processes
+(bench/fanout_client.py) cost. The APIs run with a large
 SUBSCRIPTION_BUFFER so that falling behind shows as latency, not as closed
 subscribers. Prints tables, writes bench/results/fanout.json (--quick:
 fanout-quick.json, 100 subscribers, 1 s steps).
@@ -372,7 +374,11 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
     if args.quick:
         subscribers, rates, seconds = 100, [LATENCY_RATE, 10_000], 1.0
     else:
-        subscribers, rates, seconds = args.subscribers, [2_500, LATENCY_RATE, 10_000, 20_000], 5.0
+        subscribers, rates, seconds = (
+            args.subscribers,
+            [2_500, LATENCY_RATE, 10_000, 20_000, 40_000],
+            5.0,
+        )
     load_before = load_average()
     with stack() as running:
         seeding = time.monotonic()

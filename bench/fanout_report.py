@@ -94,6 +94,12 @@ def report(results: dict[str, Any]) -> None:
                 "≤ 50",
             ],
             [
+                f"API CPU per delivery at {LATENCY_RATE:,} deliveries/s offered (µs)",
+                at_latency_rate(shared, "api_cpu_us_per_delivery"),
+                at_latency_rate(naive, "api_cpu_us_per_delivery"),
+                "—",
+            ],
+            [
                 "API CPU per delivery, lowest step (µs)",
                 cheapest(shared),
                 cheapest(naive),
