@@ -18,7 +18,6 @@ from api.ws_protocols import LegacyWSHandler, TransportWSHandler
 from core.settings import Settings
 from firmware.upload_guard import FORM_OVERHEAD_BYTES, guard_multipart
 from graph.context import Context
-from graph.document_cache import SharedDocuments
 from graph.metrics import ApiMetrics
 from graph.schema import build_schema
 from services.errors import ServiceError
@@ -35,11 +34,8 @@ class GraphQLApp(GraphQL[Context, None]):
         self.metrics = metrics
         # Firmware uploads: the largest image plus the form's other parts.
         self.max_multipart_bytes = settings.firmware_max_bytes + FORM_OVERHEAD_BYTES
-        schema = build_schema(settings, metrics=metrics)
-        # Parsed documents shared between operations (graph.document_cache).
-        schema.extensions = (*schema.extensions, SharedDocuments)
         super().__init__(
-            schema,
+            build_schema(settings, metrics=metrics),
             graphql_ide="graphiql",
             subscription_protocols=(GRAPHQL_TRANSPORT_WS_PROTOCOL, GRAPHQL_WS_PROTOCOL),
             connection_init_wait_timeout=timedelta(seconds=10),

@@ -111,10 +111,20 @@ def cost_limit_rule(settings: Settings) -> type[ValidationRule]:
 
 
 def limit_extensions(settings: Settings) -> list[Callable[[], SchemaExtension]]:
-    """Factories of the extensions enforcing every limit of the settings."""
+    """Factories of the extensions enforcing every limit of the settings.
+
+    The depth and alias limiters build a new validation rule class in their
+    constructors; built per operation, every operation had rules of its own, so
+    strawberry's ValidationCache (keyed on the document and the rule classes) never
+    hit, and each subscription kept ~5 KiB of classes alive. Their rules are built
+    once here and added, with the cost rule, by one extension per operation.
+    """
+    rules = [
+        *QueryDepthLimiter(max_depth=settings.graphql_max_depth).validation_rules,
+        *MaxAliasesLimiter(max_alias_count=settings.graphql_max_aliases).validation_rules,
+        cost_limit_rule(settings),
+    ]
     return [
         partial(MaxTokensLimiter, max_token_count=settings.graphql_max_tokens),
-        partial(QueryDepthLimiter, max_depth=settings.graphql_max_depth),
-        partial(MaxAliasesLimiter, max_alias_count=settings.graphql_max_aliases),
-        partial(AddValidationRules, [cost_limit_rule(settings)]),
+        partial(AddValidationRules, rules),
     ]

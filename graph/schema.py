@@ -20,6 +20,7 @@ from graph.dashboards.mutations import DashboardMutation
 from graph.dashboards.queries import DashboardQuery
 from graph.devices.mutations import DeviceMutation
 from graph.devices.queries import DeviceQuery
+from graph.document_cache import SharedDocuments
 from graph.errors import ErrorCodes
 from graph.firmware.mutations import FirmwareMutation
 from graph.firmware.queries import FirmwareQuery
@@ -73,5 +74,6 @@ def build_schema(settings: Settings, *, metrics: ApiMetrics | None = None) -> Sc
             ErrorCodes,
             *limit_extensions(settings),
             partial(ValidationCache, maxsize=256),
+            SharedDocuments,  # one parsed document per query text (graph.document_cache)
         ],
     )

@@ -96,3 +96,18 @@ async def test_mask_unexpected_error_internal(api: Api) -> None:
     assert result.message == "Internal server error."
     assert "Traceback" not in str(result.body)
     assert "LookupError" not in str(result.body)
+
+
+async def test_validate_same_query_text_once(api: Api) -> None:
+    """The limit rules are built once, so the validation cache can hit: before, every
+    operation brought rule classes of its own and each one was validated afresh."""
+    from strawberry.extensions.validation_cache import _get_validate_cache
+
+    session = await register(api)
+    query = "{ me { email } }  # test_validate_same_query_text_once"
+    cache = _get_validate_cache(256)  # the size graph.schema gives ValidationCache
+    before = cache.cache_info()
+    for _ in range(3):
+        assert (await api.execute(query, token=session.access_token)).errors == []
+    after = cache.cache_info()
+    assert (after.misses - before.misses, after.hits - before.hits) == (1, 2)
