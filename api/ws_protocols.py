@@ -7,12 +7,15 @@ logged as a crash), or fails the operation's task with nothing said to the clien
 These check a message's shape first. graphql-transport-ws closes the connection with
 4400, as it does for every other invalid message; legacy graphql-ws ignores it, as it
 ignores unparsable JSON.
+
+They also give strawberry's refusal of a subscription over the per-connection limit
+the contract's code (RATE_LIMITED): it carried no code at all.
 """
 
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import Any, Final
 
 from strawberry.asgi import ASGIWebSocketAdapter
 from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import (
@@ -22,9 +25,22 @@ from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import (
 from strawberry.subscriptions.protocols.graphql_ws.handlers import BaseGraphQLWSHandler
 
 from graph.context import Context
+from graph.errors import RATE_LIMITED
 from graph.shared_delivery import DirectSocket, direct_socket
 
 logger = logging.getLogger(__name__)
+
+# strawberry's message when a connection already has max_subscriptions_per_connection.
+SUBSCRIPTION_LIMIT_MESSAGE: Final = "Subscription limit reached"
+
+
+def _code_limit_error(error: object) -> None:
+    if (
+        isinstance(error, dict)
+        and error.get("message") == SUBSCRIPTION_LIMIT_MESSAGE
+        and "extensions" not in error
+    ):
+        error["extensions"] = {"code": RATE_LIMITED}
 
 
 def _operation_well_formed(message: dict[str, Any]) -> bool:
@@ -88,6 +104,12 @@ class TransportWSHandler(BaseGraphQLTransportWSHandler[Context, None]):
         )
         await super().run_operation(operation)
 
+    async def send_message(self, message: Any) -> None:
+        if message.get("type") == "error":
+            for error in message.get("payload") or ():
+                _code_limit_error(error)
+        await super().send_message(message)
+
     async def handle_message(self, message: Any) -> None:
         if not well_formed(message, start="subscribe", stop="complete"):
             await self.handle_invalid_message("Invalid message")
@@ -115,6 +137,11 @@ class LegacyWSHandler(BaseGraphQLWSHandler[Context, None]):
             variables=variables,
         )
         await super().handle_async_results(operation_id, query, operation_name, variables)
+
+    async def send_message(self, message: Any) -> None:
+        if message.get("type") == "error":
+            _code_limit_error(message.get("payload"))
+        await super().send_message(message)
 
     async def handle_message(self, message: Any) -> None:
         if not well_formed(message, start="start", stop="stop"):

@@ -220,6 +220,26 @@ async def test_replace_duplicate_subscription_id_legacy_one_delivery(
 # ------------------------------------------------------------ floods and big frames
 
 
+async def test_limit_subscriptions_legacy_refusal_rate_limited(api: Api, api_server: str) -> None:
+    session = await register(api)
+    device = await create_device(api, session)
+    async with socket(api_server, LEGACY_WS) as ws:
+        await init(ws, session)
+        for n in range(MAX_SUBSCRIPTIONS):
+            await ws.send(subscribe(str(n), device.id, LEGACY_WS))
+        await wait_active(api_server, MAX_SUBSCRIPTIONS)
+        await ws.send(subscribe("one-too-many", device.id, LEGACY_WS))
+        refusal = await next_data(ws)
+    assert refusal == {
+        "type": "error",
+        "id": "one-too-many",
+        "payload": {
+            "message": "Subscription limit reached",
+            "extensions": {"code": "RATE_LIMITED"},
+        },
+    }
+
+
 async def test_limit_subscription_flood_one_connection(
     api: Api, api_server: str, redis: Redis
 ) -> None:
@@ -236,6 +256,7 @@ async def test_limit_subscription_flood_one_connection(
                 message = json.loads(await ws.recv())
                 assert message["type"] == "error", message
                 assert message["payload"][0]["message"] == "Subscription limit reached"
+                assert message["payload"][0]["extensions"] == {"code": "RATE_LIMITED"}
                 refused.add(message["id"])
         assert refused == {str(n) for n in range(MAX_SUBSCRIPTIONS, SUBSCRIBE_FLOOD)}
         await wait_active(api_server, MAX_SUBSCRIPTIONS)
