@@ -224,10 +224,18 @@ async def update_user(
         changes["role"] = role
     if not changes:
         return target
+    demoted = target.role == Role.ADMIN and role is not None and role != Role.ADMIN
+    before = {field: getattr(target, field) for field in changes}
     try:
         await target.set(changes)
     except DuplicateKeyError as err:
         raise Conflict("email: already registered") from err
+    if demoted and not await User.find(User.role == Role.ADMIN).count():
+        # Two ADMINs demoting each other at once both passed the check above: undo
+        # this update rather than leave nobody to administer (the other undoes its
+        # own the same way, so both stay ADMIN and both are told).
+        await target.set(before)
+        raise BadInput("role", "the last ADMIN cannot be demoted")
     if password is not None:
         # A new password ends every session that the old one opened.
         await logout(target)
