@@ -5,11 +5,14 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
-from starlette.routing import Route, WebSocketRoute
+from starlette.routing import Route
+from starlette.types import ASGIApp, Receive, Scope, Send
+from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 
 from api.graphql import GraphQLApp
 from api.health import health
@@ -29,8 +32,55 @@ from services.broker_reconcile import reconcile
 
 logger = logging.getLogger(__name__)
 
+GRAPHQL_PATH = "/graphql"
 
-def create_app(settings: Settings | None = None) -> Starlette:
+
+class Api(Starlette):
+    """Starlette, with WebSockets on /graphql handed straight to the GraphQL app.
+
+    A WebSocket lasts as long as its client, and every frame it passes through stays
+    suspended that long: through Starlette's middleware stack and router, each idle
+    subscriber kept five of them (README, Performance, Fan-out). Of that stack only the
+    request id matters to a WebSocket; any other WebSocket path goes the usual way
+    (the router closes it).
+    """
+
+    def __init__(self, *, graphql_websocket: ASGIApp, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._graphql_websocket = RequestIdMiddleware(
+            graphql_websocket, accepted=_release_handshake
+        )
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "websocket" and _route_path(scope) == GRAPHQL_PATH:
+            scope["app"] = self
+            await self._graphql_websocket(scope, receive, send)
+            return
+        await super().__call__(scope, receive, send)
+
+
+def _release_handshake(send: Send) -> None:
+    """Let go of the opening handshake (headers both ways, ~3 KiB) once accepted.
+
+    uvicorn's websockets-sansio protocol keeps the request and its response for the
+    connection's life, and reads them only until the accept is sent.
+    """
+    protocol = getattr(send, "__self__", None)
+    if isinstance(protocol, WebSocketsSansIOProtocol):
+        protocol.request = None  # type: ignore[assignment]
+        protocol.response = None  # type: ignore[assignment]
+
+
+def _route_path(scope: Scope) -> str:
+    """The path within the app, as Starlette's router matches it (past any root_path)."""
+    path: str = scope["path"]
+    root_path: str = scope.get("root_path", "")
+    if root_path and path.startswith(root_path + "/"):
+        return path[len(root_path) :]
+    return path
+
+
+def create_app(settings: Settings | None = None) -> Api:
     """The API with every route; connections open in the lifespan."""
     settings = settings or get_settings()
     metrics = ApiMetrics()
@@ -69,10 +119,10 @@ def create_app(settings: Settings | None = None) -> Starlette:
                 allow_headers=["Authorization", "Content-Type", "GraphQL-Require-Preflight"],
             )
         )
-    return Starlette(
+    return Api(
+        graphql_websocket=graphql,
         routes=[
-            Route("/graphql", graphql, methods=["GET", "POST"]),
-            WebSocketRoute("/graphql", graphql),
+            Route(GRAPHQL_PATH, graphql, methods=["GET", "POST"]),
             Route("/health", health, methods=["GET"]),
             # Devices fetch images here with their device token (firmware/download.py).
             Route("/firmware/{firmware_id}/download", download_firmware, methods=["GET"]),

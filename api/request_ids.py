@@ -7,6 +7,7 @@ response (or the WebSocket accept) carries it back in `X-Request-ID`.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Final
 
 from starlette.datastructures import Headers
@@ -20,8 +21,10 @@ HEADER: Final = "x-request-id"
 class RequestIdMiddleware:
     """Pure ASGI: sets core.logging.request_id for the whole request or connection."""
 
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(self, app: ASGIApp, *, accepted: Callable[[Send], None] | None = None) -> None:
         self.app = app
+        # Told once a WebSocket is accepted, with the server's send.
+        self.accepted = accepted
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] not in ("http", "websocket"):
@@ -29,10 +32,15 @@ class RequestIdMiddleware:
             return
         current = accepted_request_id(Headers(scope=scope).get(HEADER))
         reply_header = (HEADER.encode(), current.encode())
+        accepted = self.accepted
 
         async def send_with_id(message: Message) -> None:
             if message["type"] in ("http.response.start", "websocket.accept"):
                 message = {**message, "headers": [*message.get("headers", []), reply_header]}
+                await send(message)
+                if accepted is not None and message["type"] == "websocket.accept":
+                    accepted(send)
+                return
             await send(message)
 
         previous = request_id.get()
