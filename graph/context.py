@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from functools import cached_property
 from typing import Any
 
 from redis.asyncio import Redis
@@ -24,8 +23,10 @@ from services.errors import Forbidden, Unauthenticated
 from services.tokens import bearer_token, decode_access_claims
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)
 class Context:
+    """One per HTTP request or WebSocket connection; slotted, as a connection lasts."""
+
     request: Request | WebSocket
     response: Response | WebSocket | None
     settings: Settings
@@ -40,10 +41,13 @@ class Context:
     _user: User | None = field(default=None, init=False)
     # When the token that authenticated this context expires (a WebSocket outlives it).
     _expires_at: float | None = field(default=None, init=False)
+    _loaders: Loaders | None = field(default=None, init=False)
 
-    @cached_property
+    @property
     def loaders(self) -> Loaders:
-        return Loaders(batched=self.settings.graphql_dataloaders)
+        if self._loaders is None:
+            self._loaders = Loaders(batched=self.settings.graphql_dataloaders)
+        return self._loaders
 
     @property
     def client_address(self) -> str:
@@ -72,6 +76,9 @@ class Context:
             claims = decode_access_claims(token, self.settings)
             self._user = await user_from_access_token_subject(claims.user_id)
             self._expires_at = claims.expires_at
+            if self.connection_params is not None:
+                # Authenticated for the connection's life: its token is not kept that long.
+                self.connection_params = {}
         elif self.session_expired():
             raise Unauthenticated("Token expired.")
         return self._user
