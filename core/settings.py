@@ -42,6 +42,9 @@ class Settings(BaseSettings):
     cors_origins: list[str] = Field(default_factory=list)
     # Client address from X-Forwarded-For only when a trusted proxy sets it.
     trust_forwarded_for: bool = False
+    # Largest WebSocket message (GraphQL operations are small; uploads are HTTP).
+    # uvicorn's default is 16 MiB, buffered per connection before anything checks it.
+    ws_max_message_bytes: int = Field(default=1024 * 1024, ge=64 * 1024)
 
     # Tokens.
     jwt_secret: SecretStr = SecretStr(DEVELOPMENT_JWT_SECRET)

@@ -21,6 +21,7 @@ import pytest
 import uvicorn
 from redis.asyncio import Redis
 
+from api.__main__ import server_options
 from api.app import create_app
 from core.settings import Settings
 from models import DOCUMENT_MODELS
@@ -104,7 +105,12 @@ async def api_server(settings: Settings) -> AsyncIterator[str]:
     """The API served by uvicorn on a free port; yields its base URL."""
     port = free_port()
     config = uvicorn.Config(
-        create_app(settings), host="127.0.0.1", port=port, log_level="warning", lifespan="on"
+        create_app(settings),
+        host="127.0.0.1",
+        port=port,
+        log_level="warning",
+        lifespan="on",
+        **server_options(settings),
     )
     server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve())

@@ -18,12 +18,12 @@ from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 from redis.asyncio import Redis
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
 from core.events import device_channel
+from core.settings import Settings
 from tests.api.test_websocket import LEGACY_WS, TRANSPORT_WS, ws_url
 from tests.client import Api
 from tests.factories import Session, create_device, register
@@ -275,9 +275,11 @@ async def test_limit_subscription_flood_one_connection(
 
 
 @pytest.mark.parametrize("protocol", [TRANSPORT_WS, LEGACY_WS])
-async def test_close_oversized_frame_1009(api: Api, api_server: str, protocol: str) -> None:
+async def test_close_oversized_frame_1009(
+    api: Api, api_server: str, settings: Settings, protocol: str
+) -> None:
     session = await register(api)
-    limit = uvicorn.Config(app="api.app:create_app").ws_max_size
+    limit = settings.ws_max_message_bytes
     async with socket(api_server, protocol) as ws:
         await init(ws, session)
         query = "{ me { id } }" + " " * limit
