@@ -10,7 +10,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
 from tests.client import Api
-from tests.factories import register
+from tests.factories import Session, register
 
 TRANSPORT_WS = "graphql-transport-ws"
 LEGACY_WS = "graphql-ws"
@@ -25,22 +25,27 @@ async def receive(ws: ClientConnection) -> dict[str, Any]:
     return message
 
 
+async def ask_me(ws: ClientConnection, session: Session) -> None:
+    """connection_init with the session's token, then `{ me { email } }` as operation "1"."""
+    await ws.send(
+        json.dumps(
+            {
+                "type": "connection_init",
+                "payload": {"authorization": f"Bearer {session.access_token}"},
+            }
+        )
+    )
+    assert (await receive(ws))["type"] == "connection_ack"
+    await ws.send(
+        json.dumps({"id": "1", "type": "subscribe", "payload": {"query": "{ me { email } }"}})
+    )
+
+
 async def test_run_query_over_graphql_transport_ws_authenticated(api: Api, api_server: str) -> None:
     session = await register(api)
     async with connect(ws_url(api_server), subprotocols=[TRANSPORT_WS]) as ws:  # type: ignore[list-item]
         assert ws.subprotocol == TRANSPORT_WS
-        await ws.send(
-            json.dumps(
-                {
-                    "type": "connection_init",
-                    "payload": {"authorization": f"Bearer {session.access_token}"},
-                }
-            )
-        )
-        assert (await receive(ws))["type"] == "connection_ack"
-        await ws.send(
-            json.dumps({"id": "1", "type": "subscribe", "payload": {"query": "{ me { email } }"}})
-        )
+        await ask_me(ws, session)
         message = await receive(ws)
         assert message == {
             "id": "1",

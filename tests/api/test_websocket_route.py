@@ -3,14 +3,12 @@
 
 from __future__ import annotations
 
-import json
-
 import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
 from websockets.typing import Subprotocol
 
-from tests.api.test_websocket import TRANSPORT_WS, receive, ws_url
+from tests.api.test_websocket import TRANSPORT_WS, ask_me, receive, ws_url
 from tests.client import Api
 from tests.factories import register
 
@@ -25,18 +23,7 @@ async def test_accept_websocket_graphql_with_request_id(api: Api, api_server: st
         assert ws.response is not None
         assert ws.response.headers["x-request-id"] == "ws-req-7"
         # The handshake is let go of once accepted; the connection goes on as before.
-        await ws.send(
-            json.dumps(
-                {
-                    "type": "connection_init",
-                    "payload": {"authorization": f"Bearer {session.access_token}"},
-                }
-            )
-        )
-        assert (await receive(ws))["type"] == "connection_ack"
-        await ws.send(
-            json.dumps({"id": "1", "type": "subscribe", "payload": {"query": "{ me { email } }"}})
-        )
+        await ask_me(ws, session)
         assert (await receive(ws))["payload"] == {"data": {"me": {"email": session.email}}}
 
 
