@@ -224,12 +224,6 @@ def parse_topic(topic: str) -> DeviceTopic:
     return DeviceTopic(device_id=match.group(1), kind=_KINDS[match.group(2)])
 
 
-def topic_device_id(topic: str) -> str | None:
-    """The device id a topic names, if it names one; cheaper than `parse_topic`."""
-    match = _TOPIC.fullmatch(topic)
-    return match.group(1) if match is not None else None
-
-
 # --- OTA progress (devices/{id}/ota/progress, contract/devices.md)
 OTA_STATES: Final = frozenset({"DOWNLOADING", "VERIFYING", "INSTALLING", "SUCCEEDED", "FAILED"})
 OBJECT_ID: Final = re.compile(r"[0-9a-f]{24}")

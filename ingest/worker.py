@@ -18,13 +18,7 @@ from ingest.devices import DeviceDirectory, DeviceInfo
 from ingest.live import LivePublisher
 from ingest.mqtt import Delivery, MqttError, MqttSubscriber
 from ingest.ota import OtaProgressHandler
-from ingest.payloads import (
-    Rejected,
-    parse_status,
-    parse_telemetry,
-    parse_topic,
-    topic_device_id,
-)
+from ingest.payloads import DeviceTopic, Rejected, parse_status, parse_telemetry, parse_topic
 from ingest.stats import IngestStats
 from ingest.status import StatusTracker
 from ingest.store import PendingMessage, ReadingStore, source_key
@@ -39,6 +33,14 @@ def subscription_filters(settings: Settings) -> list[tuple[str, int]]:
     """The worker's QoS 1 subscriptions, shared among workers of one group."""
     group = settings.ingest_share_group
     return [(f"$share/{group}/{topic}" if group else topic, 1) for topic in TOPICS]
+
+
+def topic_of(delivery: Delivery) -> DeviceTopic | Rejected:
+    """The device and kind a delivery's topic names, or why it names none."""
+    try:
+        return parse_topic(delivery.topic)
+    except Rejected as rejected:
+        return rejected
 
 
 class IngestWorker:
@@ -116,11 +118,14 @@ class IngestWorker:
                     # A batch is what one wakeup read: handled in one go, its live events
                     # in one write, its PUBACKs (after storage) in one write.
                     async for batch in client.batches():
+                        topics = [topic_of(delivery) for delivery in batch]
                         if len(batch) > 1:
                             # Devices the cache does not know: one read for the batch.
-                            await self.directory.prefetch(topic_device_id(d.topic) for d in batch)
-                        for delivery in batch:
-                            await self._handle(delivery)
+                            await self.directory.prefetch(
+                                t.device_id for t in topics if isinstance(t, DeviceTopic)
+                            )
+                        for delivery, topic in zip(batch, topics, strict=True):
+                            await self._handle(delivery, topic)
             except MqttError as err:
                 logger.warning("broker connection lost (%s); reconnecting in %.1f s", err, delay)
             finally:
@@ -131,12 +136,10 @@ class IngestWorker:
             await asyncio.sleep(delay)
             delay = min(delay * 2, self.settings.ingest_reconnect_max_seconds)
 
-    async def _handle(self, delivery: Delivery) -> None:
+    async def _handle(self, delivery: Delivery, topic: DeviceTopic | Rejected) -> None:
         arrived = datetime.now(UTC)
-        try:
-            topic = parse_topic(delivery.topic)
-        except Rejected as rejected:
-            self._drop(delivery, rejected, None)
+        if isinstance(topic, Rejected):
+            self._drop(delivery, topic, None)
             return
         self.stats.received_by_kind[topic.kind].inc()
         device = await self._lookup(topic.device_id)
