@@ -17,6 +17,7 @@ from tests.brokers import ManagedBroker
 from tests.ingest.conftest import (
     IngestIdentities,
     provision_identities,
+    publisher_on,
     settings_for_worker,
     start_worker,
     stop_worker,
@@ -57,10 +58,5 @@ async def fuzz_worker(
 async def fuzz_publisher(
     fuzz_broker: ManagedBroker, fuzz_identities: IngestIdentities
 ) -> AsyncIterator[aiomqtt.Client]:
-    async with aiomqtt.Client(
-        fuzz_broker.host,
-        fuzz_broker.port,
-        username=fuzz_identities.publisher.username,
-        password=fuzz_identities.publisher.password,
-    ) as client:
+    async with publisher_on(fuzz_broker, fuzz_identities) as client:
         yield client

@@ -23,7 +23,13 @@ from ingest.worker import TOPICS, IngestWorker
 from models.alerts import Alert
 from models.readings import Reading
 from tests.brokers import ManagedBroker
-from tests.ingest.conftest import Identity, IngestIdentities, start_worker, stop_worker
+from tests.ingest.conftest import (
+    Identity,
+    IngestIdentities,
+    publisher_on,
+    start_worker,
+    stop_worker,
+)
 
 T0 = datetime(2025, 6, 1, 12, 0, 0, tzinfo=UTC)
 
@@ -143,12 +149,7 @@ async def worker(alert_settings: Settings, redis: Redis) -> AsyncIterator[Ingest
 async def publisher(
     managed_broker: ManagedBroker, alert_identities: IngestIdentities
 ) -> AsyncIterator[aiomqtt.Client]:
-    async with aiomqtt.Client(
-        managed_broker.host,
-        managed_broker.port,
-        username=alert_identities.publisher.username,
-        password=alert_identities.publisher.password,
-    ) as client:
+    async with publisher_on(managed_broker, alert_identities) as client:
         yield client
 
 

@@ -80,6 +80,16 @@ async def provision_identities(broker: ManagedBroker) -> IngestIdentities:
     return IngestIdentities(worker=worker, publisher=publisher)
 
 
+def publisher_on(broker: ManagedBroker, identities: IngestIdentities) -> aiomqtt.Client:
+    """An MQTT client that may publish as any device on `broker` (not yet connected)."""
+    return aiomqtt.Client(
+        broker.host,
+        broker.port,
+        username=identities.publisher.username,
+        password=identities.publisher.password,
+    )
+
+
 @pytest.fixture(scope="session")
 async def ingest_identities(managed_broker: ManagedBroker) -> IngestIdentities:
     return await provision_identities(managed_broker)
@@ -145,10 +155,5 @@ async def worker(worker_settings: Settings, redis: Redis) -> AsyncIterator[Inges
 async def publisher(
     managed_broker: ManagedBroker, ingest_identities: IngestIdentities
 ) -> AsyncIterator[aiomqtt.Client]:
-    async with aiomqtt.Client(
-        managed_broker.host,
-        managed_broker.port,
-        username=ingest_identities.publisher.username,
-        password=ingest_identities.publisher.password,
-    ) as client:
+    async with publisher_on(managed_broker, ingest_identities) as client:
         yield client

@@ -22,8 +22,8 @@ from tests.brokers import ManagedBroker
 from tests.client import Api
 from tests.factories import create_device, register
 from tests.ingest.conftest import (
-    IngestIdentities,
     provision_identities,
+    publisher_on,
     settings_for_worker,
     start_worker,
     stop_worker,
@@ -184,12 +184,3 @@ async def test_share_load_two_workers_store_each_once(
     assert first.stats.stored_count() > 0
     assert second.stats.stored_count() > 0
     assert first.stats.stored_count() + second.stats.stored_count() == 200
-
-
-def publisher_on(broker: ManagedBroker, identities: IngestIdentities) -> aiomqtt.Client:
-    return aiomqtt.Client(
-        broker.host,
-        broker.port,
-        username=identities.publisher.username,
-        password=identities.publisher.password,
-    )
