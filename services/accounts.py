@@ -206,10 +206,18 @@ async def update_user(
     email: str | None,
     password: str | None,
     role: Role | None,
+    current_password: str | None = None,
     settings: Settings,
 ) -> User:
     """Change e-mail/password (self or ADMIN) and role (ADMIN only)."""
     target = await get_user(viewer, user_id)
+    if target.id == viewer.id and (email is not None or password is not None):
+        # A stolen access token alone must not be enough to take the account over.
+        valid = current_password is not None and await verify_password(
+            current_password, viewer.password_hash, settings
+        )
+        if not valid:
+            raise Unauthenticated("currentPassword: wrong or missing.")
     if role is not None and role != target.role:
         if viewer.role != Role.ADMIN:
             raise Forbidden("Only an ADMIN may change a role.")

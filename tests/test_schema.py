@@ -51,7 +51,43 @@ SERVED = {
     "FirmwareUpdateProgress",
 }
 # Not served yet, by the issue that brings them.
-PENDING: dict[str, int] = {}
+PENDING: dict[str, int] = {
+    **dict.fromkeys(
+        [
+            "RequestPasswordReset",
+            "ResetPassword",
+            "VerifyEmail",
+            "CreateApiKey",
+            "ApiKeys",
+            "RevokeApiKey",
+            "CreateOrganization",
+            "Organizations",
+            "AddMember",
+            "RemoveMember",
+            "CreateOrgDevice",
+            "AuditLog",
+            "SetNotificationPreferences",
+        ],
+        16,
+    ),
+    **dict.fromkeys(
+        [
+            "UpdateDeviceMetadata",
+            "FindDevices",
+            "SendCommand",
+            "Commands",
+            "CancelCommand",
+            "CommandUpdated",
+            "DeviceTwin",
+            "UpdateDesiredState",
+            "TwinChanged",
+            "DeviceLogs",
+            "DeviceLogAdded",
+        ],
+        14,
+    ),
+    "SetRetention": 15,
+}
 
 
 def test_export_schema_file_is_current() -> None:

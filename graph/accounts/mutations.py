@@ -46,7 +46,9 @@ class AccountMutation:
         await accounts.logout(await info.context.require_user())
         return True
 
-    @strawberry.mutation(description="Own e-mail/password; only an ADMIN may change a role.")
+    @strawberry.mutation(
+        description=("Own e-mail/password (with currentPassword); only an ADMIN may change a role.")
+    )
     async def update_user(self, info: Info, id: strawberry.ID, input: UpdateUserInput) -> User:
         viewer = await info.context.require_user()
         user = await accounts.update_user(
@@ -55,6 +57,7 @@ class AccountMutation:
             email=input.email,
             password=input.password,
             role=input.role,
+            current_password=input.current_password,
             settings=info.context.settings,
         )
         return User.from_document(user)

@@ -68,3 +68,7 @@ class UpdateUserInput:
     email: str | None = None
     password: str | None = None
     role: Role | None = None
+    current_password: str | None = strawberry.field(
+        default=None,
+        description="Required when changing one's own e-mail or password.",
+    )

@@ -71,6 +71,9 @@ async def me(api: Api, token: str) -> Result:
 
 
 async def update_user(api: Api, session: Session, user_id: str, **changes: Any) -> Result:
+    """UpdateUser as `session`; its own e-mail/password changes carry the right currentPassword."""
+    if user_id == session.user_id and {"email", "password"} & changes.keys():
+        changes.setdefault("currentPassword", PASSWORD)
     return await api.execute(
         op("UpdateUser"), {"id": user_id, **changes}, token=session.access_token
     )
