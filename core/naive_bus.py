@@ -85,7 +85,7 @@ class PerSubscriberRedisBus:
                 with suppress(asyncio.CancelledError):
                     await reader
             # Closing the connection unsubscribes it: nothing is asked of Redis.
-            await pubsub.aclose()  # type: ignore[no-untyped-call]
+            await pubsub.aclose()
 
     async def _confirmed(self, pubsub: PubSub, expected: int) -> None:
         async with asyncio.timeout(self._ready_timeout):
