@@ -2,7 +2,8 @@
 #
 # The platform image: `python -m api` by default; the same image runs the ingest
 # worker with another command. Production talks to a real MongoDB, so only the
-# runtime dependencies are installed: no `dev` or `standin` extras.
+# runtime dependencies are installed (requirements/runtime.txt): no `dev` or
+# `standin` extras.
 
 ARG PYTHON_IMAGE=python:3.13-slim
 
@@ -16,10 +17,15 @@ RUN python -m venv /opt/venv
 ENV PATH=/opt/venv/bin:$PATH
 
 WORKDIR /src
-# The build context is filtered by .dockerignore (no .venv, .git, .data, caches).
-COPY . .
+# Exactly the locked runtime dependencies, every file's hash checked; a layer of its
+# own, so a code change does not reinstall them.
+COPY requirements/runtime.txt requirements/runtime.txt
 RUN --mount=type=cache,target=/root/.cache/pip \
-    pip install .
+    pip install --require-hashes --no-deps -r requirements/runtime.txt
+# The build context is filtered by .dockerignore (no .venv, .git, .data, caches).
+# The project itself resolves nothing: its build backend is in the lock too.
+COPY . .
+RUN pip install --no-deps --no-build-isolation . && pip check
 
 # --- runtime: the virtualenv only, run by an unprivileged user ------------------
 FROM ${PYTHON_IMAGE} AS runtime

@@ -3,8 +3,10 @@ PYTHON ?= $(shell PYENV_VERSION=3.13.0 pyenv which python3.13 2>/dev/null || ls 
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# Every dependency pinned with its hashes (scripts/lock writes it from pyproject.toml).
+LOCK := requirements/dev.txt
 
-.PHONY: ensure-services venv install run lint typecheck schema test clean clean-data
+.PHONY: ensure-services venv install lock upgrade run lint typecheck schema test clean clean-data
 
 # Python 3.13, Redis and Mosquitto installed (quiet when they are).
 ensure-services:
@@ -16,12 +18,25 @@ $(BIN)/python: | ensure-services
 	@test -n "$(PYTHON)" || { echo "make: no Python 3.13 found (pyenv install 3.13.0)" >&2; exit 1; }
 	$(PYTHON) -m venv $(VENV)
 
-# Re-installs whenever pyproject.toml is newer than the last install.
+# Installs exactly the lock (hashes checked), then the project itself without resolving
+# anything; pip check fails when pyproject.toml wants what the lock lacks.
+# Re-installs whenever pyproject.toml or the lock is newer than the last install.
 install: $(STAMP)
 
-$(STAMP): pyproject.toml | ensure-services $(BIN)/python
-	$(BIN)/python -m pip install --quiet -e ".[dev]"
+$(STAMP): pyproject.toml $(LOCK) | ensure-services $(BIN)/python
+	$(BIN)/python -m pip install --quiet --require-hashes --no-deps -r $(LOCK)
+	$(BIN)/python -m pip install --quiet --no-deps --no-build-isolation -e .
+	$(BIN)/python -m pip check
 	touch $@
+
+# Refresh the locks on purpose, then prove them: `make lock` keeps pins that still fit
+# pyproject.toml, `make upgrade` moves every pin to the newest allowed release.
+# (uv, which writes them, comes from the current lock: a pyproject.toml that asks for
+# something new cannot pass `install` until the lock has it.)
+lock upgrade: | $(BIN)/python
+	$(BIN)/python -m pip install --quiet --require-hashes --no-deps -r $(LOCK)
+	scripts/lock $(if $(filter upgrade,$@),--upgrade)
+	$(MAKE) --no-print-directory test
 
 # The platform on embedded defaults; Ctrl-C stops what it started.
 # SIMULATE=N also starts N simulated devices: `make run SIMULATE=5`.
