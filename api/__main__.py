@@ -28,8 +28,13 @@ def tune_gc() -> None:
 
 def server_options(settings: Settings) -> dict[str, Any]:
     """uvicorn's options that belong to the API (the tests' server uses them too)."""
+    # uvicorn's proxy handling sets the client address and scheme from the trusted
+    # proxies' headers (the rightmost untrusted X-Forwarded-For entry); nothing else
+    # in the API reads those headers. Its own default would trust 127.0.0.1.
+    trusted = settings.forwarded_allow_ips.strip()
     return {
-        "proxy_headers": settings.trust_forwarded_for,
+        "proxy_headers": bool(trusted),
+        "forwarded_allow_ips": trusted or [],
         "ws_max_size": settings.ws_max_message_bytes,
     }
 

@@ -40,8 +40,11 @@ class Settings(BaseSettings):
     api_host: str = "127.0.0.1"
     api_port: int = 8000
     cors_origins: list[str] = Field(default_factory=list)
-    # Client address from X-Forwarded-For only when a trusted proxy sets it.
-    trust_forwarded_for: bool = False
+    # Proxies whose X-Forwarded-For/-Proto uvicorn applies (comma-separated addresses or
+    # networks, as uvicorn's --forwarded-allow-ips). Empty: none, the peer is the client.
+    forwarded_allow_ips: str = ""
+    # Largest non-multipart request body, refused (413) before anything parses it.
+    http_max_body_bytes: int = Field(default=1024 * 1024, ge=16 * 1024)
     # Largest WebSocket message (GraphQL operations are small; uploads are HTTP).
     # uvicorn's default is 16 MiB, buffered per connection before anything checks it.
     ws_max_message_bytes: int = Field(default=1024 * 1024, ge=64 * 1024)
@@ -61,7 +64,12 @@ class Settings(BaseSettings):
     argon2_memory_cost_kib: int = Field(default=65536, ge=8)
 
     # Abuse limits: attempts per window, per e-mail and per client address.
+    # Login failures of one (e-mail, client address) pair before it is locked out: the
+    # first lockout lasts LOGIN_LOCKOUT_SECONDS, each next one (after one more failure)
+    # twice as long, up to LOGIN_LOCKOUT_MAX_SECONDS. Other addresses are not affected.
     login_failures_per_email: int = Field(default=5, ge=1)
+    login_lockout_seconds: int = Field(default=60, ge=1)
+    login_lockout_max_seconds: int = Field(default=3600, ge=1)
     login_failures_per_address: int = Field(default=30, ge=1)
     registrations_per_address: int = Field(default=10, ge=1)
     rate_limit_window_seconds: int = Field(default=15 * 60, ge=1)

@@ -95,7 +95,9 @@ async def register(
 async def login(
     email: str, password: str, *, client_address: str, settings: Settings, redis: Redis
 ) -> AuthSession:
-    """Check the password; failures count against the e-mail and the client address."""
+    """Check the password; failures count against the client address, and lock out the
+    (e-mail, address) pair for growing times: guesses from one address never lock the
+    account's owner out from another."""
     try:
         address = normalise_email(email)
     except BadInput:
@@ -106,24 +108,27 @@ async def login(
     # cannot all pass the limit first; a success gives its count back.
     await ratelimit.take(
         redis,
-        "login-email",
-        address,
-        limit=settings.login_failures_per_email,
-        window_seconds=window,
-    )
-    await ratelimit.take(
-        redis,
         "login-address",
         client_address,
         limit=settings.login_failures_per_address,
         window_seconds=window,
+    )
+    pair = f"{address}\n{client_address}"
+    await ratelimit.take_or_lock_out(
+        redis,
+        "login-pair",
+        pair,
+        allowance=settings.login_failures_per_email,
+        window_seconds=window,
+        lockout_seconds=settings.login_lockout_seconds,
+        max_lockout_seconds=settings.login_lockout_max_seconds,
     )
     user = await User.find_one(User.email == address)
     # Verified even for an unknown e-mail, so the answer takes as long either way.
     valid = await verify_password(password, user.password_hash if user else None, settings)
     if user is None or not valid:
         raise Unauthenticated("Invalid e-mail or password.")
-    await ratelimit.reset(redis, "login-email", address)
+    await ratelimit.clear_lockout(redis, "login-pair", pair)
     await ratelimit.give_back(redis, "login-address", client_address)
     return await _start_session(user, settings)
 

@@ -57,3 +57,68 @@ async def give_back(redis: Redis, scope: str, subject: str) -> None:
 async def reset(redis: Redis, scope: str, subject: str) -> None:
     """Forget the attempts of `subject` (after a successful login)."""
     await redis.delete(_key(scope, subject))
+
+
+# KEYS: failures, lockout level, lock. ARGV: allowance, window, first lock, longest lock,
+# level memory (ms). Counting first, as `take` does: of parallel attempts only the
+# allowance gets through. After a lockout one failure is enough for the next, twice as long.
+_LOCKOUT = """
+local locked = redis.call('pttl', KEYS[3])
+if locked > 0 then return locked end
+local level = tonumber(redis.call('get', KEYS[2]) or '0')
+local allowance = tonumber(ARGV[1])
+if level > 0 then allowance = 1 end
+local count = redis.call('incr', KEYS[1])
+if count == 1 then redis.call('pexpire', KEYS[1], ARGV[2]) end
+if count <= allowance then return 0 end
+level = level + 1
+local lock = math.min(tonumber(ARGV[3]) * 2 ^ (level - 1), tonumber(ARGV[4]))
+redis.call('set', KEYS[2], level, 'px', ARGV[5])
+redis.call('set', KEYS[3], 1, 'px', lock)
+redis.call('del', KEYS[1])
+return lock
+"""
+
+# How long a subject's lockout level is remembered after its last lockout.
+_LEVEL_MEMORY_SECONDS = 24 * 3600
+
+
+def _lockout_keys(scope: str, subject: str) -> list[str]:
+    return [
+        _key(f"{scope}-failures", subject),
+        _key(f"{scope}-level", subject),
+        _key(scope, subject),
+    ]
+
+
+async def take_or_lock_out(
+    redis: Redis,
+    scope: str,
+    subject: str,
+    *,
+    allowance: int,
+    window_seconds: int,
+    lockout_seconds: int,
+    max_lockout_seconds: int,
+) -> None:
+    """Count one attempt; RateLimited while `subject` is locked out, or when this attempt
+    goes over its allowance, which locks it out: lockout_seconds the first time, twice as
+    long each next time (up to max_lockout_seconds), one attempt allowed in between."""
+    longest = max(max_lockout_seconds, lockout_seconds)
+    locked_ms = await redis.eval(
+        _LOCKOUT,
+        3,
+        *_lockout_keys(scope, subject),
+        allowance,
+        window_seconds * 1000,
+        lockout_seconds * 1000,
+        longest * 1000,
+        max(_LEVEL_MEMORY_SECONDS, 2 * longest) * 1000,
+    )
+    if int(locked_ms) > 0:
+        raise RateLimited(retry_after=max(-(-int(locked_ms) // 1000), 1))
+
+
+async def clear_lockout(redis: Redis, scope: str, subject: str) -> None:
+    """Forget the attempts and lockouts of `subject` (after a successful login)."""
+    await redis.delete(*_lockout_keys(scope, subject))

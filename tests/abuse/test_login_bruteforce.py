@@ -65,9 +65,9 @@ async def test_throttle_register_parallel_attempts_one_address(
 
 
 async def test_throttle_login_forged_forwarded_for_same_address(settings: Settings) -> None:
-    # `python -m api` as deployed: TRUST_FORWARDED_FOR is off, so a header the attacker
-    # writes changes nothing (the in-process test server runs uvicorn's defaults instead).
-    assert not settings.trust_forwarded_for
+    # `python -m api` as deployed: FORWARDED_ALLOW_IPS is empty, so a header the attacker
+    # writes changes nothing.
+    assert not settings.forwarded_allow_ips
     limit = settings.login_failures_per_address
     async with api_process(settings) as url, Api(url) as api:
         honest = await register(api, unique_email("honest"))
