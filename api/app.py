@@ -14,10 +14,12 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 
+from api.body_limit import BodyLimitMiddleware
 from api.graphql import GraphQLApp
 from api.health import health
 from api.metrics import metrics_endpoint
 from api.request_ids import RequestIdMiddleware
+from api.security_headers import SecurityHeadersMiddleware
 from api.state import AppState
 from core.broker import BrokerAdmin
 from core.bus import open_bus
@@ -50,11 +52,16 @@ class Api(Starlette):
         self._graphql_websocket = RequestIdMiddleware(
             graphql_websocket, accepted=_release_handshake
         )
+        # Outermost, so that the server's own error responses carry the headers too.
+        self._http = SecurityHeadersMiddleware(super().__call__)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "websocket" and _route_path(scope) == GRAPHQL_PATH:
             scope["app"] = self
             await self._graphql_websocket(scope, receive, send)
+            return
+        if scope["type"] == "http":
+            await self._http(scope, receive, send)
             return
         await super().__call__(scope, receive, send)
 
@@ -108,7 +115,11 @@ def create_app(settings: Settings | None = None) -> Api:
             yield
 
     # First: the request id is set before anything else logs.
-    middleware = [Middleware(RequestIdMiddleware)]
+    middleware = [
+        Middleware(RequestIdMiddleware),
+        # Inside the error handler: a body over the limit is a 413, not a 500.
+        Middleware(BodyLimitMiddleware, max_bytes=settings.http_max_body_bytes),
+    ]
     if settings.cors_origins:
         middleware.append(
             Middleware(

@@ -36,7 +36,8 @@ class GraphQLApp(GraphQL[Context, None]):
         self.max_multipart_bytes = settings.firmware_max_bytes + FORM_OVERHEAD_BYTES
         super().__init__(
             build_schema(settings, metrics=metrics),
-            graphql_ide="graphiql",
+            # Off by default in production (GRAPHIQL): GET /graphql for a browser is a 404.
+            graphql_ide="graphiql" if settings.graphiql else None,
             subscription_protocols=(GRAPHQL_TRANSPORT_WS_PROTOCOL, GRAPHQL_WS_PROTOCOL),
             connection_init_wait_timeout=timedelta(seconds=10),
             keep_alive=True,

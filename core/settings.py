@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from functools import lru_cache
-from typing import Literal, Self
+from typing import Any, Literal, Self
 
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -79,7 +79,11 @@ class Settings(BaseSettings):
     graphql_max_aliases: int = Field(default=30, ge=1)
     graphql_max_tokens: int = Field(default=2000, ge=50)
     graphql_max_cost: int = Field(default=5000, ge=10)
+    # Longest query text, refused (QUERY_TOO_COMPLEX) before it is parsed or cached.
+    graphql_max_query_chars: int = Field(default=20_000, ge=1000)
+    # Unset: on in development and test, off in production (_exposure_defaults).
     graphql_introspection: bool = True
+    graphiql: bool = True
     page_size_default: int = Field(default=20, ge=1)
     page_size_max: int = Field(default=100, ge=1)
 
@@ -177,6 +181,14 @@ class Settings(BaseSettings):
     # stream is handled in batches (CPU per message) at the price of up to this much
     # latency on the live path. 0: read as soon as anything arrives.
     ingest_read_pause_ms: float = Field(default=5, ge=0, le=1000)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _exposure_defaults(cls, data: Any) -> Any:
+        # The schema and the IDE are shown outside production unless a setting says so.
+        if isinstance(data, dict) and data.get("environment") == "production":
+            data = {"graphql_introspection": False, "graphiql": False, **data}
+        return data
 
     @model_validator(mode="after")
     def _refuse_development_secrets(self) -> Self:

@@ -56,7 +56,7 @@ async def serve(host: str, port: int, data: Path | None, ready_file: Path | None
 
     patch_insert_scan()
     if data is not None:
-        data.parent.mkdir(parents=True, exist_ok=True)
+        data.parent.mkdir(mode=0o700, parents=True, exist_ok=True)  # owner only, if new
         engine: Any = SQLiteEngine(path=str(data))
     else:
         engine = MemoryEngine()

@@ -14,6 +14,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from core.private_dir import make_private_dir
+
 PLUGIN_CANDIDATES = (
     "/usr/lib/x86_64-linux-gnu/mosquitto_dynamic_security.so",
     "/usr/lib/aarch64-linux-gnu/mosquitto_dynamic_security.so",
@@ -58,7 +60,7 @@ class BrokerLayout:
 
 def write_config(layout: BrokerLayout) -> Path:
     """Write the broker config: no anonymous access, dynsec on, room for QoS 1 backlogs."""
-    layout.directory.mkdir(parents=True, exist_ok=True)
+    make_private_dir(layout.directory)
     layout.config.write_text(
         "\n".join(
             [

@@ -29,6 +29,7 @@ from pathlib import Path
 from types import FrameType
 from urllib.parse import urlsplit
 
+from core.private_dir import make_private_dir
 from devstack.mosquitto import (
     BrokerLayout,
     BrokerSetupError,
@@ -160,7 +161,9 @@ def start_mongo_standin(stack: Supervisor, directory: Path) -> str:
 
 
 def load_secrets(path: Path = SECRETS_FILE) -> dict[str, str]:
-    """The development secrets, generated (mode 0600) the first time."""
+    """The development secrets, generated (mode 0600) the first time; their directory
+    (.data) made owner-only (0700) every time, as an older version left it 0755."""
+    make_private_dir(path.parent)
     values: dict[str, str] = {}
     if path.is_file():
         for line in path.read_text().splitlines():
@@ -170,7 +173,6 @@ def load_secrets(path: Path = SECRETS_FILE) -> dict[str, str]:
     missing = [name for name in GENERATED_SECRETS if not values.get(name)]
     if missing:
         values |= {name: secrets.token_urlsafe(32) for name in missing}
-        path.parent.mkdir(parents=True, exist_ok=True)
         path.touch(mode=0o600, exist_ok=True)
         path.chmod(0o600)
         path.write_text("".join(f"{key}={value}\n" for key, value in values.items()))

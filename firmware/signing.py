@@ -31,6 +31,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import (
     Ed25519PublicKey,
 )
 
+from core.private_dir import make_private_dir
 from core.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -119,7 +120,7 @@ def _development_key(path: Path) -> Ed25519PrivateKey:
     if path.exists():
         return _read_key_file(path)
     key = Ed25519PrivateKey.generate()
-    path.parent.mkdir(parents=True, exist_ok=True)
+    make_private_dir(path.parent)
     try:
         # O_EXCL: two processes starting together keep the first one's key.
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)

@@ -16,6 +16,8 @@ from typing import Any
 from graphql import DocumentNode, GraphQLError, parse
 from strawberry.extensions import SchemaExtension
 
+from graph.errors import QUERY_TOO_COMPLEX
+
 _DOCUMENTS = 256
 
 
@@ -37,6 +39,17 @@ class SharedDocuments(SchemaExtension):
             except (GraphQLError, TypeError):
                 pass  # strawberry's own parse reports it
         yield
+
+
+def query_too_long(query: str | None, max_chars: int) -> GraphQLError | None:
+    """The refusal of a query text over `max_chars`, checked before anything parses or
+    keeps it: a long comment or string is a few tokens, and a cached key ~1 MB apiece."""
+    if query is None or len(query) <= max_chars:
+        return None
+    return GraphQLError(
+        f"The query text has {len(query)} characters; the limit is {max_chars}.",
+        extensions={"code": QUERY_TOO_COMPLEX},
+    )
 
 
 def parsed_documents() -> Any:

@@ -3,17 +3,20 @@
 from __future__ import annotations
 
 import inspect
-from collections.abc import Generator
+from collections.abc import AsyncGenerator, Generator
 from functools import partial
 from types import TracebackType
+from typing import Any
 
 import strawberry
 from graphql import GraphQLError
-from strawberry.extensions import SchemaExtension, ValidationCache
+from strawberry.extensions import DisableIntrospection, SchemaExtension, ValidationCache
 from strawberry.extensions.context import ExecutingContextManager, OperationContextManager
 from strawberry.extensions.runner import SchemaExtensionsRunner
 from strawberry.schema.config import StrawberryConfig
-from strawberry.types import ExecutionContext
+from strawberry.schema.schema import StreamResult
+from strawberry.types import ExecutionContext, ExecutionResult
+from strawberry.types.execution import PreExecutionError
 
 from core.settings import Settings
 from graph.accounts.mutations import AccountMutation
@@ -25,7 +28,7 @@ from graph.dashboards.mutations import DashboardMutation
 from graph.dashboards.queries import DashboardQuery
 from graph.devices.mutations import DeviceMutation
 from graph.devices.queries import DeviceQuery
-from graph.document_cache import SharedDocuments
+from graph.document_cache import SharedDocuments, query_too_long
 from graph.errors import ErrorCodes
 from graph.firmware.mutations import FirmwareMutation
 from graph.firmware.queries import FirmwareQuery
@@ -164,7 +167,26 @@ class _LeanRunner(SchemaExtensionsRunner):
 
 class Schema(strawberry.Schema):
     """strawberry's schema, minus its logging of every client error at ERROR level:
-    graph.errors logs the unexpected ones (with their trace), the rest are answers."""
+    graph.errors logs the unexpected ones (with their trace), the rest are answers.
+    Query texts over `max_query_chars` are refused before any extension sees them."""
+
+    max_query_chars: int | None = None
+
+    async def execute(self, query: str | None, *args: Any, **kwargs: Any) -> ExecutionResult:
+        if refusal := self._refusal(query):
+            return PreExecutionError(data=None, errors=[refusal])
+        return await super().execute(query, *args, **kwargs)
+
+    async def stream(self, query: str | None, *args: Any, **kwargs: Any) -> StreamResult:
+        # Over WebSocket (both protocols: subscribe() comes here too) and HTTP streams.
+        if refusal := self._refusal(query):
+            return _refused(refusal)
+        return await super().stream(query, *args, **kwargs)
+
+    def _refusal(self, query: str | None) -> GraphQLError | None:
+        if self.max_query_chars is None:
+            return None
+        return query_too_long(query, self.max_query_chars)
 
     def create_extensions_runner(
         self, execution_context: ExecutionContext, extensions: list[SchemaExtension]
@@ -179,7 +201,7 @@ class Schema(strawberry.Schema):
 
 def build_schema(settings: Settings, *, metrics: ApiMetrics | None = None) -> Schema:
     """The executable schema with the limits of `settings`, counting into `metrics`."""
-    return Schema(
+    schema = Schema(
         query=Query,
         mutation=Mutation,
         subscription=Subscription,
@@ -192,7 +214,15 @@ def build_schema(settings: Settings, *, metrics: ApiMetrics | None = None) -> Sc
             OperationIds,  # logs within the operation carry its id
             ErrorCodes,
             *limit_extensions(settings),
+            # GRAPHQL_INTROSPECTION off: __schema and __type refused (BAD_USER_INPUT).
+            *([] if settings.graphql_introspection else [DisableIntrospection]),
             partial(ValidationCache, maxsize=256),
             SharedDocuments,  # one parsed document per query text (graph.document_cache)
         ],
     )
+    schema.max_query_chars = settings.graphql_max_query_chars
+    return schema
+
+
+async def _refused(error: GraphQLError) -> AsyncGenerator[ExecutionResult]:
+    yield PreExecutionError(data=None, errors=[error])

@@ -1,0 +1,15 @@
+"""Directories only their owner may enter: `.data/` holds secrets.env, the development
+signing key, the broker's credentials and the database, all readable to anyone who
+can list it otherwise (the umask's 0755)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+def make_private_dir(path: Path) -> Path:
+    """`path` as a directory of mode 0700, created (parents too) if missing, tightened if
+    it exists; its parents, when created here, get the umask's mode."""
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    path.chmod(0o700)
+    return path
