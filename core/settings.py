@@ -112,6 +112,9 @@ class Settings(BaseSettings):
     ingest_status_flush_seconds: float = Field(default=2, gt=0)
     ingest_offline_after_seconds: float = Field(default=120, gt=0)
     ingest_reconnect_max_seconds: float = Field(default=10, gt=0)
+    # Per-device token bucket: messages a second and burst; beyond, dropped (rate_limited).
+    ingest_device_rate_per_second: float = Field(default=20, ge=0)  # 0: no limit
+    ingest_device_burst: int = Field(default=100, ge=1)
     # The worker's Prometheus /metrics; keep it off public interfaces. Port 0: not served.
     ingest_metrics_host: str = "127.0.0.1"
     ingest_metrics_port: int = Field(default=9101, ge=0, le=65535)
@@ -141,6 +144,8 @@ class Settings(BaseSettings):
     anomaly_min_std_ratio: float = Field(default=0.01, ge=0)
     anomaly_min_std: float = Field(default=1e-6, ge=0)
     anomaly_max_series: int = Field(default=200_000, ge=1)
+    # One device's series; a new metric beyond it evicts that device's least recently used.
+    anomaly_max_metrics_per_device: int = Field(default=64, ge=1)
     anomaly_alerts: bool = True
     # At most one anomaly alert per device per interval, across workers.
     anomaly_alert_interval_seconds: float = Field(default=300, ge=0)

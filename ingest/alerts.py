@@ -89,6 +89,7 @@ class AlertEngine:
                     min_std_ratio=settings.anomaly_min_std_ratio,
                     min_std=settings.anomaly_min_std,
                     max_series=settings.anomaly_max_series,
+                    max_metrics_per_device=settings.anomaly_max_metrics_per_device,
                 )
             )
         self.webhooks = WebhookSender(

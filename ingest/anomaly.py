@@ -17,12 +17,17 @@ and is anomalous when |z| > z_threshold, once the series has seen `warmup` value
   quantisation step would score infinity. The relative floor (default 1% of |mean|)
   and the absolute one decide what counts as "no change".
 
+Memory: at most `max_metrics_per_device` series per device (a device inventing new
+metric names evicts its own least recently used series, never another device's) and
+at most `max_series` in all (beyond it, the least recently seen device is forgotten).
+
 Pure and synchronous: no I/O, a dictionary lookup and a few float operations per value.
 """
 
 from __future__ import annotations
 
 import math
+from collections import OrderedDict
 from dataclasses import dataclass
 
 
@@ -33,13 +38,16 @@ class AnomalyParameters:
     warmup: int = 30
     min_std_ratio: float = 0.01
     min_std: float = 1e-6
-    max_series: int = 200_000  # memory bound: every series is forgotten beyond it
+    max_series: int = 200_000  # memory bound in all: least recently seen devices go first
+    max_metrics_per_device: int = 64  # one device's bound: its least recently used go first
 
     def __post_init__(self) -> None:
         if not 0 < self.alpha < 1:
             raise ValueError("alpha must be in (0, 1)")
         if self.z_threshold <= 0 or self.warmup < 2 or self.max_series < 1:
             raise ValueError("z_threshold > 0, warmup >= 2 and max_series >= 1 are required")
+        if self.max_metrics_per_device < 1:
+            raise ValueError("max_metrics_per_device >= 1 is required")
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,12 +60,13 @@ class Score:
 
 
 class _Series:
-    __slots__ = ("count", "mean", "var")
+    __slots__ = ("count", "mean", "used", "var")
 
-    def __init__(self, value: float) -> None:
+    def __init__(self, value: float, used: int) -> None:
         self.count = 1
         self.mean = value
         self.var = 0.0
+        self.used = used  # the detector's tick when last observed: picks the LRU series
 
 
 class AnomalyDetector:
@@ -71,27 +80,37 @@ class AnomalyDetector:
         self._warmup = p.warmup
         self._min_std = p.min_std
         self._min_std_ratio = p.min_std_ratio
-        self._series: dict[str, dict[str, _Series]] = {}
+        self._max_metrics = p.max_metrics_per_device
+        # Devices in least recently seen order (moved to the end when seen).
+        self._series: OrderedDict[str, dict[str, _Series]] = OrderedDict()
         self._count = 0
+        self._tick = 0
+        self._last_device: str | None = None
 
     @property
     def series_count(self) -> int:
         return self._count
 
+    def device_series_count(self, device_id: str) -> int:
+        metrics = self._series.get(device_id)
+        return len(metrics) if metrics is not None else 0
+
     def observe(self, device_id: str, metric: str, value: float) -> Score | None:
         """A Score when `value` is anomalous for its series, else None; it is learnt either way."""
-        metrics = self._series.get(device_id)
+        devices = self._series
+        metrics = devices.get(device_id)
         if metrics is None:
-            metrics = self._series[device_id] = {}
+            metrics = devices[device_id] = {}
+        elif device_id != self._last_device:
+            # A reading's metrics come one after another: one move per reading, not per value.
+            devices.move_to_end(device_id)
+        self._last_device = device_id
+        self._tick = tick = self._tick + 1
         series = metrics.get(metric)
         if series is None:
-            if self._count >= self.parameters.max_series:
-                self._series.clear()  # crude but bounded; the series warm up again
-                self._count = 0
-                metrics = self._series[device_id] = {}
-            metrics[metric] = _Series(value)
-            self._count += 1
+            self._add(device_id, metrics, metric, value, tick)
             return None
+        series.used = tick
         mean = series.mean
         var = series.var
         scale = math.sqrt(var)
@@ -127,8 +146,26 @@ class AnomalyDetector:
             return Score(z=z, mean=mean, std=scale)
         return None
 
+    def _add(
+        self, device_id: str, metrics: dict[str, _Series], metric: str, value: float, tick: int
+    ) -> None:
+        if len(metrics) >= self._max_metrics:
+            # This device's own least recently used series, never another device's.
+            oldest = min(metrics, key=lambda name: metrics[name].used)
+            del metrics[oldest]
+            self._count -= 1
+        while self._count >= self.parameters.max_series:
+            victim = next(iter(self._series))
+            if victim == device_id:
+                break  # the only device left; bounded by max_metrics_per_device
+            self.forget(victim)
+        metrics[metric] = _Series(value, tick)
+        self._count += 1
+
     def forget(self, device_id: str) -> None:
         """Drop every series of a device (it was deleted)."""
         metrics = self._series.pop(device_id, None)
         if metrics:
             self._count -= len(metrics)
+        if device_id == self._last_device:
+            self._last_device = None

@@ -41,6 +41,7 @@ type Reason = Literal[
     "ota_unknown_update",
     "ota_wrong_device",
     "ota_backwards",
+    "rate_limited",
 ]
 
 REASONS: Final[tuple[Reason, ...]] = (
@@ -48,6 +49,7 @@ REASONS: Final[tuple[Reason, ...]] = (
     "too_many_metrics", "bad_metric_name", "non_finite", "no_metrics", "bad_timestamp",
     "future_timestamp", "bad_status",
     "bad_ota_progress", "ota_unknown_update", "ota_wrong_device", "ota_backwards",
+    "rate_limited",
 )  # fmt: skip
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from datetime import UTC, datetime
 
 from bson import ObjectId
@@ -19,6 +20,7 @@ from ingest.live import LivePublisher
 from ingest.mqtt import Delivery, MqttError, MqttSubscriber
 from ingest.ota import OtaProgressHandler
 from ingest.payloads import DeviceTopic, Rejected, parse_status, parse_telemetry, parse_topic
+from ingest.rate_limit import DeviceRateLimiter
 from ingest.stats import IngestStats
 from ingest.status import StatusTracker
 from ingest.store import PendingMessage, ReadingStore, source_key
@@ -69,6 +71,8 @@ class IngestWorker:
         )
         self.ota = OtaProgressHandler(redis, self.stats)
         self.alerts = AlertEngine(settings, redis, self.stats, origin=settings.ingest_client_id)
+        rate = settings.ingest_device_rate_per_second
+        self.limiter = DeviceRateLimiter(rate, settings.ingest_device_burst) if rate > 0 else None
 
     async def run(self) -> None:
         """Run every part of the worker until cancelled."""
@@ -142,6 +146,13 @@ class IngestWorker:
             self._drop(delivery, topic, None)
             return
         self.stats.received_by_kind[topic.kind].inc()
+        limiter = self.limiter
+        # Before the device lookup: a flood costs no database reads. The broker's ACLs
+        # make the topic's device id the publisher's own.
+        if limiter is not None and not limiter.allow(topic.device_id, time.monotonic()):
+            self.stats.drop("rate_limited", topic.device_id)
+            delivery.ack()  # deliberately dropped: nothing to redeliver
+            return
         device = await self._lookup(topic.device_id)
         if device is None:
             self._drop(delivery, Rejected("unknown_device"), topic.device_id)

@@ -97,6 +97,9 @@ def settings(mongodb_url: str, managed_broker: ManagedBroker) -> Settings:
         argon2_memory_cost_kib=64,
         # Workers spawned by tests serve no metrics: a fixed port would collide.
         ingest_metrics_port=0,
+        # Many tests pump hundreds of messages through one device; the per-device limit
+        # is on by default and tested in tests/security/test_device_isolation.py.
+        ingest_device_rate_per_second=0,
     )
 
 

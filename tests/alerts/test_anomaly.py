@@ -137,8 +137,44 @@ def test_forget_series_beyond_memory_bound() -> None:
 
 @pytest.mark.parametrize(
     "bad",
-    [{"alpha": 0.0}, {"alpha": 1.0}, {"z_threshold": 0.0}, {"warmup": 1}, {"max_series": 0}],
+    [
+        {"alpha": 0.0},
+        {"alpha": 1.0},
+        {"z_threshold": 0.0},
+        {"warmup": 1},
+        {"max_series": 0},
+        {"max_metrics_per_device": 0},
+    ],
 )
 def test_refuse_parameters_out_of_range(bad: dict[str, float]) -> None:
     with pytest.raises(ValueError, match=r"must be|required"):
         AnomalyParameters(**bad)  # type: ignore[arg-type]
+
+
+def test_evict_device_own_lru_series_beyond_metric_cap() -> None:
+    detector = AnomalyDetector(AnomalyParameters(warmup=5, max_metrics_per_device=4))
+    for i in range(50):
+        detector.observe("victim", "temp", 20.0 + (i % 2) * 0.5)
+        detector.observe("attacker", "kept", 1.0)
+    for i in range(1000):
+        detector.observe("attacker", f"invented-{i}", float(i))
+        detector.observe("attacker", "kept", 1.0)  # used all along: never the LRU one
+    assert detector.device_series_count("attacker") == 4
+    assert detector.series_count == 5
+    assert detector.observe("attacker", "kept", 1.0) is None  # still warm
+    assert detector.observe("victim", "temp", 100.0) is not None  # baseline kept
+
+
+def test_forget_least_recent_device_beyond_global_bound() -> None:
+    detector = AnomalyDetector(AnomalyParameters(warmup=5, max_series=6))
+    for i in range(50):
+        for device in ("a", "b", "c"):
+            detector.observe(device, "temp", 20.0 + (i % 2) * 0.5)
+        detector.observe("a", "hum", 50.0)
+    detector.observe("a", "temp", 20.0)  # "b" is now the least recently seen device
+    for i in range(3):
+        detector.observe("d", f"m{i}", 1.0)
+    assert detector.series_count <= 6
+    assert detector.device_series_count("b") == 0
+    assert detector.observe("a", "temp", 100.0) is not None
+    assert detector.observe("c", "temp", 100.0) is not None
