@@ -155,11 +155,17 @@ class Settings(BaseSettings):
     # unless allowed (SSRF).
     webhook_signing_key: SecretStr | None = None
     webhook_allow_private_networks: bool = False
+    # The whole of one attempt (resolve, connect, send, read), however the receiver trickles.
     webhook_timeout_seconds: float = Field(default=5, gt=0)
+    # Response bytes read per attempt (the status decides; the body is read, then dropped).
+    webhook_response_max_bytes: int = Field(default=4096, ge=0, le=1024 * 1024)
     webhook_max_attempts: int = Field(default=6, ge=1, le=20)
     webhook_retry_base_seconds: float = Field(default=1, gt=0)
     webhook_outbox_size: int = Field(default=1000, ge=1)
     webhook_concurrency: int = Field(default=4, ge=1, le=100)
+    # One owner's share: requests in flight and deliveries waiting (beyond: owner_full).
+    webhook_concurrency_per_owner: int = Field(default=1, ge=1, le=100)
+    webhook_outbox_per_owner: int = Field(default=100, ge=1)
 
     # --- firmware / OTA (docs/ota.md)
     # The largest image uploadFirmware accepts, enforced while it streams into GridFS.

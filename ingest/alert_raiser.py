@@ -175,6 +175,7 @@ class AlertRaiser:
         self._webhooks.submit(
             WebhookDelivery(
                 delivery_id=delivery_id,
+                owner=str(alert.owner_id),
                 url=hook["url"],
                 secret=secret,
                 body=alert_payload(alert, delivery_id=delivery_id),

@@ -101,6 +101,9 @@ class AlertEngine:
                 outbox_size=settings.webhook_outbox_size,
                 concurrency=settings.webhook_concurrency,
                 allow_private=settings.webhook_allow_private_networks,
+                response_max_bytes=settings.webhook_response_max_bytes,
+                concurrency_per_owner=settings.webhook_concurrency_per_owner,
+                outbox_per_owner=settings.webhook_outbox_per_owner,
             ),
         )
         self.loaded = asyncio.Event()  # set once every rule has been loaded

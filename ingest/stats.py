@@ -88,7 +88,8 @@ class IngestStats:
         )
         self.webhooks = Counter(
             "ingest_webhook_deliveries",
-            "Webhook attempts (delivered, failed) and deliveries (exhausted, dropped, blocked)",
+            "Webhook attempts (delivered, failed) and deliveries (exhausted, dropped, "
+            "owner_full, blocked)",
             ["outcome"],
             registry=self.registry,
         )

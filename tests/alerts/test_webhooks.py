@@ -208,7 +208,12 @@ async def test_never_slow_ingest_on_hung_webhook(
 ) -> None:
     user = await register(api)
     hung_settings = alert_settings.model_copy(
-        update={"webhook_timeout_seconds": 120, "webhook_outbox_size": 2}
+        # One owner here: its share of the request slots must cover the two held open.
+        update={
+            "webhook_timeout_seconds": 120,
+            "webhook_outbox_size": 2,
+            "webhook_concurrency_per_owner": 2,
+        }
     )
     running, task = await start_worker(hung_settings, redis)
     try:
