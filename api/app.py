@@ -30,6 +30,7 @@ from core.settings import Settings, get_settings
 from firmware.download import download_firmware
 from firmware.runtime import open_firmware
 from graph.metrics import ApiMetrics
+from services.broker_identities import api_identities
 from services.broker_reconcile import reconcile
 
 logger = logging.getLogger(__name__)
@@ -93,9 +94,13 @@ def create_app(settings: Settings | None = None) -> Api:
     metrics = ApiMetrics()
     graphql = GraphQLApp(settings, metrics)
 
+    # The process's own dynsec identity, bound to its client id (services.broker_identities).
+    own = api_identities(settings)
+    own_login = (own[0].username, own[0].password) if own else None
+
     async def reconcile_broker(dynsec: DynamicSecurity) -> None:
         # MongoDB is the source of truth: a broker that lost its state is repaired here.
-        await reconcile(dynsec, settings)
+        await reconcile(dynsec, settings, api=True)
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -103,7 +108,7 @@ def create_app(settings: Settings | None = None) -> Api:
             open_database(settings) as database,
             open_redis(settings) as redis,
             open_bus(settings, redis) as bus,
-            BrokerAdmin(settings, on_connect=reconcile_broker) as broker,
+            BrokerAdmin(settings, on_connect=reconcile_broker, identity=own_login) as broker,
             # OTA: the signing key (required in production), offers, the rollout dispatcher.
             open_firmware(settings, bus),
         ):

@@ -35,7 +35,8 @@ async def run_reconcile(settings: Settings) -> ReconcileReport:
         ):
             report = await reconcile(dynsec, settings)
     except BrokerUnavailable:
-        # Granting the admin its API role closes this connection; the work is done.
+        # Changing a role the admin holds (the `iot-api` role older versions granted it)
+        # closes this connection; the work is done.
         if report is None:
             raise
     return report

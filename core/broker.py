@@ -1,4 +1,10 @@
-"""The API's one admin connection to the broker, held for the life of the process."""
+"""The API's one admin connection to the broker, held for the life of the process.
+
+It logs in as the process's own identity (its username is also its bound client id).
+While that identity does not exist (first start, or a broker that lost its state),
+the bootstrap admin (MQTT_USERNAME) connects only to run `on_connect`, which creates
+it; the bootstrap admin stays unbound for operators and the other API processes.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +14,7 @@ from collections.abc import Awaitable, Callable
 from types import TracebackType
 from typing import Any, Self
 
-from core.dynsec import BrokerUnavailable, DynamicSecurity, connect_dynsec
+from core.dynsec import BrokerRefused, BrokerUnavailable, DynamicSecurity, connect_dynsec
 from core.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -32,9 +38,13 @@ class BrokerAdmin:
         settings: Settings,
         *,
         on_connect: OnConnect | None = None,
+        identity: tuple[str, str] | None = None,
         startup_wait_seconds: float = 5.0,
     ) -> None:
         self._settings = settings
+        # (username, password) of the process's own dynsec client; None: the bootstrap admin.
+        self._identity = identity
+        self._bootstrapped = False  # the last attempt created our identity as the admin
         self._on_connect = on_connect
         self._startup_wait = startup_wait_seconds
         self._dynsec: DynamicSecurity | None = None
@@ -59,7 +69,8 @@ class BrokerAdmin:
         """DynamicSecurity.execute_tolerant on the current connection."""
         return await self._current().execute_tolerant(*commands)
 
-    async def _connect_once(self) -> None:
+    async def _bootstrap(self) -> None:
+        """As the bootstrap admin: run `on_connect` (which creates our own identity), leave."""
         settings = self._settings
         password = settings.mqtt_password.get_secret_value() if settings.mqtt_password else ""
         async with connect_dynsec(
@@ -68,16 +79,49 @@ class BrokerAdmin:
             username=settings.mqtt_username or "",
             password=password,
         ) as dynsec:
-            self._dynsec = dynsec
-            logger.info("broker admin connection open (%s)", settings.mqtt_host)
-            if self._on_connect is not None:
-                try:
-                    await self._on_connect(dynsec)
-                except Exception:  # a failed reconcile must not drop the connection
-                    logger.exception("broker: on-connect step failed")
-            if not dynsec.lost.is_set():
-                self.ready.set()
-            await dynsec.lost.wait()
+            logger.info("broker: own identity refused; bootstrapping it as the admin")
+            await self._run_on_connect(dynsec)
+
+    async def _connect_once(self) -> None:
+        settings = self._settings
+        if self._identity is None:
+            username = settings.mqtt_username or ""
+            password = settings.mqtt_password.get_secret_value() if settings.mqtt_password else ""
+            identifier = None
+        else:
+            username, password = self._identity
+            identifier = username
+        try:
+            async with connect_dynsec(
+                settings.mqtt_host,
+                settings.mqtt_port,
+                username=username,
+                password=password,
+                identifier=identifier,
+            ) as dynsec:
+                await self._serve(dynsec)
+        except BrokerRefused:
+            if self._identity is None or self._bootstrapped:
+                self._bootstrapped = False
+                raise  # refused even after the bootstrap: back off
+            await self._bootstrap()
+            self._bootstrapped = True  # our own identity exists now: try it again
+
+    async def _serve(self, dynsec: DynamicSecurity) -> None:
+        self._bootstrapped = False
+        self._dynsec = dynsec
+        logger.info("broker admin connection open (%s)", self._settings.mqtt_host)
+        await self._run_on_connect(dynsec)
+        if not dynsec.lost.is_set():
+            self.ready.set()
+        await dynsec.lost.wait()
+
+    async def _run_on_connect(self, dynsec: DynamicSecurity) -> None:
+        if self._on_connect is not None:
+            try:
+                await self._on_connect(dynsec)
+            except Exception:  # a failed reconcile must not drop the connection
+                logger.exception("broker: on-connect step failed")
 
     async def _run(self) -> None:
         delay = FIRST_RETRY_SECONDS

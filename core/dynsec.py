@@ -35,6 +35,10 @@ class BrokerUnavailable(Exception):
     """The admin connection to the broker could not be made or was lost."""
 
 
+class BrokerRefused(BrokerUnavailable):
+    """The broker refused the login in its CONNACK (unknown client, wrong password or id)."""
+
+
 class DynamicSecurity:
     """Sends commands over one admin MQTT connection and waits for their answers."""
 
@@ -115,7 +119,10 @@ async def connect_dynsec(
     identifier: str | None = None,
     answer_timeout: float = 5.0,
 ) -> AsyncIterator[DynamicSecurity]:
-    """An admin connection with its response reader running; closed on exit."""
+    """An admin connection with its response reader running; closed on exit.
+
+    `identifier` is the client id: a client whose dynsec entry binds one must give it."""
+    connected = False
     try:
         async with aiomqtt.Client(
             host,
@@ -125,6 +132,7 @@ async def connect_dynsec(
             identifier=identifier,
             timeout=answer_timeout,
         ) as client:
+            connected = True
             await client.subscribe(RESPONSE_TOPIC, qos=1)
             dynsec = DynamicSecurity(client, timeout=answer_timeout)
             reader = asyncio.create_task(dynsec._read_responses())
@@ -133,5 +141,9 @@ async def connect_dynsec(
             finally:
                 reader.cancel()
                 await asyncio.gather(reader, return_exceptions=True)
+    except aiomqtt.MqttCodeError as err:
+        if not connected:
+            raise BrokerRefused(str(err)) from err
+        raise BrokerUnavailable(str(err)) from err
     except aiomqtt.MqttError as err:
         raise BrokerUnavailable(str(err)) from err

@@ -29,9 +29,16 @@ class Settings(BaseSettings):
     mqtt_port: int = 1883
     mqtt_username: str | None = None
     mqtt_password: SecretStr | None = None
-    # The ingest worker's broker identity, provisioned by the API (see services/broker_*).
+    # The ingest workers' broker identities, provisioned by the API (services/broker_*):
+    # this name with -1, -2, ... appended; MQTT_INGEST_PASSWORD is their shared password.
     mqtt_ingest_username: str = "iot-ingest"
     mqtt_ingest_password: SecretStr | None = None
+    # Ingest workers the API keeps a broker identity for: <MQTT_INGEST_USERNAME>-1 .. -N,
+    # each its own username and bound client id (a worker's INGEST_CLIENT_ID).
+    ingest_workers: int = Field(default=2, ge=0, le=1000)
+    # This API process's name at the broker (client ids iot-api-<name>, iot-api-<name>-ota);
+    # unique per process. Empty: the host name (each container's own).
+    api_instance: str = ""
     # Device MQTT passwords are HMAC-derived from this key (docs/security.md): as secret
     # as every device password together; changing it changes every device's password.
     device_credential_key: SecretStr = SecretStr(DEVELOPMENT_DEVICE_CREDENTIAL_KEY)
@@ -100,7 +107,8 @@ class Settings(BaseSettings):
     dashboards_per_user_max: int = Field(default=100, ge=1)
 
     # Ingest worker.
-    ingest_client_id: str = "ingest-1"  # stable: the broker keeps its session by this id
+    # Also its broker username (the id is bound to it); stable: the broker keeps its session.
+    ingest_client_id: str = "iot-ingest-1"
     ingest_share_group: str = "ingest"  # "" subscribes without $share (one worker only)
     ingest_batch_size: int = Field(default=100, ge=1, le=10_000)
     ingest_batch_delay_ms: float = Field(default=20, ge=0)

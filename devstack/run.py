@@ -236,16 +236,20 @@ def health_status(url: str) -> int | None:
 
 
 def worker_environments(config: dict[str, str], workers: int) -> list[dict[str, str]]:
-    """Per worker: its own MQTT client id and metrics port, one share group for all."""
+    """Per worker: its own broker identity (its username is its bound client id) and
+    metrics port, one share group for all."""
     if workers == 1:
-        return [{}]
+        return [
+            {"MQTT_USERNAME": f"{INGEST_USERNAME}-1", "INGEST_CLIENT_ID": f"{INGEST_USERNAME}-1"}
+        ]
     if config.get("INGEST_SHARE_GROUP", "ingest") == "":
         raise Abort("several workers need a share group; unset INGEST_SHARE_GROUP", 1)
     metrics_port = int(config.get("INGEST_METRICS_PORT", "9101"))
     return [
         {
             # Stable ids: the broker keeps each worker's session (and its share) by id.
-            "INGEST_CLIENT_ID": f"ingest-{number}",
+            "MQTT_USERNAME": f"{INGEST_USERNAME}-{number}",
+            "INGEST_CLIENT_ID": f"{INGEST_USERNAME}-{number}",
             "INGEST_METRICS_PORT": str(metrics_port + number - 1 if metrics_port else 0),
         }
         for number in range(1, workers + 1)
@@ -297,6 +301,8 @@ def bring_up(
         "API_PORT": str(api_port),
     }
     env |= api_mqtt_environment(mqtt_port, secret_values)
+    # The API provisions one bound broker identity per worker (iot-ingest-1 ... -N).
+    env["INGEST_WORKERS"] = str(max(workers, 1))
     host = f"[{local}]" if ":" in local else local
     base = f"http://{host}:{api_port}"
     urls = []
@@ -304,7 +310,9 @@ def bring_up(
     for number, port in enumerate(range(api_port, api_port + apis), start=1):
         name = "api" if apis == 1 else f"api-{number}"
         url = f"http://{host}:{port}"
-        stack.start(name, [sys.executable, "-m", "api"], env=env | {"API_PORT": str(port)})
+        # API_INSTANCE: each API's broker client ids are its own (they are bound).
+        own = {"API_PORT": str(port), "API_INSTANCE": f"dev-{number}"}
+        stack.start(name, [sys.executable, "-m", "api"], env=env | own)
         answered: dict[str, int] = {}
 
         def api_answers(url: str = url, answered: dict[str, int] = answered) -> bool:

@@ -1,9 +1,10 @@
 """The API's MQTT connection for OTA offers: retained, QoS 1, on devices/{id}/ota.
 
-It speaks as the API's own broker identity (MQTT_USERNAME, whose `iot-api` role
-may publish to devices/+/ota, services.broker_identities.API_PUBLISH) with a client
-id of its own, beside core.broker.BrokerAdmin's dynsec connection: offers then
-never queue behind a reconcile, and that connection's module stays untouched.
+It speaks as this API process's OTA identity, `iot-api-<instance>-ota`, whose
+username is also its bound client id and whose `iot-api-ota` role may publish to
+devices/+/ota and receive nothing (services.broker_identities.api_identities). It
+runs beside core.broker.BrokerAdmin's dynsec connection: offers never queue behind a
+reconcile. The API's reconcile creates the identity; until then this reconnects.
 
 An offer is retained, so a device offline at dispatch receives it when it next
 subscribes; it is cleared (an empty retained message) once the device finished or
@@ -15,13 +16,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import uuid
 from types import TracebackType
 from typing import Self
 
 import aiomqtt
 
 from core.settings import Settings
+from services.broker_identities import api_identities
 
 logger = logging.getLogger(__name__)
 
@@ -47,7 +48,11 @@ class OfferPublisher:
         self._client: aiomqtt.Client | None = None
         self._task: asyncio.Task[None] | None = None
         self._up = asyncio.Event()
-        self.client_id = f"iot-api-ota-{uuid.uuid4().hex[:12]}"
+        identities = api_identities(settings)
+        # Without MQTT_PASSWORD (a broker without logins) there is nothing to bind.
+        self.username = identities[1].username if identities else settings.mqtt_username
+        self.password = identities[1].password if identities else None
+        self.client_id = self.username
 
     @property
     def connected(self) -> bool:
@@ -74,12 +79,11 @@ class OfferPublisher:
 
     async def _connect_once(self) -> None:
         settings = self._settings
-        password = settings.mqtt_password.get_secret_value() if settings.mqtt_password else None
         async with aiomqtt.Client(
             settings.mqtt_host,
             settings.mqtt_port,
-            username=settings.mqtt_username,
-            password=password,
+            username=self.username,
+            password=self.password,
             identifier=self.client_id,
             keepalive=30,
             timeout=PUBLISH_TIMEOUT_SECONDS,

@@ -170,7 +170,7 @@ async def run_device(
         port,
         username=device.username,
         password=device.password,
-        identifier=f"sim-{device.id}",
+        identifier=device.id,  # the contract: a device connects with its own id
         will=will,
     ) as client:
         await client.publish(status, b"online", qos=1, retain=True)

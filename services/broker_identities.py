@@ -1,13 +1,17 @@
 """Who may do what at the broker: device and service identities in Mosquitto dynsec.
 
-The broker enforces these rules (a device speaks only on its own topics); MongoDB
-stays the source of truth, and services.broker_reconcile makes the broker match it.
+The broker enforces these rules: every identity connects only with its own username
+as client id (Mosquitto hands a session, queued messages included, to whoever uses
+its client id), speaks only on its own topics, and receives only what its role
+allows (the default for publishClientReceive is deny). MongoDB stays the source of
+truth, and services.broker_reconcile makes the broker match it.
 """
 
 from __future__ import annotations
 
 import logging
 import re
+import socket
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -21,7 +25,9 @@ from services.errors import Unavailable
 logger = logging.getLogger(__name__)
 
 API_ROLE = "iot-api"
+API_OTA_ROLE = "iot-api-ota"
 INGEST_ROLE = "iot-ingest"
+API_PREFIX = "iot-api-"
 DEVICE_ROLE_PREFIX = "device-"
 # Device usernames are their ObjectId: anything else on the broker is not a device.
 DEVICE_USERNAME = re.compile(r"[0-9a-f]{24}")
@@ -32,8 +38,18 @@ DEVICE_PUBLISH = ("telemetry", "status", "logs", "ota/progress")
 DEVICE_SUBSCRIBE = ("ota", "commands/#")
 # What the ingest worker consumes.
 INGEST_TOPICS = tuple(f"devices/+/{suffix}" for suffix in DEVICE_PUBLISH)
-# What the API sends to devices.
-API_PUBLISH = ("devices/+/ota", "devices/+/commands/#")
+# What the API sends to devices: commands on its dynsec connection, OTA offers on its own.
+API_PUBLISH = ("devices/+/commands/#",)
+API_OTA_PUBLISH = ("devices/+/ota",)
+# The API's dynsec connection: commands out, responses in (as `mosquitto_ctrl dynsec init`'s
+# admin role has them, without that role's read access to every topic).
+DYNSEC_TOPICS = "$CONTROL/dynamic-security/#"
+# Anything a role does not allow a client to receive is not sent to it, even where a
+# (misconfigured) subscription matches.
+DENY_RECEIVE = {
+    "command": "setDefaultACLAccess",
+    "acls": [{"acltype": "publishClientReceive", "allow": False}],
+}
 
 
 class DynsecCommands(Protocol):
@@ -64,25 +80,86 @@ def device_role(device_id: str) -> str:
 
 
 def device_acls(device_id: str) -> frozenset[Acl]:
-    """Publish only its own uplink topics, subscribe only its own downlink ones."""
+    """Publish only its own uplink topics, subscribe to and receive only its own downlink."""
+    downlink = [f"devices/{device_id}/{s}" for s in DEVICE_SUBSCRIBE]
     return frozenset(
         [Acl("publishClientSend", f"devices/{device_id}/{s}") for s in DEVICE_PUBLISH]
-        + [Acl("subscribePattern", f"devices/{device_id}/{s}") for s in DEVICE_SUBSCRIBE]
+        + [Acl("subscribePattern", topic) for topic in downlink]
+        + [Acl("publishClientReceive", topic) for topic in downlink]
     )
 
 
 def ingest_acls(settings: Settings) -> frozenset[Acl]:
-    """Subscribe to device uplinks, shared in the worker group or alone; publish nothing."""
-    # Mosquitto checks a shared subscription against its full `$share/...` filter.
+    """Subscribe to and receive device uplinks, shared in the worker group or alone."""
+    # Mosquitto checks a shared subscription against its full `$share/...` filter, and
+    # what it delivers against the message's own topic.
     filters = list(INGEST_TOPICS)
     if group := settings.ingest_share_group:
         filters += [f"$share/{group}/{topic}" for topic in INGEST_TOPICS]
-    return frozenset(Acl("subscribePattern", topic) for topic in filters)
+    return frozenset(
+        [Acl("subscribePattern", topic) for topic in filters]
+        + [Acl("publishClientReceive", topic) for topic in INGEST_TOPICS]
+    )
 
 
 def api_acls() -> frozenset[Acl]:
-    """On top of the dynsec admin role: send OTA offers and commands to devices."""
-    return frozenset(Acl("publishClientSend", topic) for topic in API_PUBLISH)
+    """The API's dynsec connection: control commands and their answers, device commands."""
+    return frozenset(
+        [Acl(acltype, DYNSEC_TOPICS) for acltype in ("publishClientSend", "subscribePattern")]
+        + [Acl("publishClientReceive", DYNSEC_TOPICS)]
+        + [Acl("publishClientSend", topic) for topic in API_PUBLISH]
+    )
+
+
+def api_ota_acls() -> frozenset[Acl]:
+    """The API's OTA connection: retained offers to devices, nothing received."""
+    return frozenset(Acl("publishClientSend", topic) for topic in API_OTA_PUBLISH)
+
+
+@dataclass(frozen=True, slots=True)
+class ServiceIdentity:
+    """A platform service's broker client: its username is also its bound client id."""
+
+    username: str
+    password: str
+    rolename: str
+
+
+def ingest_identities(settings: Settings) -> list[ServiceIdentity]:
+    """One identity per ingest worker, `<MQTT_INGEST_USERNAME>-<n>`, n = 1..INGEST_WORKERS.
+
+    Every worker needs a client id of its own (its persistent session, its share of the
+    group's messages), and a bound client id needs a client of its own. They share the
+    password: they hold the same role."""
+    if settings.mqtt_ingest_password is None:
+        return []
+    password = settings.mqtt_ingest_password.get_secret_value()
+    prefix = settings.mqtt_ingest_username
+    return [
+        ServiceIdentity(f"{prefix}-{n}", password, INGEST_ROLE)
+        for n in range(1, settings.ingest_workers + 1)
+    ]
+
+
+def api_instance(settings: Settings) -> str:
+    """This API process's name at the broker: API_INSTANCE, or else the host name."""
+    return settings.api_instance or socket.gethostname()
+
+
+def api_identities(settings: Settings) -> tuple[ServiceIdentity, ServiceIdentity] | None:
+    """This API process's dynsec connection and OTA connection; None without MQTT_PASSWORD.
+
+    Their passwords derive from the bootstrap admin's (MQTT_PASSWORD), so any process
+    holding it can create them again on a broker that lost its state."""
+    if settings.mqtt_password is None:
+        return None
+    key = settings.mqtt_password.get_secret_value()
+    admin = f"{API_PREFIX}{api_instance(settings)}"
+    ota = f"{admin}-ota"
+    return (
+        ServiceIdentity(admin, derive_mqtt_password(key, admin, 1), API_ROLE),
+        ServiceIdentity(ota, derive_mqtt_password(key, ota, 1), API_OTA_ROLE),
+    )
 
 
 def device_password(settings: Settings, device_id: str, version: int) -> str:
@@ -108,9 +185,11 @@ def create_role(rolename: str, acls: frozenset[Acl]) -> dict[str, Any]:
 def create_client(
     settings: Settings, username: str, password: str, rolename: str
 ) -> dict[str, Any]:
+    """A client that may connect only with its username as client id."""
     return {
         "command": "createClient",
         "username": username,
+        "clientid": username,
         "password": password,
         "textdescription": marker(settings, password),
         "roles": [{"rolename": rolename}],

@@ -1,9 +1,10 @@
 """Make the broker's identities match MongoDB: at API start-up, on reconnect, and by CLI.
 
-Devices in MongoDB get a client with their current (derived) password and exactly
-their own role; broker clients that look like devices but have no Device go away;
-the API and ingest service identities get their roles. Other clients (the admin's
-own, operators' tools) are left alone.
+Devices in MongoDB get a client with their current (derived) password, exactly
+their own role and their id bound as client id; broker clients that look like
+devices but have no Device go away; the ingest workers' identities and this API
+process's own get the same treatment; nothing is received unless a role allows it.
+Other clients (the bootstrap admin, operators' tools) are left alone.
 """
 
 from __future__ import annotations
@@ -15,23 +16,29 @@ from typing import Any
 
 from bson import ObjectId
 
-from core.dynsec import BrokerUnavailable, DynsecError
+from core.dynsec import DynsecError
 from core.settings import Settings
 from models.devices import Device
 from services.broker_identities import (
+    API_OTA_ROLE,
     API_ROLE,
+    DENY_RECEIVE,
     DEVICE_ROLE_PREFIX,
     DEVICE_USERNAME,
     INGEST_ROLE,
     Acl,
     DynsecCommands,
+    ServiceIdentity,
     api_acls,
+    api_identities,
+    api_ota_acls,
     create_client,
     create_role,
     device_acls,
     device_password,
     device_role,
     ingest_acls,
+    ingest_identities,
     marker,
     set_password,
 )
@@ -92,6 +99,9 @@ def _client_commands(
     if client is None:
         return [create_client(settings, username, password, rolename)], True
     commands: list[Command] = []
+    if client.get("clientid") != username:
+        # Created before client ids were bound (or tampered with); this closes its session.
+        commands.append({"command": "modifyClient", "username": username, "clientid": username})
     if client.get("textdescription") != marker(settings, password):
         commands += set_password(settings, username, password)
     roles = {r["rolename"] for r in client.get("roles", [])}
@@ -122,14 +132,18 @@ async def _device_versions() -> dict[str, int]:
     }
 
 
-async def _listing(broker: DynsecCommands) -> tuple[dict[str, Any], dict[str, Any]]:
-    clients, roles = await broker.execute(
+async def _listing(broker: DynsecCommands) -> tuple[dict[str, Any], dict[str, Any], bool]:
+    """Clients and roles by name, and whether clients receive what no role allows."""
+    clients, roles, default = await broker.execute(
         {"command": "listClients", "verbose": True, "count": -1},
         {"command": "listRoles", "verbose": True, "count": -1},
+        {"command": "getDefaultACLAccess"},
     )
+    receive = {a["acltype"]: a["allow"] for a in default["data"]["acls"]}
     return (
         {c["username"]: c for c in clients["data"]["clients"]},
         {r["rolename"]: r for r in roles["data"]["roles"]},
+        bool(receive.get("publishClientReceive", True)),
     )
 
 
@@ -155,26 +169,50 @@ async def _execute_racing(broker: DynsecCommands, commands: list[Command]) -> No
             raise DynsecError(str(command.get("command")), str(error))
 
 
+def _service_commands(
+    settings: Settings,
+    clients: dict[str, Any],
+    roles: dict[str, Any],
+    *,
+    api: bool,
+) -> list[Command]:
+    """The service roles, the ingest workers' identities and (with `api`) this API's own."""
+    identities: list[ServiceIdentity] = list(ingest_identities(settings))
+    if api and (own := api_identities(settings)) is not None:
+        identities += own
+    commands = _role_commands(API_ROLE, api_acls(), roles)
+    commands += _role_commands(API_OTA_ROLE, api_ota_acls(), roles)
+    commands += _role_commands(INGEST_ROLE, ingest_acls(settings), roles)
+    for identity in identities:
+        client = clients.get(identity.username)
+        commands += _client_commands(
+            settings, client, identity.username, identity.password, identity.rolename
+        )[0]
+    # The one identity all workers shared before each had its own bound client id.
+    shared = settings.mqtt_ingest_username
+    if shared in clients and shared != settings.mqtt_username:
+        commands.append({"command": "deleteClient", "username": shared})
+    return commands
+
+
 async def reconcile(
-    broker: DynsecCommands, settings: Settings, *, orphan_grace: timedelta = ORPHAN_GRACE
+    broker: DynsecCommands,
+    settings: Settings,
+    *,
+    api: bool = False,
+    orphan_grace: timedelta = ORPHAN_GRACE,
 ) -> ReconcileReport:
-    """Make the broker's clients and roles match the devices in MongoDB."""
-    clients, roles = await _listing(broker)
+    """Make the broker's clients and roles match the devices in MongoDB.
+
+    With `api`, also this API process's own identities (services.broker_identities
+    .api_identities); the CLI leaves those to the processes they belong to."""
+    clients, roles, receive_by_default = await _listing(broker)
     devices = await _device_versions()
     report = ReconcileReport()
     commands: list[Command] = []
 
-    # Service identities: the API's extra role on the admin client, the ingest worker.
-    service: list[Command] = _role_commands(API_ROLE, api_acls(), roles)
-    admin = settings.mqtt_username
-    admin_roles = {r["rolename"] for r in (clients.get(admin or "") or {}).get("roles", [])}
-    grant_admin = admin in clients and API_ROLE not in admin_roles
-    ingest = settings.mqtt_ingest_username
-    if settings.mqtt_ingest_password is not None:
-        password = settings.mqtt_ingest_password.get_secret_value()
-        service += _role_commands(INGEST_ROLE, ingest_acls(settings), roles)
-        service += _client_commands(settings, clients.get(ingest), ingest, password, INGEST_ROLE)[0]
-    report.services_fixed = len(service) + grant_admin
+    service = _service_commands(settings, clients, roles, api=api)
+    report.services_fixed = len(service)
     commands += service
 
     for device_id, version in devices.items():
@@ -190,7 +228,7 @@ async def reconcile(
         commands += role_fix + client_fix
 
     now = datetime.now(UTC)
-    protected = {admin, ingest}
+    protected = {settings.mqtt_username}
     for username in clients:
         if (
             DEVICE_USERNAME.fullmatch(username)
@@ -210,16 +248,13 @@ async def reconcile(
         ):
             commands.append({"command": "deleteRole", "rolename": rolename})
 
+    if receive_by_default:
+        # Last: only once every role allows what its clients must receive.
+        commands.append(DENY_RECEIVE)
+        report.services_fixed += 1
+
     for start in range(0, len(commands), COMMANDS_PER_MESSAGE):
         await _execute_racing(broker, commands[start : start + COMMANDS_PER_MESSAGE])
-    if grant_admin:
-        # Last: Mosquitto disconnects a client whose roles change, this very connection.
-        try:
-            await broker.execute(
-                {"command": "addClientRole", "username": admin, "rolename": API_ROLE}
-            )
-        except BrokerUnavailable:
-            logger.info("broker: admin connection closed by its own role change (expected)")
     if report.changed:
         logger.info("broker reconciled: %s", report)
     return report

@@ -91,6 +91,8 @@ def settings(mongodb_url: str, managed_broker: ManagedBroker) -> Settings:
         mqtt_password=managed_broker.admin_password,
         mqtt_ingest_username="iot-ingest",
         mqtt_ingest_password=secrets.token_urlsafe(24),
+        # Its broker client ids (iot-api-<instance>...): each API process needs its own.
+        api_instance=f"test-{uuid.uuid4().hex[:8]}",
         device_credential_key=secrets.token_urlsafe(32),
         # Cheap hashing keeps the suite fast; production keeps the defaults.
         argon2_time_cost=1,

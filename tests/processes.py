@@ -9,6 +9,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import IO
@@ -43,6 +44,8 @@ def settings_environment(settings: Settings, **overrides: str) -> dict[str, str]
 async def api_process(settings: Settings, **overrides: str) -> AsyncIterator[str]:
     """`python -m api` on a free port with `settings`; yields its base URL."""
     port = free_port()
+    # A broker identity of its own (client ids are bound): not the in-process API's.
+    overrides = {"API_INSTANCE": f"process-{uuid.uuid4().hex[:8]}", **overrides}
     env = settings_environment(settings, API_PORT=str(port), API_HOST="127.0.0.1", **overrides)
     url = f"http://127.0.0.1:{port}"
     with tempfile.TemporaryFile() as log:

@@ -351,9 +351,13 @@ def test_api_administers_broker_with_bootstrapped_admin() -> None:
 def test_ingest_uses_identity_the_api_provisions() -> None:
     api = environment("api")
     assert "MQTT_INGEST_USERNAME" not in api or api["MQTT_INGEST_USERNAME"] == "iot-ingest"
+    prefix = Settings.model_fields["mqtt_ingest_username"].default
+    provisioned = {f"{prefix}-{n}" for n in range(1, int(api.get("INGEST_WORKERS", "2")) + 1)}
     for name in WORKERS:
         ingest = environment(name)
-        assert ingest.get("MQTT_USERNAME") == Settings.model_fields["mqtt_ingest_username"].default
+        # Its own identity, whose username is the client id the broker binds to it.
+        assert ingest.get("MQTT_USERNAME") in provisioned
+        assert ingest.get("INGEST_CLIENT_ID") == ingest.get("MQTT_USERNAME")
         assert required(ingest.get("MQTT_PASSWORD"), "MQTT_INGEST_PASSWORD")
         assert "MQTT_INGEST_PASSWORD" not in ingest, "the worker does not provision identities"
         # The API grants the ingest identity `$share/<its INGEST_SHARE_GROUP>/...` only.

@@ -66,6 +66,16 @@ async def alert_identities(managed_broker: ManagedBroker) -> IngestIdentities:
         }
         for topic in TOPICS
         for pattern in (topic, f"$share/+/{topic}")
+    ] + [
+        # The broker sends a client only what its role may receive (docs/security.md).
+        {
+            "command": "addRoleACL",
+            "rolename": worker_role,
+            "acltype": "publishClientReceive",
+            "topic": topic,
+            "allow": True,
+        }
+        for topic in TOPICS
     ]
     async with connect_dynsec(
         managed_broker.host,

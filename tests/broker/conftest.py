@@ -11,6 +11,7 @@ import aiomqtt
 import pytest
 
 from core.settings import Settings
+from services.broker_identities import ingest_identities
 from tests.brokers import ManagedBroker
 
 DELIVERY_TIMEOUT = 5.0
@@ -20,9 +21,16 @@ DELIVERY_TIMEOUT = 5.0
 async def mqtt(
     broker: ManagedBroker, username: str | None, password: str | None
 ) -> AsyncIterator[aiomqtt.Client]:
-    """A connected MQTT 3.1.1 client (the broker refuses a bad login with MqttCodeError)."""
+    """A connected MQTT 3.1.1 client (the broker refuses a bad login with MqttCodeError).
+
+    Its client id is its username: device and service identities are bound to theirs."""
     async with aiomqtt.Client(
-        broker.host, broker.port, username=username, password=password, timeout=5
+        broker.host,
+        broker.port,
+        username=username,
+        password=password,
+        identifier=username or None,
+        timeout=5,
     ) as client:
         yield client
 
@@ -73,8 +81,9 @@ async def closed_by_broker(client: aiomqtt.Client, timeout: float = DELIVERY_TIM
 
 
 def ingest_login(settings: Settings) -> tuple[str, str]:
-    assert settings.mqtt_ingest_password is not None
-    return settings.mqtt_ingest_username, settings.mqtt_ingest_password.get_secret_value()
+    """The first ingest worker's identity, as the API provisions it."""
+    first = ingest_identities(settings)[0]
+    return first.username, first.password
 
 
 @pytest.fixture

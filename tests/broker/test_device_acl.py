@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import secrets
+
+from core.dynsec import connect_dynsec
 from core.settings import Settings
+from services.broker_identities import API_OTA_ROLE, create_client
 from tests.broker.conftest import (
     granted,
     ingest_login,
@@ -85,11 +89,18 @@ async def test_publish_api_identity_reaches_only_addressed_device(
 ) -> None:
     session = await register(api)
     a, b = await create_device(api, session, name="a"), await create_device(api, session, name="b")
-    assert settings.mqtt_username and settings.mqtt_password
-    admin = settings.mqtt_password.get_secret_value()
+    # An identity of the API's OTA role: the API's own is bound to its running connection.
+    ota, password = f"iot-api-acl-test-{secrets.token_hex(4)}-ota", secrets.token_urlsafe(16)
+    async with connect_dynsec(
+        managed_broker.host,
+        managed_broker.port,
+        username=managed_broker.admin_username,
+        password=managed_broker.admin_password,
+    ) as dynsec:
+        await dynsec.execute(create_client(settings, ota, password, API_OTA_ROLE))
     async with (
         mqtt(managed_broker, a.mqtt_username, a.mqtt_password) as device_a,
-        mqtt(managed_broker, settings.mqtt_username, admin) as platform,
+        mqtt(managed_broker, ota, password) as platform,
         mqtt(managed_broker, *ingest_login(settings)) as ingest,
     ):
         await device_a.subscribe([(f"devices/{b.id}/ota", 1), (f"devices/{a.id}/ota", 1)])

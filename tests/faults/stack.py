@@ -21,6 +21,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from core.settings import Settings
+from services.broker_identities import ingest_identities
 from tests.brokers import ManagedBroker
 from tests.factories import CreatedDevice
 from tests.net import ROOT, free_port
@@ -105,6 +106,8 @@ def broker_environment(broker: ManagedBroker) -> dict[str, str]:
 async def start_api(settings: Settings, log_dir: Path, **env: str) -> tuple[Service, str]:
     """`python -m api` on a free port; returns it once /health answers (ok or not)."""
     port = free_port()
+    # Broker client ids of its own (they are bound): not another API process's.
+    env = {"API_INSTANCE": f"fault-{uuid.uuid4().hex[:8]}", **env}
     service = Service.spawn(
         "api",
         "api",
@@ -170,13 +173,13 @@ class WorkerMetrics:
 
 
 def worker_environment(settings: Settings, metrics_port: int) -> dict[str, str]:
-    """A worker logging in as the ingest identity the API provisions (whose ACL names the
-    API's share group: the worker keeps that one), with a session of its own."""
-    assert settings.mqtt_ingest_password is not None
+    """A worker logging in as the first ingest identity the API provisions (whose ACL
+    names the API's share group: the worker keeps that one); its username is its client id."""
+    identity = ingest_identities(settings)[0]
     return {
-        "MQTT_USERNAME": settings.mqtt_ingest_username,
-        "MQTT_PASSWORD": settings.mqtt_ingest_password.get_secret_value(),
-        "INGEST_CLIENT_ID": f"fault-{uuid.uuid4().hex[:8]}",
+        "MQTT_USERNAME": identity.username,
+        "MQTT_PASSWORD": identity.password,
+        "INGEST_CLIENT_ID": identity.username,
         "INGEST_METRICS_PORT": str(metrics_port),
         "INGEST_BATCH_DELAY_MS": "5",
         "INGEST_DEVICE_CACHE_SECONDS": "0.5",
@@ -194,8 +197,8 @@ async def start_worker(
     """
     port = free_port()
     environment = {**env, **worker_environment(settings, port)}
-    if client_id is not None:  # the session of an earlier worker
-        environment["INGEST_CLIENT_ID"] = client_id
+    if client_id is not None:  # another provisioned identity (its username is its client id)
+        environment["INGEST_CLIENT_ID"] = environment["MQTT_USERNAME"] = client_id
     service = Service.spawn(
         "worker", "ingest", settings_environment(settings, **environment), log_dir
     )
@@ -223,6 +226,7 @@ async def device_client(
         broker.port,
         username=device.mqtt_username,
         password=device.mqtt_password,
+        identifier=device.id,  # the contract: a device's client id is its own id
         timeout=10,
     ) as client:
         yield client

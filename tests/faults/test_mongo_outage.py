@@ -20,6 +20,7 @@ from bson import ObjectId
 from pymongo import AsyncMongoClient
 
 from core.settings import Settings
+from services.broker_identities import ingest_identities
 from tests.brokers import ManagedBroker
 from tests.client import Api
 from tests.factories import create_device, register
@@ -85,7 +86,8 @@ async def test_stop_mongo_during_qos1_stream_nothing_lost_stored_once(
         api, url = await start_api(settings, tmp_path, **env)
         services.append(api)
         await eventually(lambda: api_healthy(url), timeout=30, what="the API is healthy")
-        client_id = f"outage-{uuid.uuid4().hex[:8]}"
+        # The restarted worker resumes this one's session: the same identity.
+        client_id = ingest_identities(settings)[0].username
         limits = {"INGEST_QUEUE_SIZE": str(QUEUE_SIZE), "INGEST_BATCH_SIZE": str(BATCH_SIZE)}
         worker, metrics = await start_worker(
             settings, tmp_path, client_id=client_id, **env, **limits

@@ -5,17 +5,18 @@ from __future__ import annotations
 
 import asyncio
 import secrets
-import uuid
 from collections.abc import AsyncIterator
 
 import aiomqtt
 import pytest
+from pydantic import SecretStr
 from redis.asyncio import Redis
 
 from core.dynsec import connect_dynsec
 from core.settings import Settings
 from firmware import storage
 from ingest.worker import IngestWorker
+from services.broker_identities import ingest_identities
 from tests.brokers import ManagedBroker
 from tests.firmware.helpers import Identity
 
@@ -71,13 +72,14 @@ async def device_publisher(
 
 
 def ota_worker_settings(settings: Settings) -> Settings:
-    """A worker on the ingest identity the API provisions (so the broker's real ACLs
-    apply to ota/progress), with a session of its own that ends with it."""
+    """A worker on an ingest identity the API provisions (so the broker's real ACLs
+    apply to ota/progress), with a session that ends with it."""
+    identity = ingest_identities(settings)[-1]  # its username is its bound client id
     return settings.model_copy(
         update={
-            "mqtt_username": settings.mqtt_ingest_username,
-            "mqtt_password": settings.mqtt_ingest_password,
-            "ingest_client_id": f"ota-test-{uuid.uuid4().hex[:8]}",
+            "mqtt_username": identity.username,
+            "mqtt_password": SecretStr(identity.password),
+            "ingest_client_id": identity.username,
             # No share group: a group's messages also go to earlier tests' sessions.
             "ingest_share_group": "",
             "ingest_session_expiry_seconds": 0,

@@ -122,7 +122,7 @@ async def as_device(broker: ManagedBroker, device: CreatedDevice) -> AsyncIterat
         broker.port,
         username=device.mqtt_username,
         password=device.mqtt_password,
-        identifier=f"test-{device.id}",
+        identifier=device.id,  # the contract: a device's client id is its own id
     ) as client:
         yield client
 

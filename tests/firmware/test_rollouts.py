@@ -32,12 +32,15 @@ from tests.graph.test_subscriptions import client as ws_client
 PENDING_STATES = {"PENDING", "DISPATCHED"}
 
 
-def admin_identity(broker: ManagedBroker) -> Identity:
-    return Identity(broker.admin_username, broker.admin_password)
+# retained_offer's marker: the bootstrap admin may not publish to device topics.
 
 
 async def test_start_firmware_update_reaches_offline_device_on_reconnect(
-    api: Api, api_server: str, managed_broker: ManagedBroker, ota_worker: IngestWorker
+    api: Api,
+    api_server: str,
+    managed_broker: ManagedBroker,
+    ota_worker: IngestWorker,
+    device_publisher_identity: Identity,
 ) -> None:
     admin, _ = await admin_and_user(api)
     device = await create_device(api, admin)
@@ -103,7 +106,7 @@ async def test_start_firmware_update_reaches_offline_device_on_reconnect(
     assert node.data["device"]["firmwareVersion"] == "3.1.0"
     # Finished: the retained offer is cleared, a device connecting now gets nothing.
     await eventually(
-        lambda: retained_offer(managed_broker, admin_identity(managed_broker), device),
+        lambda: retained_offer(managed_broker, device_publisher_identity, device),
         lambda retained: retained is None,
     )
 
@@ -154,7 +157,7 @@ async def test_ingest_ota_progress_drops_bad_reports_and_counts_them(
 
 
 async def test_device_timeout_fails_silent_device_and_clears_its_offer(
-    api: Api, managed_broker: ManagedBroker
+    api: Api, managed_broker: ManagedBroker, device_publisher_identity: Identity
 ) -> None:
     admin, _ = await admin_and_user(api)
     device = await create_device(api, admin)
@@ -165,7 +168,7 @@ async def test_device_timeout_fails_silent_device_and_clears_its_offer(
     assert final["devices"][0]["state"] == "FAILED"
     assert "timed out" in final["devices"][0]["error"]
     await eventually(
-        lambda: retained_offer(managed_broker, admin_identity(managed_broker), device),
+        lambda: retained_offer(managed_broker, device_publisher_identity, device),
         lambda retained: retained is None,
     )
 
@@ -223,14 +226,14 @@ async def test_failure_threshold_pauses_rollout_then_cancel_leaves_nothing_pendi
 
 
 async def test_cancel_firmware_update_clears_offer_of_dispatched_device(
-    api: Api, managed_broker: ManagedBroker
+    api: Api, managed_broker: ManagedBroker, device_publisher_identity: Identity
 ) -> None:
     admin, _ = await admin_and_user(api)
     device = await create_device(api, admin)
     firmware = await uploaded(api, admin, os.urandom(1000))
     update = await start(api, admin, firmware["id"], [device.id])
     await rollout_until(api, admin, update["id"], lambda u: states(u)[device.id] == "DISPATCHED")
-    identity = admin_identity(managed_broker)
+    identity = device_publisher_identity
     assert await retained_offer(managed_broker, identity, device) is not None
     await api.execute(op("CancelFirmwareUpdate"), {"id": update["id"]}, token=admin.access_token)
     final = await rollout(api, admin, update["id"])

@@ -46,6 +46,16 @@ async def provision_identities(broker: ManagedBroker) -> IngestIdentities:
         }
         for topic in TOPICS
         for pattern in (topic, f"$share/+/{topic}")
+    ] + [
+        # The broker sends a client only what its role may receive (docs/security.md).
+        {
+            "command": "addRoleACL",
+            "rolename": "test-ingest",
+            "acltype": "publishClientReceive",
+            "topic": topic,
+            "allow": True,
+        }
+        for topic in TOPICS
     ]
     async with connect_dynsec(
         broker.host,

@@ -40,6 +40,7 @@ async def test_deliver_device_reading_live_on_both_protocols_then_query(
             managed_broker.port,
             username=device.mqtt_username,
             password=device.mqtt_password,
+            identifier=device.id,  # the contract: its own id as client id
         ) as as_device:
             payload = {"temperature": {"value": 21.5, "unit": "°C"}, "humidity": 40}
             await as_device.publish(f"devices/{device.id}/telemetry", json.dumps(payload), qos=1)

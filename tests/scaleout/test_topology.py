@@ -11,7 +11,6 @@ import asyncio
 import json
 import subprocess
 import sys
-import uuid
 from collections.abc import AsyncIterator, Iterator
 from contextlib import AsyncExitStack, asynccontextmanager, contextmanager
 from typing import Any
@@ -25,6 +24,7 @@ from redis.asyncio import Redis
 from core.events import owner_channel
 from core.settings import Settings
 from models.readings import Reading
+from services.broker_identities import ingest_identities
 from tests.brokers import ManagedBroker
 from tests.client import Api
 from tests.contract import op
@@ -40,13 +40,14 @@ PER_DEVICE = 10
 
 @contextmanager
 def worker_process(settings: Settings, client_id: str, metrics_port: int) -> Iterator[str]:
-    """`python -m ingest` as the platform's ingest identity; yields its /metrics URL."""
-    assert settings.mqtt_ingest_password is not None
+    """`python -m ingest` as one of the platform's ingest identities (its username is its
+    bound client id); yields its /metrics URL."""
+    (identity,) = [i for i in ingest_identities(settings) if i.username == client_id]
     env = settings_environment(
         settings,
-        MQTT_USERNAME=settings.mqtt_ingest_username,
-        MQTT_PASSWORD=settings.mqtt_ingest_password.get_secret_value(),
-        INGEST_CLIENT_ID=client_id,
+        MQTT_USERNAME=identity.username,
+        MQTT_PASSWORD=identity.password,
+        INGEST_CLIENT_ID=identity.username,
         # The group the API grants the ingest identity; no session left behind.
         INGEST_SHARE_GROUP=settings.ingest_share_group,
         INGEST_SESSION_EXPIRY_SECONDS="0",
@@ -93,6 +94,7 @@ async def devices_online(
                     broker.port,
                     username=device.mqtt_username,
                     password=device.mqtt_password,
+                    identifier=device.id,  # the contract: its own id as client id
                 )
             )
             for device in devices
@@ -115,7 +117,6 @@ async def test_scale_out_two_apis_two_workers_deliver_and_store_once(
     # The first registration is the ADMIN: the owner is the second, a USER on its own channel.
     _, owner = await admin_and_user(api)
     devices = [await create_device(api, owner, name=f"s{i}") for i in range(DEVICES)]
-    run = uuid.uuid4().hex[:6]
     ports = free_port(), free_port()
     async with AsyncExitStack() as stack:
         first_api, second_api = await asyncio.gather(
@@ -123,8 +124,8 @@ async def test_scale_out_two_apis_two_workers_deliver_and_store_once(
             stack.enter_async_context(api_process(settings)),
         )
         metrics = [
-            stack.enter_context(worker_process(settings, f"scale-{run}-{n}", port))
-            for n, port in enumerate(ports, start=1)
+            stack.enter_context(worker_process(settings, identity.username, port))
+            for identity, port in zip(ingest_identities(settings), ports, strict=True)
         ]
         http = await stack.enter_async_context(httpx.AsyncClient())
         async with asyncio.timeout(20):
