@@ -107,8 +107,9 @@ class Settings(BaseSettings):
     dashboards_per_user_max: int = Field(default=100, ge=1)
 
     # Ingest worker.
-    # Also its broker username (the id is bound to it); stable: the broker keeps its session.
-    ingest_client_id: str = "iot-ingest-1"
+    # Worker n's is `ingest-<n>`, bound to its identity `iot-ingest-<n>`; stable: the broker
+    # keeps its session by it.
+    ingest_client_id: str = "ingest-1"
     ingest_share_group: str = "ingest"  # "" subscribes without $share (one worker only)
     ingest_batch_size: int = Field(default=100, ge=1, le=10_000)
     ingest_batch_delay_ms: float = Field(default=20, ge=0)

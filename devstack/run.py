@@ -236,12 +236,10 @@ def health_status(url: str) -> int | None:
 
 
 def worker_environments(config: dict[str, str], workers: int) -> list[dict[str, str]]:
-    """Per worker: its own broker identity (its username is its bound client id) and
-    metrics port, one share group for all."""
+    """Per worker: its own broker identity and the client id bound to it, and its metrics
+    port; one share group for all."""
     if workers == 1:
-        return [
-            {"MQTT_USERNAME": f"{INGEST_USERNAME}-1", "INGEST_CLIENT_ID": f"{INGEST_USERNAME}-1"}
-        ]
+        return [{"MQTT_USERNAME": f"{INGEST_USERNAME}-1", "INGEST_CLIENT_ID": "ingest-1"}]
     if config.get("INGEST_SHARE_GROUP", "ingest") == "":
         raise Abort("several workers need a share group; unset INGEST_SHARE_GROUP", 1)
     metrics_port = int(config.get("INGEST_METRICS_PORT", "9101"))
@@ -249,7 +247,7 @@ def worker_environments(config: dict[str, str], workers: int) -> list[dict[str, 
         {
             # Stable ids: the broker keeps each worker's session (and its share) by id.
             "MQTT_USERNAME": f"{INGEST_USERNAME}-{number}",
-            "INGEST_CLIENT_ID": f"{INGEST_USERNAME}-{number}",
+            "INGEST_CLIENT_ID": f"ingest-{number}",
             "INGEST_METRICS_PORT": str(metrics_port + number - 1 if metrics_port else 0),
         }
         for number in range(1, workers + 1)

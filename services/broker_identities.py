@@ -28,6 +28,8 @@ API_ROLE = "iot-api"
 API_OTA_ROLE = "iot-api-ota"
 INGEST_ROLE = "iot-ingest"
 API_PREFIX = "iot-api-"
+# Worker n's client id (what every worker connected with before ids were bound).
+INGEST_CLIENT_PREFIX = "ingest-"
 DEVICE_ROLE_PREFIX = "device-"
 # Device usernames are their ObjectId: anything else on the broker is not a device.
 DEVICE_USERNAME = re.compile(r"[0-9a-f]{24}")
@@ -118,25 +120,29 @@ def api_ota_acls() -> frozenset[Acl]:
 
 @dataclass(frozen=True, slots=True)
 class ServiceIdentity:
-    """A platform service's broker client: its username is also its bound client id."""
+    """A platform service's broker client and the one client id it may connect with."""
 
     username: str
     password: str
     rolename: str
+    client_id: str
 
 
 def ingest_identities(settings: Settings) -> list[ServiceIdentity]:
-    """One identity per ingest worker, `<MQTT_INGEST_USERNAME>-<n>`, n = 1..INGEST_WORKERS.
+    """One identity per ingest worker, `<MQTT_INGEST_USERNAME>-<n>`, n = 1..INGEST_WORKERS,
+    bound to the client id `ingest-<n>`.
 
     Every worker needs a client id of its own (its persistent session, its share of the
-    group's messages), and a bound client id needs a client of its own. They share the
-    password: they hold the same role."""
+    group's messages), and a bound client id needs a client of its own. `ingest-<n>` is
+    the id worker n connected with before ids were bound, so an upgraded worker resumes
+    its session and stores what the broker queued for it. They share the password: they
+    hold the same role."""
     if settings.mqtt_ingest_password is None:
         return []
     password = settings.mqtt_ingest_password.get_secret_value()
     prefix = settings.mqtt_ingest_username
     return [
-        ServiceIdentity(f"{prefix}-{n}", password, INGEST_ROLE)
+        ServiceIdentity(f"{prefix}-{n}", password, INGEST_ROLE, f"{INGEST_CLIENT_PREFIX}{n}")
         for n in range(1, settings.ingest_workers + 1)
     ]
 
@@ -157,8 +163,8 @@ def api_identities(settings: Settings) -> tuple[ServiceIdentity, ServiceIdentity
     admin = f"{API_PREFIX}{api_instance(settings)}"
     ota = f"{admin}-ota"
     return (
-        ServiceIdentity(admin, derive_mqtt_password(key, admin, 1), API_ROLE),
-        ServiceIdentity(ota, derive_mqtt_password(key, ota, 1), API_OTA_ROLE),
+        ServiceIdentity(admin, derive_mqtt_password(key, admin, 1), API_ROLE, admin),
+        ServiceIdentity(ota, derive_mqtt_password(key, ota, 1), API_OTA_ROLE, ota),
     )
 
 
@@ -183,13 +189,13 @@ def create_role(rolename: str, acls: frozenset[Acl]) -> dict[str, Any]:
 
 
 def create_client(
-    settings: Settings, username: str, password: str, rolename: str
+    settings: Settings, username: str, password: str, rolename: str, *, client_id: str = ""
 ) -> dict[str, Any]:
-    """A client that may connect only with its username as client id."""
+    """A client that may connect only with `client_id` (by default its username)."""
     return {
         "command": "createClient",
         "username": username,
-        "clientid": username,
+        "clientid": client_id or username,
         "password": password,
         "textdescription": marker(settings, password),
         "roles": [{"rolename": rolename}],

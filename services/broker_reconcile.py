@@ -93,15 +93,23 @@ def _role_commands(rolename: str, wanted: frozenset[Acl], roles: dict[str, Any])
 
 
 def _client_commands(
-    settings: Settings, client: dict[str, Any] | None, username: str, password: str, rolename: str
+    settings: Settings,
+    client: dict[str, Any] | None,
+    username: str,
+    password: str,
+    rolename: str,
+    *,
+    client_id: str = "",
 ) -> tuple[list[Command], bool]:
-    """Commands that give `username` this password and exactly this role; (commands, created)."""
+    """Commands that give `username` this password, exactly this role and its bound client
+    id (`client_id`, by default the username); (commands, created)."""
+    client_id = client_id or username
     if client is None:
-        return [create_client(settings, username, password, rolename)], True
+        return [create_client(settings, username, password, rolename, client_id=client_id)], True
     commands: list[Command] = []
-    if client.get("clientid") != username:
+    if client.get("clientid") != client_id:
         # Created before client ids were bound (or tampered with); this closes its session.
-        commands.append({"command": "modifyClient", "username": username, "clientid": username})
+        commands.append({"command": "modifyClient", "username": username, "clientid": client_id})
     if client.get("textdescription") != marker(settings, password):
         commands += set_password(settings, username, password)
     roles = {r["rolename"] for r in client.get("roles", [])}
@@ -186,7 +194,12 @@ def _service_commands(
     for identity in identities:
         client = clients.get(identity.username)
         commands += _client_commands(
-            settings, client, identity.username, identity.password, identity.rolename
+            settings,
+            client,
+            identity.username,
+            identity.password,
+            identity.rolename,
+            client_id=identity.client_id,
         )[0]
     # The one identity all workers shared before each had its own bound client id.
     shared = settings.mqtt_ingest_username

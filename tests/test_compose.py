@@ -352,12 +352,13 @@ def test_ingest_uses_identity_the_api_provisions() -> None:
     api = environment("api")
     assert "MQTT_INGEST_USERNAME" not in api or api["MQTT_INGEST_USERNAME"] == "iot-ingest"
     prefix = Settings.model_fields["mqtt_ingest_username"].default
-    provisioned = {f"{prefix}-{n}" for n in range(1, int(api.get("INGEST_WORKERS", "2")) + 1)}
+    workers = range(1, int(api.get("INGEST_WORKERS", "2")) + 1)
+    # Worker n's identity and the client id the broker binds to it.
+    provisioned = {f"{prefix}-{n}": f"ingest-{n}" for n in workers}
     for name in WORKERS:
         ingest = environment(name)
-        # Its own identity, whose username is the client id the broker binds to it.
         assert ingest.get("MQTT_USERNAME") in provisioned
-        assert ingest.get("INGEST_CLIENT_ID") == ingest.get("MQTT_USERNAME")
+        assert ingest.get("INGEST_CLIENT_ID") == provisioned[str(ingest["MQTT_USERNAME"])]
         assert required(ingest.get("MQTT_PASSWORD"), "MQTT_INGEST_PASSWORD")
         assert "MQTT_INGEST_PASSWORD" not in ingest, "the worker does not provision identities"
         # The API grants the ingest identity `$share/<its INGEST_SHARE_GROUP>/...` only.

@@ -19,17 +19,20 @@ DELIVERY_TIMEOUT = 5.0
 
 @asynccontextmanager
 async def mqtt(
-    broker: ManagedBroker, username: str | None, password: str | None
+    broker: ManagedBroker,
+    username: str | None,
+    password: str | None,
+    client_id: str | None = None,
 ) -> AsyncIterator[aiomqtt.Client]:
     """A connected MQTT 3.1.1 client (the broker refuses a bad login with MqttCodeError).
 
-    Its client id is its username: device and service identities are bound to theirs."""
+    Its client id is `client_id`, by default its username (a device's is bound to it)."""
     async with aiomqtt.Client(
         broker.host,
         broker.port,
         username=username,
         password=password,
-        identifier=username or None,
+        identifier=client_id or username or None,
         timeout=5,
     ) as client:
         yield client
@@ -80,10 +83,10 @@ async def closed_by_broker(client: aiomqtt.Client, timeout: float = DELIVERY_TIM
     return True
 
 
-def ingest_login(settings: Settings) -> tuple[str, str]:
-    """The first ingest worker's identity, as the API provisions it."""
+def ingest_login(settings: Settings) -> tuple[str, str, str]:
+    """The first ingest worker's identity and bound client id, as the API provisions it."""
     first = ingest_identities(settings)[0]
-    return first.username, first.password
+    return first.username, first.password, first.client_id
 
 
 @pytest.fixture

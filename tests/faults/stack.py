@@ -172,14 +172,14 @@ class WorkerMetrics:
             return False
 
 
-def worker_environment(settings: Settings, metrics_port: int) -> dict[str, str]:
+def worker_environment(settings: Settings, metrics_port: int, *, worker: int = 1) -> dict[str, str]:
     """A worker logging in as the first ingest identity the API provisions (whose ACL
-    names the API's share group: the worker keeps that one); its username is its client id."""
-    identity = ingest_identities(settings)[0]
+    names the API's share group: the worker keeps that one), with its bound client id."""
+    identity = ingest_identities(settings)[worker - 1]
     return {
         "MQTT_USERNAME": identity.username,
         "MQTT_PASSWORD": identity.password,
-        "INGEST_CLIENT_ID": identity.username,
+        "INGEST_CLIENT_ID": identity.client_id,
         "INGEST_METRICS_PORT": str(metrics_port),
         "INGEST_BATCH_DELAY_MS": "5",
         "INGEST_DEVICE_CACHE_SECONDS": "0.5",
@@ -188,7 +188,7 @@ def worker_environment(settings: Settings, metrics_port: int) -> dict[str, str]:
 
 
 async def start_worker(
-    settings: Settings, log_dir: Path, *, client_id: str | None = None, **env: str
+    settings: Settings, log_dir: Path, *, worker: int = 1, **env: str
 ) -> tuple[Service, WorkerMetrics]:
     """`python -m ingest`; returns it once it is connected and subscribed.
 
@@ -196,9 +196,7 @@ async def start_worker(
     share group and metrics port are set here.
     """
     port = free_port()
-    environment = {**env, **worker_environment(settings, port)}
-    if client_id is not None:  # another provisioned identity (its username is its client id)
-        environment["INGEST_CLIENT_ID"] = environment["MQTT_USERNAME"] = client_id
+    environment = {**env, **worker_environment(settings, port, worker=worker)}
     service = Service.spawn(
         "worker", "ingest", settings_environment(settings, **environment), log_dir
     )

@@ -20,7 +20,6 @@ from bson import ObjectId
 from pymongo import AsyncMongoClient
 
 from core.settings import Settings
-from services.broker_identities import ingest_identities
 from tests.brokers import ManagedBroker
 from tests.client import Api
 from tests.factories import create_device, register
@@ -86,12 +85,9 @@ async def test_stop_mongo_during_qos1_stream_nothing_lost_stored_once(
         api, url = await start_api(settings, tmp_path, **env)
         services.append(api)
         await eventually(lambda: api_healthy(url), timeout=30, what="the API is healthy")
-        # The restarted worker resumes this one's session: the same identity.
-        client_id = ingest_identities(settings)[0].username
+        # The restarted worker resumes this one's session: the same identity (worker 1).
         limits = {"INGEST_QUEUE_SIZE": str(QUEUE_SIZE), "INGEST_BATCH_SIZE": str(BATCH_SIZE)}
-        worker, metrics = await start_worker(
-            settings, tmp_path, client_id=client_id, **env, **limits
-        )
+        worker, metrics = await start_worker(settings, tmp_path, **env, **limits)
         services.append(worker)
         async with Api(url) as client:
             device = await create_device(client, await register(client))
@@ -139,7 +135,7 @@ async def test_stop_mongo_during_qos1_stream_nothing_lost_stored_once(
             await eventually(storing_again, timeout=60, what="the worker stores again")
             # Killed now, what it holds unacknowledged goes back to the broker (DUP).
             worker.kill()
-            worker, _ = await start_worker(settings, tmp_path, client_id=client_id, **env, **limits)
+            worker, _ = await start_worker(settings, tmp_path, **env, **limits)
             services.append(worker)
 
             async def all_stored() -> bool:

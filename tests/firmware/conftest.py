@@ -74,12 +74,12 @@ async def device_publisher(
 def ota_worker_settings(settings: Settings) -> Settings:
     """A worker on an ingest identity the API provisions (so the broker's real ACLs
     apply to ota/progress), with a session that ends with it."""
-    identity = ingest_identities(settings)[-1]  # its username is its bound client id
+    identity = ingest_identities(settings)[-1]
     return settings.model_copy(
         update={
             "mqtt_username": identity.username,
             "mqtt_password": SecretStr(identity.password),
-            "ingest_client_id": identity.username,
+            "ingest_client_id": identity.client_id,
             # No share group: a group's messages also go to earlier tests' sessions.
             "ingest_share_group": "",
             "ingest_session_expiry_seconds": 0,

@@ -40,14 +40,14 @@ PER_DEVICE = 10
 
 @contextmanager
 def worker_process(settings: Settings, client_id: str, metrics_port: int) -> Iterator[str]:
-    """`python -m ingest` as one of the platform's ingest identities (its username is its
-    bound client id); yields its /metrics URL."""
-    (identity,) = [i for i in ingest_identities(settings) if i.username == client_id]
+    """`python -m ingest` as the platform's ingest identity bound to `client_id`; yields
+    its /metrics URL."""
+    (identity,) = [i for i in ingest_identities(settings) if i.client_id == client_id]
     env = settings_environment(
         settings,
         MQTT_USERNAME=identity.username,
         MQTT_PASSWORD=identity.password,
-        INGEST_CLIENT_ID=identity.username,
+        INGEST_CLIENT_ID=identity.client_id,
         # The group the API grants the ingest identity; no session left behind.
         INGEST_SHARE_GROUP=settings.ingest_share_group,
         INGEST_SESSION_EXPIRY_SECONDS="0",
@@ -124,7 +124,7 @@ async def test_scale_out_two_apis_two_workers_deliver_and_store_once(
             stack.enter_async_context(api_process(settings)),
         )
         metrics = [
-            stack.enter_context(worker_process(settings, identity.username, port))
+            stack.enter_context(worker_process(settings, identity.client_id, port))
             for identity, port in zip(ingest_identities(settings), ports, strict=True)
         ]
         http = await stack.enter_async_context(httpx.AsyncClient())

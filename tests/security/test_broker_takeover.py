@@ -49,7 +49,7 @@ class Stack:
 def worker_login(settings: Settings) -> tuple[str, str, str]:
     """(username, password, client id) of the first ingest worker the API provisions."""
     first = ingest_identities(settings)[0]
-    return first.username, first.password, first.username
+    return first.username, first.password, first.client_id
 
 
 def api_client_ids() -> dict[str, str]:
@@ -240,10 +240,10 @@ async def test_reconcile_device_client_without_client_id_bound(
             await reconcile(dynsec, ours)
             # As created before client ids were bound; receiving allowed by default; the
             # one identity every worker shared.
-            worker = ingest_identities(ours)[0].username
+            worker = ingest_identities(ours)[0]
             await dynsec.execute(
                 {"command": "modifyClient", "username": device.id, "clientid": ""},
-                {"command": "modifyClient", "username": worker, "clientid": ""},
+                {"command": "modifyClient", "username": worker.username, "clientid": ""},
                 {"command": "createClient", "username": ours.mqtt_ingest_username,
                  "password": "p" * 16},
                 {"command": "setDefaultACLAccess",
@@ -261,7 +261,7 @@ async def test_reconcile_device_client_without_client_id_bound(
         assert report.devices_repaired == 1
         assert client["data"]["client"].get("clientid") == device.id
         bound = {c["username"]: c.get("clientid") for c in listing["data"]["clients"]}
-        assert bound[worker] == worker
+        assert bound[worker.username] == worker.client_id == "ingest-1"
         assert ours.mqtt_ingest_username not in bound
         receive = {a["acltype"]: a["allow"] for a in default["data"]["acls"]}
         assert receive["publishClientReceive"] is False
