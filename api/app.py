@@ -30,6 +30,7 @@ from core.settings import Settings, get_settings
 from firmware.download import download_firmware
 from firmware.runtime import open_firmware
 from graph.metrics import ApiMetrics
+from graph.sessions import UserSessions
 from services.broker_identities import api_identities
 from services.broker_reconcile import reconcile
 
@@ -111,9 +112,16 @@ def create_app(settings: Settings | None = None) -> Api:
             BrokerAdmin(settings, on_connect=reconcile_broker, identity=own_login) as broker,
             # OTA: the signing key (required in production), offers, the rollout dispatcher.
             open_firmware(settings, bus),
+            # Each user's WebSockets; closed when the user's role or password changes.
+            UserSessions(settings, bus) as sessions,
         ):
             state = AppState(
-                settings=settings, database=database, redis=redis, bus=bus, broker=broker
+                settings=settings,
+                database=database,
+                redis=redis,
+                bus=bus,
+                broker=broker,
+                sessions=sessions,
             )
             app.state.platform = state
             logger.info("API ready (environment=%s)", settings.environment)

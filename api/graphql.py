@@ -59,6 +59,7 @@ class GraphQLApp(GraphQL[Context, None]):
             bus=state.bus,
             broker=state.broker,
             metrics=self.metrics,
+            sessions=state.sessions,
         )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -80,6 +81,9 @@ class GraphQLApp(GraphQL[Context, None]):
         # The token travels in connection_init; refuse the connection when it is bad.
         try:
             user = await context.authenticate()
+            if user is not None:
+                # Over the user's WebSocket quota, or revoked meanwhile: refused.
+                context.open_socket(user)
         except ServiceError as err:
             raise ConnectionRejectionError({"message": err.message, "code": err.code}) from err
         if user is None:

@@ -10,6 +10,7 @@ from core.broker import BrokerAdmin
 from core.bus import Bus
 from core.database import Database
 from core.settings import Settings
+from graph.sessions import UserSessions
 
 
 @dataclass(frozen=True, slots=True)
@@ -19,3 +20,5 @@ class AppState:
     redis: Redis
     bus: Bus
     broker: BrokerAdmin
+    # The process's WebSockets by user (quotas; closed when a user's session is revoked).
+    sessions: UserSessions

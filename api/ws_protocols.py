@@ -9,7 +9,9 @@ These check a message's shape first. graphql-transport-ws closes the connection 
 ignores unparsable JSON.
 
 They also give strawberry's refusal of a subscription over the per-connection limit
-the contract's code (RATE_LIMITED): it carried no code at all.
+the contract's code (RATE_LIMITED): it carried no code at all. Operations are limited
+per user too, across the user's sockets (graph.sessions), with the same answer; a
+closed socket stops counting against its user's WebSocket quota.
 """
 
 from __future__ import annotations
@@ -32,6 +34,11 @@ logger = logging.getLogger(__name__)
 
 # strawberry's message when a connection already has max_subscriptions_per_connection.
 SUBSCRIPTION_LIMIT_MESSAGE: Final = "Subscription limit reached"
+USER_LIMIT_MESSAGE: Final = "Subscription limit per user reached"
+
+
+def _user_limit_error() -> dict[str, Any]:
+    return {"message": USER_LIMIT_MESSAGE, "extensions": {"code": RATE_LIMITED}}
 
 
 def _code_limit_error(error: object) -> None:
@@ -92,6 +99,23 @@ def _direct(
 class TransportWSHandler(BaseGraphQLTransportWSHandler[Context, None]):
     """graphql-transport-ws: a malformed message closes the connection with 4400."""
 
+    async def handle(self) -> None:
+        try:
+            await super().handle()
+        finally:
+            self.context.close_socket()
+
+    async def handle_subscribe(self, message: Any) -> None:
+        known = message["id"] in self.operations
+        if self.connection_acknowledged and not known and not self.context.operation_allowed():
+            payload = [_user_limit_error()]
+            await self.send_message({"id": message["id"], "type": "error", "payload": payload})
+            return
+        await super().handle_subscribe(message)
+        operation = self.operations.get(message["id"])
+        if not known and operation is not None and operation.task is not None:
+            self.context.track_operation(operation.task)
+
     async def run_operation(self, operation: Operation[Context, None]) -> None:
         # The operation's own task: the context variable is this operation's alone.
         _direct(
@@ -119,6 +143,22 @@ class TransportWSHandler(BaseGraphQLTransportWSHandler[Context, None]):
 
 class LegacyWSHandler(BaseGraphQLWSHandler[Context, None]):
     """graphql-ws: a malformed message is ignored, like one that is not JSON."""
+
+    async def handle(self) -> None:
+        try:
+            await super().handle()
+        finally:
+            self.context.close_socket()
+
+    async def handle_start(self, message: Any) -> None:
+        if self.connection_acknowledged and not self.context.operation_allowed():
+            payload = _user_limit_error()
+            await self.send_message({"id": message["id"], "type": "error", "payload": payload})
+            return
+        await super().handle_start(message)
+        task = self.tasks.get(message["id"])
+        if task is not None:
+            self.context.track_operation(task)
 
     async def handle_async_results(
         self,

@@ -101,6 +101,10 @@ class StatusEvent:
 # The API announces device lifecycle changes here; the worker drops its cache entry.
 DEVICE_CHANGES_CHANNEL = "devices:changed"
 
+# A user's role or password changed (payload: the user id): every API process closes
+# that user's WebSockets (graph.sessions).
+USERS_REVOKED_CHANNEL = "users:revoked"
+
 
 # ---------------------------------------------------------------- alerts
 # The API announces a device's rule changes here (payload: the device id); workers reload.

@@ -80,12 +80,25 @@ class Settings(BaseSettings):
     login_failures_per_address: int = Field(default=30, ge=1)
     registrations_per_address: int = Field(default=10, ge=1)
     rate_limit_window_seconds: int = Field(default=15 * 60, ge=1)
+    # false: register answers FORBIDDEN. The first ADMIN comes from `python -m api.admin`
+    # (outside development and test nobody becomes ADMIN by registering first).
+    registration_open: bool = True
+
+    # Per-user quotas (RATE_LIMITED beyond them). WebSockets and subscriptions are
+    # counted per API process.
+    devices_per_user_max: int = Field(default=1000, ge=1)
+    credential_rotations_per_device_hour: int = Field(default=30, ge=1)
+    credential_rotations_per_user_hour: int = Field(default=300, ge=1)
+    websockets_per_user_max: int = Field(default=20, ge=1)
+    subscriptions_per_user_max: int = Field(default=200, ge=1)
 
     # GraphQL limits.
     graphql_max_depth: int = Field(default=10, ge=2)
     graphql_max_aliases: int = Field(default=30, ge=1)
     graphql_max_tokens: int = Field(default=2000, ge=50)
     graphql_max_cost: int = Field(default=5000, ge=10)
+    # All of one query's MongoDB reads share this budget (each is sent with maxTimeMS).
+    mongodb_query_max_time_ms: int = Field(default=10_000, ge=1)
     # Longest query text, refused (QUERY_TOO_COMPLEX) before it is parsed or cached.
     graphql_max_query_chars: int = Field(default=20_000, ge=1000)
     # Unset: on in development and test, off in production (_exposure_defaults).

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -16,6 +17,7 @@ from core.bus import Bus
 from core.settings import Settings
 from graph.loaders import Loaders
 from graph.metrics import ApiMetrics
+from graph.sessions import UserSessions
 from models.accounts import Role, User
 from services.accounts import user_from_access_token_subject
 from services.broker_identities import DynsecCommands
@@ -38,7 +40,11 @@ class Context:
     metrics: ApiMetrics = field(default_factory=ApiMetrics)
     # Set by strawberry from the WebSocket connection_init payload.
     connection_params: dict[str, Any] | None = None
+    # This process's WebSockets by user (quotas, revocation); None for a bare context.
+    sessions: UserSessions | None = None
     _user: User | None = field(default=None, init=False)
+    # time.monotonic() when the user was read: a revocation announced later wins.
+    _authenticated_at: float = field(default=0.0, init=False)
     # When the token that authenticated this context expires (a WebSocket outlives it).
     _expires_at: float | None = field(default=None, init=False)
     _loaders: Loaders | None = field(default=None, init=False)
@@ -71,6 +77,7 @@ class Context:
             if token is None:
                 return None
             claims = decode_access_claims(token, self.settings)
+            self._authenticated_at = time.monotonic()
             self._user = await user_from_access_token_subject(claims.user_id)
             self._expires_at = claims.expires_at
             if self.connection_params is not None:
@@ -79,6 +86,28 @@ class Context:
         elif self.session_expired():
             raise Unauthenticated("Token expired.")
         return self._user
+
+    def open_socket(self, user: User) -> None:
+        """Count this WebSocket as one of `user`'s (RateLimited over the quota)."""
+        if self.sessions is not None and isinstance(self.request, WebSocket):
+            self.sessions.open(str(user.id), self.request, authenticated_at=self._authenticated_at)
+
+    def close_socket(self) -> None:
+        """Forget this WebSocket (closed)."""
+        user, request = self._user, self.request
+        if self.sessions is not None and user is not None and isinstance(request, WebSocket):
+            self.sessions.close(str(user.id), request)
+
+    def operation_allowed(self) -> bool:
+        """Whether this WebSocket's user may start one more operation (per-user quota)."""
+        if self.sessions is None or self._user is None:
+            return True
+        return self.sessions.operation_allowed(str(self._user.id))
+
+    def track_operation(self, task: asyncio.Task[None]) -> None:
+        """Count an operation of this WebSocket's user until its task is done."""
+        if self.sessions is not None and self._user is not None:
+            self.sessions.track_operation(str(self._user.id), task)
 
     def session_expired(self) -> bool:
         """Whether the token this context was authenticated with has expired since."""

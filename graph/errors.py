@@ -9,10 +9,11 @@ from typing import Final
 
 from graphql import GraphQLError
 from graphql.error import GraphQLSyntaxError
+from pymongo.errors import PyMongoError
 from strawberry.extensions import SchemaExtension
 from strawberry.types import ExecutionResult, StreamExecutionResult
 
-from services.errors import ServiceError
+from services.errors import QueryTimeout, ServiceError
 
 logger = logging.getLogger(__name__)
 
@@ -44,11 +45,21 @@ _LIMIT_MESSAGES = re.compile(
 )
 
 
+def _as_service_error(original: Exception | None) -> ServiceError | None:
+    """`original` as a ServiceError: itself, or a query's MongoDB time budget running
+    out (maxTimeMS, graph.limits.QueryCost), which is the query's cost, not a fault."""
+    if isinstance(original, ServiceError):
+        return original
+    if isinstance(original, PyMongoError) and original.timeout:
+        return QueryTimeout()
+    return None
+
+
 def classify(error: GraphQLError) -> str:
     """The contract code for one error."""
     original = error.original_error
-    if isinstance(original, ServiceError):
-        return original.code
+    if (service_error := _as_service_error(original)) is not None:
+        return service_error.code
     code = (error.extensions or {}).get("code")
     if isinstance(code, str) and code in CODES:
         return code
@@ -64,7 +75,7 @@ def _is_service_error(error: GraphQLError) -> bool:
     original = error.original_error
     if isinstance(original, GraphQLError):
         return _is_service_error(original)
-    return isinstance(original, ServiceError)
+    return _as_service_error(original) is not None
 
 
 def with_code(error: GraphQLError) -> GraphQLError:
@@ -74,6 +85,9 @@ def with_code(error: GraphQLError) -> GraphQLError:
     if code == INTERNAL and not _is_service_error(error):
         logger.error("unexpected error at %s", error.path, exc_info=error.original_error or error)
         message = "Internal server error."
+    elif isinstance(error.original_error, PyMongoError):
+        # The driver's words name servers and settings: the contract's instead.
+        message = QueryTimeout().message
     else:
         message = error.message
     return GraphQLError(

@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import uuid
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import Literal
 
 from beanie import PydanticObjectId
 from pymongo.errors import DuplicateKeyError
 from redis.asyncio import Redis
+from redis.exceptions import RedisError
 
+from core.bus import Bus
+from core.events import USERS_REVOKED_CHANNEL
 from core.settings import Settings
 from models.accounts import RefreshToken, Role, User, utcnow
 from models.platform import Marker
@@ -56,7 +61,10 @@ async def _start_session(
 async def register(
     email: str, password: str, *, client_address: str, settings: Settings, redis: Redis
 ) -> AuthSession:
-    """Create a USER (the very first one becomes ADMIN) and log it in."""
+    """Create a USER and log it in; in development and test the very first one
+    becomes ADMIN (elsewhere the first ADMIN is made by `python -m api.admin`)."""
+    if not settings.registration_open:
+        raise Forbidden("Registration is closed; ask an administrator for an account.")
     address = normalise_email(email)
     check_password(password)
     window = settings.rate_limit_window_seconds
@@ -80,6 +88,9 @@ async def register(
         await user.insert()
     except DuplicateKeyError as err:
         raise Conflict("email: already registered") from err
+    if settings.environment == "production":
+        # Whoever registers first on a fresh deployment must not get to administer it.
+        return await _start_session(user, settings)
     # The marker's unique _id makes "first" atomic across concurrent registrations.
     try:
         await Marker(id=FIRST_ADMIN_MARKER, claimed_by=str(user.id)).insert()
@@ -213,8 +224,11 @@ async def update_user(
     role: Role | None,
     current_password: str | None = None,
     settings: Settings,
+    # None only where the service is driven alone (tests): nothing is announced.
+    bus: Bus | None = None,
 ) -> User:
-    """Change e-mail/password (self or ADMIN) and role (ADMIN only)."""
+    """Change e-mail/password (self or ADMIN) and role (ADMIN only); a new role or
+    password ends the user's open WebSockets (announced on `bus`)."""
     target = await get_user(viewer, user_id)
     if target.id == viewer.id and (email is not None or password is not None):
         # A stolen access token alone must not be enough to take the account over.
@@ -237,6 +251,7 @@ async def update_user(
         changes["role"] = role
     if not changes:
         return target
+    before_role = target.role
     demoted = target.role == Role.ADMIN and role is not None and role != Role.ADMIN
     before = {field: getattr(target, field) for field in changes}
     try:
@@ -252,4 +267,51 @@ async def update_user(
     if password is not None:
         # A new password ends every session that the old one opened.
         await logout(target)
+    if bus is not None and (password is not None or (role is not None and role != before_role)):
+        # A socket keeps the role it was opened with: every API process closes it.
+        await announce_revoked(bus, str(target.id))
     return target
+
+
+async def announce_revoked(bus: Bus, user_id: str) -> None:
+    """Tell every API process to close `user_id`'s WebSockets (graph.sessions)."""
+    try:
+        await bus.publish(USERS_REVOKED_CHANNEL, user_id.encode())
+    except (RedisError, OSError) as err:
+        # The change stands; its sockets last until their access tokens expire.
+        logger.error("user %s changed, but its WebSockets were not closed: %s", user_id, err)
+
+
+async def promote_admin(email: str) -> Literal["promoted", "unchanged"] | None:
+    """Make the user with `email` an ADMIN; None when there is no such user."""
+    user = await User.find_one(User.email == normalise_email(email))
+    if user is None:
+        return None
+    if user.role == Role.ADMIN:
+        return "unchanged"
+    await user.set({"role": Role.ADMIN})
+    await _claim_first_admin(user)
+    logger.info("user %s promoted to ADMIN from the command line", user.id)
+    return "promoted"
+
+
+async def create_admin(email: str, password: str, *, settings: Settings) -> User:
+    """Create an ADMIN (the operator's first one, from the command line)."""
+    user = User(
+        email=normalise_email(email),
+        password_hash=await hash_password(check_password(password), settings),
+        role=Role.ADMIN,
+    )
+    try:
+        await user.insert()
+    except DuplicateKeyError as err:
+        raise Conflict("email: already registered") from err
+    await _claim_first_admin(user)
+    logger.info("ADMIN %s created from the command line", user.id)
+    return user
+
+
+async def _claim_first_admin(user: User) -> None:
+    # In development the first registration would otherwise become a second ADMIN.
+    with contextlib.suppress(DuplicateKeyError):
+        await Marker(id=FIRST_ADMIN_MARKER, claimed_by=str(user.id)).insert()

@@ -17,11 +17,11 @@ from core.settings import Settings
 from models.accounts import Role, User
 from models.devices import Device
 from models.readings import Reading
-from services import broker_identities
+from services import broker_identities, ratelimit
 from services.alert_cleanup import delete_device_alerts
 from services.broker_identities import DynsecCommands, broker_errors
 from services.credentials import hash_mqtt_password
-from services.errors import Conflict, Unauthenticated
+from services.errors import Conflict, QuotaExceeded, Unauthenticated
 from services.pagination import Page, paginate
 from services.tokens import (
     DeviceClaims,
@@ -84,6 +84,11 @@ async def create_device(
     left without a Device (the insert failed, or the process died) is removed here
     or by the next reconcile.
     """
+    # Counted, not reserved: parallel creations may pass it by a few, never by many.
+    if await Device.find({"owner_id": owner.id}).count() >= settings.devices_per_user_max:
+        raise QuotaExceeded(
+            f"Device quota reached: at most {settings.devices_per_user_max} devices per user."
+        )
     device_id = PydanticObjectId()
     device = Device(
         id=device_id,
@@ -155,14 +160,29 @@ async def delete_device(
 
 
 async def rotate_credentials(
-    viewer: User, device_id: str, *, settings: Settings, broker: DynsecCommands
+    viewer: User, device_id: str, *, settings: Settings, broker: DynsecCommands, redis: Redis
 ) -> DeviceCredentials:
     """New MQTT password and token; the old ones stop working at once.
 
     The broker takes the new password first (closing sessions opened with the old
-    one); only then does MongoDB move to the new version.
+    one); only then does MongoDB move to the new version. Rotations are limited per
+    device and per user each hour: each one rewrites the broker's dynsec config.
     """
     device = await get_device(viewer, device_id)
+    await ratelimit.take(
+        redis,
+        "rotate-device",
+        str(device.id),
+        limit=settings.credential_rotations_per_device_hour,
+        window_seconds=3600,
+    )
+    await ratelimit.take(
+        redis,
+        "rotate-user",
+        str(viewer.id),
+        limit=settings.credential_rotations_per_user_hour,
+        window_seconds=3600,
+    )
     old_version = device.credentials_version
     device.credentials_version += 1
     credentials = _new_credentials(device, settings)

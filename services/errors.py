@@ -59,3 +59,22 @@ class Unavailable(ServiceError):
     """A dependency (the MQTT broker) is down; nothing was changed. Its message is shown."""
 
     code = "INTERNAL"
+
+
+class QuotaExceeded(ServiceError):
+    """A per-user quota (devices...) is used up; waiting does not help, deleting does."""
+
+    code = "RATE_LIMITED"
+
+
+class QueryTimeout(ServiceError):
+    """The database ran out of the query's time budget (maxTimeMS): narrow the query."""
+
+    code = "QUERY_TOO_COMPLEX"
+
+    def __init__(self, max_time_ms: int | None = None) -> None:
+        limit = f" (limit {max_time_ms} ms)" if max_time_ms is not None else ""
+        super().__init__(
+            f"The query took too long in the database{limit}; ask for less "
+            "(a shorter time range, a smaller page, fewer fields)."
+        )

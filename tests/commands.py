@@ -25,12 +25,15 @@ class CommandCounter(monitoring.CommandListener):
     def __init__(self) -> None:
         self.recording = False
         self.commands: list[str] = []
+        # The same commands, whole (their options: maxTimeMS...).
+        self.documents: list[dict[str, Any]] = []
 
     def started(self, event: monitoring.CommandStartedEvent) -> None:
         # The API's rollout dispatcher polls its own collections in the background.
         collection = event.command.get(event.command_name)
         if self.recording and collection not in BACKGROUND_COLLECTIONS:
             self.commands.append(event.command_name)
+            self.documents.append(dict(event.command))
 
     def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
         pass

@@ -59,5 +59,6 @@ class AccountMutation:
             role=input.role,
             current_password=input.current_password,
             settings=info.context.settings,
+            bus=info.context.bus,
         )
         return User.from_document(user)

@@ -1,0 +1,75 @@
+"""A second API, with settings of a test's own, beside the session's server."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import secrets
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import uvicorn
+from beanie import init_beanie
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from api.__main__ import server_options
+from api.app import create_app
+from core.settings import Settings
+from models import DOCUMENT_MODELS
+from models.devices import Device
+from tests.net import free_port
+
+
+@asynccontextmanager
+async def serve_api(settings: Settings) -> AsyncIterator[str]:
+    """Serve create_app(settings) on a free port; yield its base URL.
+
+    Beanie's binding is process-wide, and the second app's lifespan rebinds every
+    document to its own client (closed when it stops): the session API's binding is
+    put back afterwards, as tests/commands.py does for its instrumented client.
+    """
+    original = Device.get_pymongo_collection().database
+    port = free_port()
+    # A process of its own at the broker too (its client ids are bound to this name).
+    settings = with_settings(settings, api_instance=f"test-{port}")
+    config = uvicorn.Config(
+        create_app(settings),
+        host="127.0.0.1",
+        port=port,
+        log_level="warning",
+        lifespan="on",
+        **server_options(settings),
+    )
+    server = uvicorn.Server(config)
+    task = asyncio.create_task(server.serve())
+    try:
+        while not server.started:
+            if task.done():
+                task.result()
+            await asyncio.sleep(0.02)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        await task
+        await init_beanie(database=original, document_models=DOCUMENT_MODELS)
+
+
+def with_settings(settings: Settings, **changes: object) -> Settings:
+    """`settings` with `changes`, validated again (model_copy would skip the checks)."""
+    return Settings(**{**dict(settings), **changes})
+
+
+def production_settings(settings: Settings, **changes: object) -> Settings:
+    """The session's services, configured as production demands (its own JWT and
+    firmware signing secrets; the session's device key, already a random one)."""
+    key = Ed25519PrivateKey.generate().private_bytes(
+        serialization.Encoding.Raw, serialization.PrivateFormat.Raw, serialization.NoEncryption()
+    )
+    return with_settings(
+        settings,
+        environment="production",
+        jwt_secret=secrets.token_urlsafe(48),
+        firmware_signing_key=base64.b64encode(key).decode(),
+        **changes,
+    )
