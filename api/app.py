@@ -10,11 +10,13 @@ from typing import Any
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
-from starlette.routing import Route
+from starlette.routing import Mount, Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 
 from api.body_limit import BodyLimitMiddleware
+from api.graphiql import ASSETS_PATH as GRAPHIQL_ASSETS_PATH
+from api.graphiql import GraphiQLAssets
 from api.graphql import GraphQLApp
 from api.health import health
 from api.metrics import metrics_endpoint
@@ -147,6 +149,9 @@ def create_app(settings: Settings | None = None) -> Api:
         graphql_websocket=graphql,
         routes=[
             Route(GRAPHQL_PATH, graphql, methods=["GET", "POST"]),
+            # GraphiQL's scripts and styles, vendored (api/graphiql.py, docs/graphiql.md):
+            # there only while the page is (GRAPHIQL).
+            *([Mount(GRAPHIQL_ASSETS_PATH, app=GraphiQLAssets())] if settings.graphiql else []),
             Route("/health", health, methods=["GET"]),
             # Devices fetch images here with their device token (firmware/download.py).
             Route("/firmware/{firmware_id}/download", download_firmware, methods=["GET"]),

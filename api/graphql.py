@@ -1,4 +1,9 @@
-"""The GraphQL endpoint: HTTP, GraphiQL, and both WebSocket protocols."""
+"""The GraphQL endpoint: HTTP, GraphiQL, and both WebSocket protocols.
+
+Over HTTP it speaks application/json and, to clients that ask for it,
+application/graphql-response+json with its status codes (api/graphql_response.py).
+GraphiQL is the API's own page on vendored files (api/graphiql.py).
+"""
 
 from __future__ import annotations
 
@@ -11,8 +16,17 @@ from starlette.types import Receive, Scope, Send
 from starlette.websockets import WebSocket
 from strawberry.asgi import GraphQL
 from strawberry.exceptions import ConnectionRejectionError
+from strawberry.http import GraphQLHTTPResponse
 from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL, GRAPHQL_WS_PROTOCOL
+from strawberry.types import ExecutionResult
 
+from api.graphiql import graphiql_page
+from api.graphql_response import (
+    GRAPHQL_RESPONSE_JSON,
+    is_request_error,
+    prefers_graphql_response_json,
+    request_error_status,
+)
 from api.state import AppState
 from api.ws_protocols import LegacyWSHandler, TransportWSHandler
 from core.settings import Settings
@@ -59,8 +73,49 @@ class GraphQLApp(GraphQL[Context, None]):
             bus=state.bus,
             broker=state.broker,
             metrics=self.metrics,
-            sessions=state.sessions,
         )
+
+    async def render_graphql_ide(self, request: Request) -> Response:
+        return graphiql_page()
+
+    # application/graphql-response+json: strawberry answers application/json whatever
+    # the Accept header; these three hooks add the spec's media type and status codes.
+    # The sub-response carries the choice from the request to create_response.
+
+    async def get_sub_response(self, request: Request | WebSocket) -> Response:
+        sub_response = await super().get_sub_response(request)
+        if prefers_graphql_response_json(request.headers.get("accept")):
+            sub_response.media_type = GRAPHQL_RESPONSE_JSON
+        return sub_response
+
+    async def process_result(
+        self, request: Request, result: ExecutionResult
+    ) -> GraphQLHTTPResponse:
+        response = await super().process_result(request, result)
+        # Nothing was executed: the new media type has no data entry then (old clients
+        # keep their "data": null).
+        if is_request_error(result) and prefers_graphql_response_json(
+            request.headers.get("accept")
+        ):
+            response.pop("data", None)
+        return response
+
+    def create_response(
+        self,
+        response_data: GraphQLHTTPResponse | list[GraphQLHTTPResponse],
+        sub_response: Response,
+    ) -> Response:
+        response = super().create_response(response_data, sub_response)
+        if sub_response.media_type == GRAPHQL_RESPONSE_JSON:
+            response.headers["content-type"] = GRAPHQL_RESPONSE_JSON
+            # A status a resolver set on the sub-response stands.
+            if (
+                not sub_response.status_code
+                and isinstance(response_data, dict)
+                and "data" not in response_data
+            ):
+                response.status_code = request_error_status(response_data)
+        return response
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "websocket":
@@ -81,9 +136,6 @@ class GraphQLApp(GraphQL[Context, None]):
         # The token travels in connection_init; refuse the connection when it is bad.
         try:
             user = await context.authenticate()
-            if user is not None:
-                # Over the user's WebSocket quota, or revoked meanwhile: refused.
-                context.open_socket(user)
         except ServiceError as err:
             raise ConnectionRejectionError({"message": err.message, "code": err.code}) from err
         if user is None:

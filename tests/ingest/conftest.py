@@ -32,14 +32,18 @@ class IngestIdentities:
     publisher: Identity
 
 
-async def provision_identities(broker: ManagedBroker) -> IngestIdentities:
-    """A worker identity and an any-device publisher on `broker`, through dynsec."""
-    worker = Identity("test-ingest", secrets.token_urlsafe(16))
-    publisher = Identity("test-publisher", secrets.token_urlsafe(16))
+async def provision_identities(broker: ManagedBroker, prefix: str = "test") -> IngestIdentities:
+    """A worker identity and an any-device publisher on `broker`, through dynsec.
+
+    Named `<prefix>-ingest` and `<prefix>-publisher` (roles too): another suite on the
+    same broker provisions its own under another prefix."""
+    worker_role, publisher_role = f"{prefix}-ingest", f"{prefix}-publisher"
+    worker = Identity(worker_role, secrets.token_urlsafe(16))
+    publisher = Identity(publisher_role, secrets.token_urlsafe(16))
     subscribe = [
         {
             "command": "addRoleACL",
-            "rolename": "test-ingest",
+            "rolename": worker_role,
             "acltype": "subscribePattern",
             "topic": pattern,
             "allow": True,
@@ -50,7 +54,7 @@ async def provision_identities(broker: ManagedBroker) -> IngestIdentities:
         # The broker sends a client only what its role may receive (docs/security.md).
         {
             "command": "addRoleACL",
-            "rolename": "test-ingest",
+            "rolename": worker_role,
             "acltype": "publishClientReceive",
             "topic": topic,
             "allow": True,
@@ -64,18 +68,18 @@ async def provision_identities(broker: ManagedBroker) -> IngestIdentities:
         password=broker.admin_password,
     ) as dynsec:
         await dynsec.execute(
-            {"command": "createRole", "rolename": "test-ingest"},
+            {"command": "createRole", "rolename": worker_role},
             *subscribe,
             {
                 "command": "createClient",
                 "username": worker.username,
                 "password": worker.password,
-                "roles": [{"rolename": "test-ingest"}],
+                "roles": [{"rolename": worker_role}],
             },
-            {"command": "createRole", "rolename": "test-publisher"},
+            {"command": "createRole", "rolename": publisher_role},
             {
                 "command": "addRoleACL",
-                "rolename": "test-publisher",
+                "rolename": publisher_role,
                 "acltype": "publishClientSend",
                 "topic": "devices/#",
                 "allow": True,
@@ -84,7 +88,7 @@ async def provision_identities(broker: ManagedBroker) -> IngestIdentities:
                 "command": "createClient",
                 "username": publisher.username,
                 "password": publisher.password,
-                "roles": [{"rolename": "test-publisher"}],
+                "roles": [{"rolename": publisher_role}],
             },
         )
     return IngestIdentities(worker=worker, publisher=publisher)
