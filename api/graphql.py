@@ -73,6 +73,7 @@ class GraphQLApp(GraphQL[Context, None]):
             bus=state.bus,
             broker=state.broker,
             metrics=self.metrics,
+            sessions=state.sessions,
         )
 
     async def render_graphql_ide(self, request: Request) -> Response:
@@ -136,6 +137,9 @@ class GraphQLApp(GraphQL[Context, None]):
         # The token travels in connection_init; refuse the connection when it is bad.
         try:
             user = await context.authenticate()
+            if user is not None:
+                # Over the user's WebSocket quota, or revoked meanwhile: refused.
+                context.open_socket(user)
         except ServiceError as err:
             raise ConnectionRejectionError({"message": err.message, "code": err.code}) from err
         if user is None:
