@@ -78,7 +78,9 @@ class Context:
                 return None
             claims = decode_access_claims(token, self.settings)
             self._authenticated_at = time.monotonic()
-            self._user = await user_from_access_token_subject(claims.user_id)
+            self._user = await user_from_access_token_subject(
+                claims.user_id, session_version=claims.session_version
+            )
             self._expires_at = claims.expires_at
             if self.connection_params is not None:
                 # Authenticated for the connection's life: its token is not kept that long.

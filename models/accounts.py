@@ -27,6 +27,9 @@ class User(Document):
     password_hash: str
     role: Role = Role.USER
     created_at: datetime = Field(default_factory=utcnow)
+    # Access tokens carry the value they were issued under; logging out (and so a new
+    # password) moves it on, which ends every access token issued before at once.
+    session_version: int = 0
 
     class Settings:
         name = "users"

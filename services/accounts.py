@@ -53,9 +53,8 @@ async def _start_session(
         family_id=family_id or uuid.uuid4().hex,
         expires_at=utcnow() + timedelta(seconds=settings.refresh_token_ttl_seconds),
     ).insert()
-    return AuthSession(
-        user=user, access=issue_access_token(str(user.id), settings), refresh_token=refresh
-    )
+    access = issue_access_token(str(user.id), settings, session_version=user.session_version)
+    return AuthSession(user=user, access=access, refresh_token=refresh)
 
 
 async def register(
@@ -185,20 +184,28 @@ async def refresh(refresh_token: str, *, settings: Settings) -> AuthSession:
 
 
 async def logout(user: User) -> None:
-    """Revoke every refresh token of `user`."""
+    """End every session of `user`: its refresh tokens and its access tokens."""
+    # Access tokens first: from here on none issued before is accepted, so a stolen one
+    # stops working even while the refresh tokens are being revoked.
+    await User.get_pymongo_collection().update_one(
+        {"_id": user.id}, {"$inc": {"session_version": 1}}
+    )
     await RefreshToken.find(
         RefreshToken.user_id == user.id,
         RefreshToken.revoked_at == None,  # noqa: E711
     ).update_many({"$set": {"revoked_at": utcnow()}})
 
 
-async def user_from_access_token_subject(subject: str) -> User:
-    """The user an access token names; Unauthenticated when it no longer exists."""
+async def user_from_access_token_subject(subject: str, *, session_version: int = 0) -> User:
+    """The user an access token names; Unauthenticated when it no longer exists or the
+    token's session has ended (logout, new password)."""
     if not PydanticObjectId.is_valid(subject):
         raise Unauthenticated("Invalid token.")
     user = await User.get(PydanticObjectId(subject))
     if user is None:
         raise Unauthenticated("Invalid token.")
+    if user.session_version != session_version:
+        raise Unauthenticated("Session ended: log in again.")
     return user
 
 

@@ -69,14 +69,16 @@ def _decode(token: str, settings: Settings, *, audience: str) -> dict[str, objec
     return claims
 
 
-def issue_access_token(user_id: str, settings: Settings) -> IssuedToken:
-    """A short-lived access token for one user."""
+def issue_access_token(
+    user_id: str, settings: Settings, *, session_version: int = 0
+) -> IssuedToken:
+    """A short-lived access token for one user, valid while its session version is."""
     return _encode(
         settings,
         subject=user_id,
         audience=settings.jwt_audience,
         ttl=settings.access_token_ttl_seconds,
-        extra={"typ": "access"},
+        extra={"typ": "access", "sv": session_version},
     )
 
 
@@ -84,15 +86,20 @@ def issue_access_token(user_id: str, settings: Settings) -> IssuedToken:
 class AccessClaims:
     user_id: str
     expires_at: float  # epoch seconds
+    session_version: int
 
 
 def decode_access_claims(token: str, settings: Settings) -> AccessClaims:
     """Who an access token names and until when; Unauthenticated when it is not valid now."""
     claims = _decode(token, settings, audience=settings.jwt_audience)
     expires = claims["exp"]
-    if not isinstance(expires, int | float):
+    # Tokens issued before session versions existed carry none: version 0.
+    version = claims.get("sv", 0)
+    if not isinstance(expires, int | float) or type(version) is not int:
         raise Unauthenticated("Invalid token.")
-    return AccessClaims(user_id=str(claims["sub"]), expires_at=float(expires))
+    return AccessClaims(
+        user_id=str(claims["sub"]), expires_at=float(expires), session_version=version
+    )
 
 
 def decode_access_token(token: str, settings: Settings) -> str:

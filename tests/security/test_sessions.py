@@ -55,3 +55,36 @@ async def test_update_user_admin_other_user_needs_no_current_password(api: Api) 
     )
 
     assert result.data["updateUser"]["email"] == new_email
+
+
+async def test_update_user_own_password_old_access_token_unauthenticated(api: Api) -> None:
+    # The attacker holds a copy of the access token; the owner changes the password.
+    user = await register(api)
+    stolen = user.access_token
+
+    changed = await api.execute(
+        op("UpdateUser"),
+        {"id": user.user_id, "password": "a brand new passphrase", "currentPassword": PASSWORD},
+        token=user.access_token,
+    )
+
+    assert changed.data["updateUser"]["id"] == user.user_id
+    refused = await api.execute(op("Me"), token=stolen)
+    assert [e["extensions"]["code"] for e in refused.errors] == ["UNAUTHENTICATED"]
+    fresh = await api.execute(
+        op("Login"), {"email": user.email, "password": "a brand new passphrase"}
+    )
+    token = fresh.data["login"]["accessToken"]
+    assert (await api.execute(op("Me"), token=token)).data["me"]["id"] == user.user_id
+
+
+async def test_logout_ends_access_tokens_of_every_session(api: Api) -> None:
+    user = await register(api)
+    other = await api.execute(op("Login"), {"email": user.email, "password": PASSWORD})
+    other_token = other.data["login"]["accessToken"]
+
+    assert (await api.execute(op("Logout"), token=user.access_token)).data == {"logout": True}
+
+    for token in (user.access_token, other_token):
+        result = await api.execute(op("Me"), token=token)
+        assert [e["extensions"]["code"] for e in result.errors] == ["UNAUTHENTICATED"]
