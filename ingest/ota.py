@@ -29,7 +29,6 @@ from models.firmware import TERMINAL, TargetState
 
 logger = logging.getLogger(__name__)
 
-KIND = "ota_progress"
 _REASONS: dict[str, Reason] = {
     "unknown_update": "ota_unknown_update",
     "wrong_device": "ota_wrong_device",
@@ -43,8 +42,6 @@ class OtaProgressHandler:
     def __init__(self, redis: Redis, stats: IngestStats) -> None:
         self.events = RedisSink(redis)
         self.stats = stats
-        # The worker counts received messages by topic kind; this kind is ours.
-        stats.received_by_kind.setdefault(KIND, stats.received.labels(kind=KIND))
 
     async def handle(self, delivery: Delivery, device: DeviceInfo) -> None:
         """Apply one report from `device`, then acknowledge it."""

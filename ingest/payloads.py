@@ -15,6 +15,8 @@ from typing import Any, Final, Literal
 
 import orjson
 
+from core.topics import CONSUMED, TopicKind
+
 MAX_PAYLOAD_BYTES: Final = 64 * 1024
 MAX_READINGS_PER_MESSAGE: Final = 1000
 MAX_METRICS_PER_READING: Final = 100
@@ -201,29 +203,29 @@ def parse_status(payload: bytes) -> bool:
     raise Rejected("bad_status")
 
 
-type TopicKind = Literal["telemetry", "status", "ota_progress"]
-
-
 @dataclass(frozen=True, slots=True)
 class DeviceTopic:
     device_id: str
-    kind: TopicKind
+    kind: str  # a core.topics.TopicKind name
 
 
-_TOPIC = re.compile(r"devices/([0-9a-f]{24})/(telemetry|status|ota/progress)")
-_KINDS: Final[dict[str, TopicKind]] = {
-    "telemetry": "telemetry",
-    "status": "status",
-    "ota/progress": "ota_progress",
-}
+def _alternative(kind: TopicKind) -> str:
+    # One named group per kind: the match's lastgroup is the kind, no second lookup.
+    suffix = re.sub(r"\\\{[^}/]+\\\}", "[^/+#]+", re.escape(kind.suffix))
+    return f"(?P<{kind.name}>{suffix})"
+
+
+_TOPIC = re.compile(
+    r"devices/([0-9a-f]{24})/(?:" + "|".join(_alternative(kind) for kind in CONSUMED) + ")"
+)
 
 
 def parse_topic(topic: str) -> DeviceTopic:
-    """`devices/<24-hex id>/telemetry|status|ota/progress`."""
+    """`devices/<24-hex id>/<suffix>` of a kind the worker consumes (core.topics)."""
     match = _TOPIC.fullmatch(topic)
     if match is None:
         raise Rejected("bad_topic")
-    return DeviceTopic(device_id=match.group(1), kind=_KINDS[match.group(2)])
+    return DeviceTopic(device_id=match.group(1), kind=match.lastgroup)  # type: ignore[arg-type]
 
 
 # --- OTA progress (devices/{id}/ota/progress, contract/devices.md)

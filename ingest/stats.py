@@ -7,6 +7,7 @@ import time
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from core.topics import CONSUMED
 from ingest.payloads import REASONS, Reason
 
 logger = logging.getLogger(__name__)
@@ -62,7 +63,7 @@ class IngestStats:
             self.dropped.labels(reason=reason)
         # Looked up once: labels() costs a lock and a tuple on every message otherwise.
         self.received_by_kind = {
-            kind: self.received.labels(kind=kind) for kind in ("telemetry", "status")
+            kind.name: self.received.labels(kind=kind.name) for kind in CONSUMED
         }
         self._warned_at: dict[str, float] = {}
         self._suppressed: dict[str, int] = {}

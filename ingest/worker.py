@@ -5,7 +5,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, datetime
+from typing import ClassVar
 
 from bson import ObjectId
 from pymongo.errors import PyMongoError
@@ -14,6 +16,7 @@ from redis.exceptions import RedisError
 
 from core.events import DEVICE_CHANGES_CHANNEL, ReadingEvent
 from core.settings import Settings
+from core.topics import CONSUMED, check_handlers
 from ingest.alerts import AlertEngine
 from ingest.devices import DeviceDirectory, DeviceInfo
 from ingest.live import LivePublisher
@@ -28,13 +31,18 @@ from models.devices import DeviceStatus
 
 logger = logging.getLogger(__name__)
 
-TOPICS = ("devices/+/telemetry", "devices/+/status", "devices/+/ota/progress")
+type Handler = Callable[[IngestWorker, Delivery, DeviceInfo, datetime], Awaitable[None]]
+
+TOPICS = tuple(kind.pattern for kind in CONSUMED)
 
 
 def subscription_filters(settings: Settings) -> list[tuple[str, int]]:
-    """The worker's QoS 1 subscriptions, shared among workers of one group."""
+    """The worker's subscriptions (QoS 1), shared among workers of one group."""
     group = settings.ingest_share_group
-    return [(f"$share/{group}/{topic}" if group else topic, 1) for topic in TOPICS]
+    return [
+        (f"$share/{group}/{kind.pattern}" if group else kind.pattern, max(kind.qos))
+        for kind in CONSUMED
+    ]
 
 
 def topic_of(delivery: Delivery) -> DeviceTopic | Rejected:
@@ -158,12 +166,7 @@ class IngestWorker:
             self._drop(delivery, Rejected("unknown_device"), topic.device_id)
             return
         try:
-            if topic.kind == "telemetry":
-                await self._telemetry(delivery, device, arrived)
-            elif topic.kind == "ota_progress":
-                await self.ota.handle(delivery, device)
-            else:
-                await self._status(delivery, device, arrived)
+            await self.HANDLERS[topic.kind](self, delivery, device, arrived)
         except Rejected as rejected:
             self._drop(delivery, rejected, device.device_id)
 
@@ -229,6 +232,16 @@ class IngestWorker:
                 logger.warning("status of device %s not written: %s", device.device_id, err)
         delivery.ack()
 
+    async def _ota_progress(self, delivery: Delivery, device: DeviceInfo, _: datetime) -> None:
+        await self.ota.handle(delivery, device)
+
+    # The handler of each topic kind the worker consumes (core.topics), checked below.
+    HANDLERS: ClassVar[Mapping[str, Handler]] = {
+        "telemetry": _telemetry,
+        "status": _status,
+        "ota_progress": _ota_progress,
+    }
+
     async def _note_seen(self, device: DeviceInfo, arrived: datetime) -> None:
         try:
             await self.status.seen(device, arrived)
@@ -253,3 +266,7 @@ class IngestWorker:
                 logger.warning("device change feed lost (%s); retrying", err)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 5.0)
+
+
+# At import: a consumed kind without a handler never starts a worker.
+check_handlers(IngestWorker.HANDLERS)

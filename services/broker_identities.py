@@ -19,6 +19,7 @@ from typing import Any, Protocol
 
 from core.dynsec import BrokerUnavailable, DynsecError
 from core.settings import Settings
+from core.topics import granted
 from services.credentials import derive_mqtt_password, secret_fingerprint
 from services.errors import Unavailable
 
@@ -35,14 +36,12 @@ DEVICE_ROLE_PREFIX = "device-"
 DEVICE_USERNAME = re.compile(r"[0-9a-f]{24}")
 MARKER_PREFIX = "iotplatform secret "
 
-# Device to platform (publish) and platform to device (subscribe), per device.
-DEVICE_PUBLISH = ("telemetry", "status", "logs", "ota/progress")
-DEVICE_SUBSCRIBE = ("ota", "commands/#")
-# What the ingest worker consumes.
-INGEST_TOPICS = tuple(f"devices/+/{suffix}" for suffix in DEVICE_PUBLISH)
-# What the API sends to devices: commands on its dynsec connection, OTA offers on its own.
-API_PUBLISH = ("devices/+/commands/#",)
-API_OTA_PUBLISH = ("devices/+/ota",)
+# Every device topic an identity may use comes from core.topics: devices publish the
+# uplinks and receive the downlinks, the ingest worker receives every uplink (consumed or
+# not), the API sends commands on its dynsec connection and OTA offers on its own.
+INGEST_TOPICS = tuple(kind.pattern for kind in granted(receiver="ingest"))
+API_PUBLISH = tuple(kind.pattern for kind in granted(publisher="api"))
+API_OTA_PUBLISH = tuple(kind.pattern for kind in granted(publisher="api_ota"))
 # The API's dynsec connection: commands out, responses in (as `mosquitto_ctrl dynsec init`'s
 # admin role has them, without that role's read access to every topic).
 DYNSEC_TOPICS = "$CONTROL/dynamic-security/#"
@@ -83,9 +82,9 @@ def device_role(device_id: str) -> str:
 
 def device_acls(device_id: str) -> frozenset[Acl]:
     """Publish only its own uplink topics, subscribe to and receive only its own downlink."""
-    downlink = [f"devices/{device_id}/{s}" for s in DEVICE_SUBSCRIBE]
+    downlink = [kind.topic(device_id) for kind in granted(receiver="device")]
     return frozenset(
-        [Acl("publishClientSend", f"devices/{device_id}/{s}") for s in DEVICE_PUBLISH]
+        [Acl("publishClientSend", kind.topic(device_id)) for kind in granted(publisher="device")]
         + [Acl("subscribePattern", topic) for topic in downlink]
         + [Acl("publishClientReceive", topic) for topic in downlink]
     )
