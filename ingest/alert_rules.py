@@ -8,7 +8,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ingest.thresholds import RuleSpec, RuleState
-from models.alerts import Alert, AlertRule, RuleKind, Severity
+from models.alerts import Alert, AlertRule, Severity
+from services.rule_kinds import DEFAULT_KIND, RULE_KINDS
 
 type Entry = tuple[RuleSpec, RuleState]
 
@@ -29,12 +30,12 @@ def rule_spec(raw: dict[str, Any]) -> RuleSpec:
         rule_id=str(raw["_id"]),
         device_id=str(raw["device_id"]),
         owner_id=str(raw["owner_id"]),
-        kind=raw.get("kind", RuleKind.THRESHOLD.value),
+        kind=raw.get("kind", DEFAULT_KIND.value),
         metric=raw.get("metric"),
-        low=raw.get("min_value"),
-        high=raw.get("max_value"),
+        min_value=raw.get("min_value"),
+        max_value=raw.get("max_value"),
         hysteresis=float(raw.get("hysteresis") or 0.0),
-        duration=float(raw.get("duration_seconds") or 0),
+        duration_seconds=float(raw.get("duration_seconds") or 0),
         no_data_seconds=float(no_data) if no_data is not None else None,
         severity=raw.get("severity", Severity.WARNING.value),
         armed_at=raw["armed_at"].timestamp(),
@@ -54,7 +55,10 @@ def device_rules(
         state = RuleState(out_since=out_since, open=spec.open_key in open_keys)
         pair = (spec, state)
         entry.by_id[spec.rule_id] = pair
-        if spec.kind == RuleKind.NO_DATA.value:
+        definition = RULE_KINDS.get(spec.kind)
+        if definition is None:
+            continue  # a kind this worker does not know (a newer API wrote it)
+        if definition.evaluation == "silence":
             entry.no_data.append(pair)
         elif spec.metric is not None:
             entry.thresholds.setdefault(spec.metric, []).append(pair)

@@ -3,13 +3,15 @@
 Kept apart from the engine (ingest/alerts.py) so the rules' semantics can be tested
 value by value, without a broker or a database:
 
-- **Threshold**: a value below `low` or above `high` is out of range.
-- **Duration**: out of range must last `duration` seconds of *reading time* (from the
+Each kind is defined in services.rule_kinds; its settings keep their stored names.
+
+- **Threshold**: a value below `min_value` or above `max_value` is out of range.
+- **Duration**: out of range must last `duration_seconds` of *reading time* (from the
   first out-of-range reading to the current one) before the alert is raised; any
-  reading back inside [low, high] restarts the wait. Without readings nothing is
+  reading back inside [min_value, max_value] restarts the wait. Without readings nothing is
   raised: silence is the no-data rule's business.
 - **Hysteresis**: an open alert clears only once a value is back inside by the margin,
-  i.e. within [low + hysteresis, high - hysteresis]; a value bouncing around the
+  i.e. within [min_value + hysteresis, max_value - hysteresis]; a value bouncing around the
   threshold keeps the one open alert open instead of clearing and raising again.
 - **No data**: silent for `no_data_seconds` (wall clock) raises; any message clears.
 """
@@ -34,10 +36,10 @@ class RuleSpec:
     owner_id: str
     kind: str  # RuleKind value
     metric: str | None
-    low: float | None
-    high: float | None
+    min_value: float | None
+    max_value: float | None
     hysteresis: float
-    duration: float
+    duration_seconds: float
     no_data_seconds: float | None
     severity: str  # Severity value
     armed_at: float
@@ -57,12 +59,12 @@ class RuleState:
 
 def step(rule: RuleSpec, state: RuleState, value: float, at: float) -> Action | None:
     """Feed one value read at `at` to a threshold rule; the transition it causes, if any."""
-    low = rule.low
-    high = rule.high
+    low = rule.min_value
+    high = rule.max_value
     if (low is not None and value < low) or (high is not None and value > high):
         if state.out_since is None:
             state.out_since = at
-        if not state.open and at - state.out_since >= rule.duration:
+        if not state.open and at - state.out_since >= rule.duration_seconds:
             state.open = True
             return RAISE
         return None
@@ -86,6 +88,6 @@ def silent(rule: RuleSpec, last_seen: float | None, now: float) -> bool:
 
 def describe(rule: RuleSpec, value: float) -> str:
     """The alert message for a threshold rule's out-of-range value."""
-    if rule.low is not None and value < rule.low:
-        return f"{rule.metric} = {value:g}, below min {rule.low:g}"
-    return f"{rule.metric} = {value:g}, above max {rule.high:g}"
+    if rule.min_value is not None and value < rule.min_value:
+        return f"{rule.metric} = {value:g}, below min {rule.min_value:g}"
+    return f"{rule.metric} = {value:g}, above max {rule.max_value:g}"

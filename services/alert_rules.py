@@ -1,4 +1,4 @@
-"""Alert rules: thresholds (min/max, hysteresis, duration) and no-data rules, per device.
+"""Alert rules per device, of the kinds services.rule_kinds defines (threshold, no data).
 
 A rule belongs to its device's owner (an ADMIN may manage anybody's, as with devices).
 Every change is announced on Redis (ALERT_RULES_CHANNEL, the device id) so the ingest
@@ -9,9 +9,8 @@ open alert.
 from __future__ import annotations
 
 import logging
-import math
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import Any
 
 from pymongo import ReturnDocument
@@ -21,22 +20,21 @@ from redis.exceptions import RedisError
 from core.events import ALERT_RULES_CHANNEL
 from core.settings import Settings
 from models.accounts import Role, User, utcnow
-from models.alerts import AlertRule, RuleKind, Severity, rule_open_key
+from models.alerts import AlertRule, rule_open_key
 from services.alerts import close_rule_alert
 from services.devices import get_device
 from services.errors import BadInput, Conflict, NotFound
-from services.validation import clean_text, ensure_found, parse_id
+from services.rule_kinds import RuleFields
+from services.validation import ensure_found, parse_id
 
 logger = logging.getLogger(__name__)
 
-MAX_METRIC_LENGTH = 100
-MAX_SECONDS = 7 * 24 * 3600
 # What update_rule may change; anything else is a programming error.
 UPDATABLE = frozenset(
     {
         "metric",
-        "min",
-        "max",
+        "min_value",
+        "max_value",
         "hysteresis",
         "duration_seconds",
         "no_data_seconds",
@@ -44,63 +42,6 @@ UPDATABLE = frozenset(
         "enabled",
     }
 )
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class RuleFields:
-    """A rule's settings, checked together (min against max, hysteresis against both)."""
-
-    kind: RuleKind
-    metric: str | None = None
-    min: float | None = None
-    max: float | None = None
-    hysteresis: float = 0.0
-    duration_seconds: int = 0
-    no_data_seconds: int | None = None
-    severity: Severity = Severity.WARNING
-
-    def checked(self) -> RuleFields:
-        """These fields, cleaned; BadInput naming the first field that is wrong."""
-        if self.kind == RuleKind.NO_DATA:
-            return self._checked_no_data()
-        return self._checked_threshold()
-
-    def _checked_threshold(self) -> RuleFields:
-        if self.metric is None:
-            raise BadInput("metric", "is required")
-        metric = clean_text(self.metric, field="metric", max_length=MAX_METRIC_LENGTH)
-        for name, bound in (("min", self.min), ("max", self.max)):
-            if bound is not None and not math.isfinite(bound):
-                raise BadInput(name, "must be a finite number")
-        if self.min is None and self.max is None:
-            raise BadInput("min", "at least one of min and max is required")
-        if self.min is not None and self.max is not None and self.min > self.max:
-            raise BadInput("min", "must not be greater than max")
-        if not math.isfinite(self.hysteresis) or self.hysteresis < 0:
-            raise BadInput("hysteresis", "must be a finite number >= 0")
-        if (
-            self.min is not None
-            and self.max is not None
-            and 2 * self.hysteresis > self.max - self.min
-        ):
-            # [min + h, max - h] would be empty: the alert could never clear itself.
-            raise BadInput("hysteresis", "must be at most half of max - min")
-        if not 0 <= self.duration_seconds <= MAX_SECONDS:
-            raise BadInput("durationSeconds", f"must be 0 to {MAX_SECONDS}")
-        if self.no_data_seconds is not None:
-            raise BadInput("noDataSeconds", "applies to no-data rules only")
-        return replace(self, metric=metric)
-
-    def _checked_no_data(self) -> RuleFields:
-        if self.metric is not None:
-            raise BadInput("metric", "a no-data rule watches the whole device")
-        if self.min is not None or self.max is not None:
-            raise BadInput("min", "a no-data rule has no min or max")
-        if self.hysteresis or self.duration_seconds:
-            raise BadInput("hysteresis", "a no-data rule has no hysteresis or duration")
-        if self.no_data_seconds is None or not 1 <= self.no_data_seconds <= MAX_SECONDS:
-            raise BadInput("noDataSeconds", f"must be 1 to {MAX_SECONDS}")
-        return self
 
 
 def _visible_to(viewer: User) -> dict[str, Any]:
@@ -111,8 +52,8 @@ def _fields_of(rule: AlertRule) -> RuleFields:
     return RuleFields(
         kind=rule.kind,
         metric=rule.metric,
-        min=rule.min_value,
-        max=rule.max_value,
+        min_value=rule.min_value,
+        max_value=rule.max_value,
         hysteresis=rule.hysteresis,
         duration_seconds=rule.duration_seconds,
         no_data_seconds=rule.no_data_seconds,
@@ -148,8 +89,8 @@ async def create_rule(
         device_id=device.id,
         kind=checked.kind,
         metric=checked.metric,
-        min_value=checked.min,
-        max_value=checked.max,
+        min_value=checked.min_value,
+        max_value=checked.max_value,
         hysteresis=checked.hysteresis,
         duration_seconds=checked.duration_seconds,
         no_data_seconds=checked.no_data_seconds,
@@ -197,8 +138,8 @@ async def update_rule(
     now = utcnow()
     update: dict[str, Any] = {
         "metric": merged.metric,
-        "min_value": merged.min,
-        "max_value": merged.max,
+        "min_value": merged.min_value,
+        "max_value": merged.max_value,
         "hysteresis": merged.hysteresis,
         "duration_seconds": merged.duration_seconds,
         "no_data_seconds": merged.no_data_seconds,

@@ -18,12 +18,19 @@ from graph.alerts.types import (
 from graph.context import Info
 from models.alerts import RuleKind, Severity
 from services import alert_rules, alerts, webhooks
-from services.alert_rules import RuleFields
+from services.rule_kinds import RuleFields
+
+# The contract's names of rule settings that Python names otherwise (services.rule_kinds).
+_SERVICE_NAMES = {"min": "min_value", "max": "max_value"}
 
 
 def _given(input: UpdateAlertRuleInput) -> dict[str, Any]:
     """The fields the client set (null included), by the service's names."""
-    return {name: value for name, value in vars(input).items() if value is not strawberry.UNSET}
+    return {
+        _SERVICE_NAMES.get(name, name): value
+        for name, value in vars(input).items()
+        if value is not strawberry.UNSET
+    }
 
 
 @strawberry.type
@@ -34,8 +41,8 @@ class AlertMutation:
         fields = RuleFields(
             kind=RuleKind.THRESHOLD,
             metric=input.metric,
-            min=input.min,
-            max=input.max,
+            min_value=input.min,
+            max_value=input.max,
             severity=input.severity or Severity.WARNING,
             hysteresis=input.hysteresis or 0.0,
             duration_seconds=input.duration_seconds or 0,

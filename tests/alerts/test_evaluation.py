@@ -182,7 +182,7 @@ async def test_apply_rule_changes_announced_through_redis(
 
     async def raised_max() -> bool:
         entry = worker.alerts._devices.get(device.id)
-        return entry is not None and entry.by_id[rule["id"]][0].high == 50.0
+        return entry is not None and entry.by_id[rule["id"]][0].max_value == 50.0
 
     await eventually(raised_max, what="the new max applied")
     await send(publisher, device.id, "temp", [40])

@@ -13,10 +13,10 @@ RULE = RuleSpec(
     owner_id="u1",
     kind="THRESHOLD",
     metric="temp",
-    low=None,
-    high=30.0,
+    min_value=None,
+    max_value=30.0,
     hysteresis=0.0,
-    duration=0.0,
+    duration_seconds=0.0,
     no_data_seconds=None,
     severity="WARNING",
     armed_at=0.0,
@@ -33,7 +33,7 @@ def test_raise_once_while_above_max_and_clear_below() -> None:
 
 
 def test_raise_below_min_and_at_either_bound() -> None:
-    rule = replace(RULE, low=10.0, high=30.0)
+    rule = replace(RULE, min_value=10.0, max_value=30.0)
     # The bounds themselves are inside.
     assert run(rule, [10, 30, 9.9, 9, 10, 30.1]) == [None, None, RAISE, None, CLEAR, RAISE]
 
@@ -45,12 +45,12 @@ def test_keep_alert_open_while_bouncing_within_hysteresis() -> None:
 
 
 def test_clear_with_hysteresis_on_both_bounds() -> None:
-    rule = replace(RULE, low=10.0, high=30.0, hysteresis=1.0)
+    rule = replace(RULE, min_value=10.0, max_value=30.0, hysteresis=1.0)
     assert run(rule, [9, 10.5, 11, 31, 29.5, 29]) == [RAISE, None, CLEAR, RAISE, None, CLEAR]
 
 
 def test_raise_only_after_duration_out_of_range() -> None:
-    rule = replace(RULE, duration=10.0)
+    rule = replace(RULE, duration_seconds=10.0)
     # One reading per second: out at t=1..; inside at t=5 restarts; out again t=6..16.
     values = [20, 31, 31, 31, 31, 25] + [31] * 11
     actions = run(rule, values)
@@ -76,6 +76,6 @@ def test_silent_counts_from_last_seen_or_armed() -> None:
 
 
 def test_describe_names_metric_value_and_bound() -> None:
-    rule = replace(RULE, low=10.0)
+    rule = replace(RULE, min_value=10.0)
     assert describe(rule, 31.5) == "temp = 31.5, above max 30"
     assert describe(rule, 2) == "temp = 2, below min 10"
