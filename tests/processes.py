@@ -36,6 +36,10 @@ def settings_environment(settings: Settings, **overrides: str) -> dict[str, str]
             value = value.get_secret_value()
         # pydantic-settings reads lists as JSON.
         env[name.upper()] = json.dumps(value) if isinstance(value, list) else str(value)
+    # A broker identity of its own (client ids are bound): an API child sharing the
+    # in-process API's would take its MQTT session over, and each would keep kicking
+    # the other off.
+    env["API_INSTANCE"] = f"process-{uuid.uuid4().hex[:8]}"
     env.update(overrides)
     return env
 
@@ -44,8 +48,6 @@ def settings_environment(settings: Settings, **overrides: str) -> dict[str, str]
 async def api_process(settings: Settings, **overrides: str) -> AsyncIterator[str]:
     """`python -m api` on a free port with `settings`; yields its base URL."""
     port = free_port()
-    # A broker identity of its own (client ids are bound): not the in-process API's.
-    overrides = {"API_INSTANCE": f"process-{uuid.uuid4().hex[:8]}", **overrides}
     env = settings_environment(settings, API_PORT=str(port), API_HOST="127.0.0.1", **overrides)
     url = f"http://127.0.0.1:{port}"
     with tempfile.TemporaryFile() as log:
