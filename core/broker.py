@@ -8,30 +8,29 @@ it; the bootstrap admin stays unbound for operators and the other API processes.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Awaitable, Callable
-from types import TracebackType
-from typing import Any, Self
+from typing import Any
 
 from core.dynsec import BrokerRefused, BrokerUnavailable, DynamicSecurity, connect_dynsec
+from core.reconnecting import Reconnecting
 from core.settings import Settings
 
 logger = logging.getLogger(__name__)
 
-FIRST_RETRY_SECONDS = 0.2
-MAX_RETRY_SECONDS = 5.0
-
 type OnConnect = Callable[[DynamicSecurity], Awaitable[object]]
 
 
-class BrokerAdmin:
+class BrokerAdmin(Reconnecting):
     """Dynamic-security commands over one admin connection that reconnects with backoff.
 
     While the broker is away, commands raise BrokerUnavailable at once instead of
     waiting; `on_connect` runs after every (re)connection, so a broker that restarted
     with an empty state is repaired as soon as it is back.
     """
+
+    task_name = "broker-admin"
+    lost_errors = (BrokerUnavailable,)
 
     def __init__(
         self,
@@ -41,16 +40,13 @@ class BrokerAdmin:
         identity: tuple[str, str] | None = None,
         startup_wait_seconds: float = 5.0,
     ) -> None:
+        super().__init__(startup_wait_seconds=startup_wait_seconds)
         self._settings = settings
         # (username, password) of the process's own dynsec client; None: the bootstrap admin.
         self._identity = identity
         self._bootstrapped = False  # the last attempt created our identity as the admin
         self._on_connect = on_connect
-        self._startup_wait = startup_wait_seconds
         self._dynsec: DynamicSecurity | None = None
-        self._task: asyncio.Task[None] | None = None
-        # Connected and on_connect done.
-        self.ready = asyncio.Event()
 
     @property
     def connected(self) -> bool:
@@ -106,6 +102,7 @@ class BrokerAdmin:
                 raise  # refused even after the bootstrap: back off
             await self._bootstrap()
             self._bootstrapped = True  # our own identity exists now: try it again
+        self._backoff.reset()  # served, or bootstrapped: the next attempt comes soon
 
     async def _serve(self, dynsec: DynamicSecurity) -> None:
         self._bootstrapped = False
@@ -123,37 +120,11 @@ class BrokerAdmin:
             except Exception:  # a failed reconcile must not drop the connection
                 logger.exception("broker: on-connect step failed")
 
-    async def _run(self) -> None:
-        delay = FIRST_RETRY_SECONDS
-        while True:
-            try:
-                await self._connect_once()
-                delay = FIRST_RETRY_SECONDS
-            except BrokerUnavailable as err:
-                logger.warning("broker admin connection failed (%s); retry in %.1f s", err, delay)
-            finally:
-                self._dynsec = None
-                self.ready.clear()
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, MAX_RETRY_SECONDS)
+    def _forget(self) -> None:
+        self._dynsec = None
 
-    async def __aenter__(self) -> Self:
-        self._task = asyncio.create_task(self._run(), name="broker-admin")
-        # Give a broker that starts alongside us a moment; never fail start-up for it.
-        try:
-            async with asyncio.timeout(self._startup_wait):
-                await self.ready.wait()
-        except TimeoutError:
-            logger.warning("broker not reachable at start-up; the API runs without it")
-        return self
+    def _log_lost(self, err: Exception, delay: float) -> None:
+        logger.warning("broker admin connection failed (%s); retry in %.1f s", err, delay)
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
-            self._task = None
+    def _log_not_ready(self) -> None:
+        logger.warning("broker not reachable at start-up; the API runs without it")

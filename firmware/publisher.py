@@ -14,20 +14,16 @@ down, `offer` and `clear` raise PublishFailed at once and the dispatcher waits.
 
 from __future__ import annotations
 
-import asyncio
 import logging
-from types import TracebackType
-from typing import Self
 
 import aiomqtt
 
+from core.reconnecting import Reconnecting
 from core.settings import Settings
 from services.broker_identities import api_identities
 
 logger = logging.getLogger(__name__)
 
-FIRST_RETRY_SECONDS = 0.2
-MAX_RETRY_SECONDS = 5.0
 PUBLISH_TIMEOUT_SECONDS = 10.0
 
 
@@ -39,15 +35,18 @@ def offer_topic(device_id: str) -> str:
     return f"devices/{device_id}/ota"
 
 
-class OfferPublisher:
+class OfferPublisher(Reconnecting):
     """One reconnecting MQTT connection; an async context manager running it."""
 
+    task_name = "ota-offers"
+    # Also the normal end of a session the broker closed (e.g. when a reconcile
+    # changed the API identity's roles).
+    lost_errors = (aiomqtt.MqttError,)
+
     def __init__(self, settings: Settings, *, startup_wait_seconds: float = 3.0) -> None:
+        super().__init__(startup_wait_seconds=startup_wait_seconds)
         self._settings = settings
-        self._startup_wait = startup_wait_seconds
         self._client: aiomqtt.Client | None = None
-        self._task: asyncio.Task[None] | None = None
-        self._up = asyncio.Event()
         identities = api_identities(settings)
         # Without MQTT_PASSWORD (a broker without logins) there is nothing to bind.
         self.username = identities[1].username if identities else settings.mqtt_username
@@ -56,7 +55,7 @@ class OfferPublisher:
 
     @property
     def connected(self) -> bool:
-        return self._client is not None and self._up.is_set()
+        return self._client is not None and self.ready.is_set()
 
     async def offer(self, device_id: str, payload: bytes) -> None:
         """Leave `payload` retained on the device's OTA topic (QoS 1, acknowledged)."""
@@ -68,7 +67,7 @@ class OfferPublisher:
 
     async def _publish(self, topic: str, payload: bytes) -> None:
         client = self._client
-        if client is None or not self._up.is_set():
+        if client is None or not self.ready.is_set():
             raise PublishFailed("no MQTT connection for OTA offers")
         try:
             await client.publish(
@@ -89,51 +88,18 @@ class OfferPublisher:
             timeout=PUBLISH_TIMEOUT_SECONDS,
         ) as client:
             self._client = client
-            self._up.set()
+            self.ready.set()
+            self._backoff.reset()
             logger.info("OTA offer connection open (%s)", settings.mqtt_host)
             # Subscribed to nothing: this only ends when the connection does.
             async for _message in client.messages:
                 pass
 
-    async def _run(self) -> None:
-        delay = FIRST_RETRY_SECONDS
-        while True:
-            try:
-                await self._connect_once()
-            except aiomqtt.MqttError as err:
-                # Also the normal end of a session the broker closed (e.g. when a
-                # reconcile changed the API identity's roles).
-                if self._up.is_set():
-                    delay = FIRST_RETRY_SECONDS
-                logger.warning("OTA offer connection lost (%s); retry in %.1f s", err, delay)
-            finally:
-                self._up.clear()
-                self._client = None
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, MAX_RETRY_SECONDS)
+    def _forget(self) -> None:
+        self._client = None
 
-    async def wait_connected(self, seconds: float) -> bool:
-        """Wait up to `seconds` for the connection; whether it is up."""
-        try:
-            async with asyncio.timeout(seconds):
-                await self._up.wait()
-        except TimeoutError:
-            return False
-        return True
+    def _log_lost(self, err: Exception, delay: float) -> None:
+        logger.warning("OTA offer connection lost (%s); retry in %.1f s", err, delay)
 
-    async def __aenter__(self) -> Self:
-        self._task = asyncio.create_task(self._run(), name="ota-offers")
-        if not await self.wait_connected(self._startup_wait):
-            logger.warning("no MQTT connection for OTA offers yet; dispatch waits for it")
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
-            self._task = None
+    def _log_not_ready(self) -> None:
+        logger.warning("no MQTT connection for OTA offers yet; dispatch waits for it")
