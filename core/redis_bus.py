@@ -24,6 +24,7 @@ from redis.asyncio.connection import AbstractConnection
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError, ResponseError
 
+from core.backoff import Backoff, BackoffPolicy
 from core.bus import DEFAULT_BUFFER, Fanout, OverflowCallback, Subscription
 
 logger = logging.getLogger(__name__)
@@ -45,7 +46,7 @@ class RedisBus:
     ) -> None:
         self._redis = redis
         self._client_name = client_name
-        self._reconnect_max = reconnect_max
+        self._reconnect = BackoffPolicy(first=_FIRST_DELAY, maximum=reconnect_max)
         self._health_interval = health_interval
         self._ready_timeout = ready_timeout
         self._fanout = Fanout(on_change=self._channels_changed)
@@ -125,7 +126,7 @@ class RedisBus:
         return pool.connection_class(**kwargs)
 
     async def _run(self) -> None:
-        delay = _FIRST_DELAY
+        backoff = Backoff(self._reconnect)
         while True:
             connection: AbstractConnection | None = None
             try:
@@ -137,7 +138,7 @@ class RedisBus:
                         "Redis pub/sub reconnected; resubscribing %d channels",
                         len(self._fanout.channels),
                     )
-                delay = _FIRST_DELAY
+                backoff.reset()
                 self._dirty.set()  # subscribe every channel in use
                 async with asyncio.TaskGroup() as group:
                     group.create_task(self._write(connection))
@@ -146,16 +147,15 @@ class RedisBus:
                 logger.warning(
                     "Redis pub/sub connection lost (%s); retrying in %.2f s",
                     errors.exceptions[0],
-                    delay,
+                    backoff.delay,
                 )
             except* Exception:
-                logger.exception("Redis bus failed; retrying in %.2f s", delay)
+                logger.exception("Redis bus failed; retrying in %.2f s", backoff.delay)
             finally:
                 self._forget_connection()
                 if connection is not None:
                     await connection.disconnect(nowait=True)
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, self._reconnect_max)
+            await backoff.sleep()
 
     def _forget_connection(self) -> None:
         self._sent.clear()

@@ -20,6 +20,7 @@ from pymongo.errors import PyMongoError
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
+from core.backoff import RETRY, Backoff
 from core.settings import Settings
 from ingest.stats import IngestStats
 from ingest.thresholds import RuleSpec, RuleState
@@ -97,14 +98,14 @@ class AlertRaiser:
                 self._busy = 0
 
     async def _retrying[T](self, what: str, call: Callable[[], Awaitable[T]]) -> T:
-        delay = 0.1
+        backoff: Backoff | None = None  # made on a failure only
         while True:
             try:
                 return await call()
             except PyMongoError as err:
-                logger.warning("%s failed (%s); retrying in %.1f s", what, err, delay)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 5.0)
+                backoff = backoff or Backoff(RETRY)
+                logger.warning("%s failed (%s); retrying in %.1f s", what, err, backoff.delay)
+                await backoff.sleep()
 
     async def _clear(self, work: AlertWork) -> None:
         if work.rule is None:

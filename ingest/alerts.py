@@ -37,6 +37,7 @@ from pymongo.errors import PyMongoError
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
+from core.backoff import RESUBSCRIBE, RETRY, Backoff
 from core.events import (
     ALERT_RULES_CHANNEL,
     ALERTS_ALL_CHANNEL,
@@ -246,7 +247,7 @@ class AlertEngine:
             self._request_all()
 
     async def _run_loader(self) -> None:
-        delay = 0.1
+        backoff = Backoff(RETRY)
         while True:
             await self._wake.wait()
             self._wake.clear()
@@ -257,14 +258,15 @@ class AlertEngine:
                     await self._load_all()
                 for chunk in itertools.batched(sorted(devices), LOAD_BATCH, strict=False):
                     await self._load_devices(chunk)
-                delay = 0.1
+                backoff.reset()
             except PyMongoError as err:
-                logger.warning("alert rules not loaded (%s); retrying in %.1f s", err, delay)
+                logger.warning(
+                    "alert rules not loaded (%s); retrying in %.1f s", err, backoff.delay
+                )
                 self._want_all |= full
                 self._wanted |= devices
                 self._wake.set()
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 5.0)
+                await backoff.sleep()
                 continue
             self._replay()
 
@@ -316,7 +318,7 @@ class AlertEngine:
 
     async def _follow(self) -> None:
         """Reload rules the API announces as changed; track alerts others open and clear."""
-        delay = 0.2
+        backoff = Backoff(RESUBSCRIBE)
         while True:
             try:
                 async with self._redis.pubsub() as pubsub:
@@ -325,14 +327,15 @@ class AlertEngine:
                     )
                     # Changes made while not subscribed were missed: reload everything.
                     self._request_all()
-                    delay = 0.2
+                    backoff.reset()
                     async for message in pubsub.listen():
                         if message.get("type") == "message":
                             self._on_message(message["channel"], message["data"])
             except RedisError as err:
-                logger.warning("alert change feed lost (%s); retrying in %.1f s", err, delay)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 5.0)
+                logger.warning(
+                    "alert change feed lost (%s); retrying in %.1f s", err, backoff.delay
+                )
+                await backoff.sleep()
 
     def _on_message(self, channel: bytes | str, data: bytes | str) -> None:
         name = channel.decode() if isinstance(channel, bytes) else channel

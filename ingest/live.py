@@ -9,6 +9,7 @@ from urllib.parse import urlparse
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
+from core.backoff import RETRY, Backoff
 from core.events import Kind, channels_for
 from ingest.resp import PublishPipe, PublishPipeError
 from ingest.stats import IngestStats
@@ -66,12 +67,12 @@ class LivePublisher:
             await self._run_pipelines()
 
     async def _run_pipe(self) -> None:
-        delay = 0.1
+        backoff = Backoff(RETRY)
         while True:
             events: list[Event] = []
             try:
                 async with PublishPipe(self._url) as pipe:
-                    delay = 0.1
+                    backoff.reset()
                     while True:
                         events = await self._take()
                         pipe.publish_many(self._messages(events))
@@ -79,11 +80,10 @@ class LivePublisher:
             except PublishPipeError as err:
                 self._stats.live_dropped.inc(len(events))
                 logger.warning("live events dropped, Redis unavailable: %s", err)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 5.0)
+                await backoff.sleep()
 
     async def _run_pipelines(self) -> None:
-        delay = 0.1
+        backoff = Backoff(RETRY)
         while True:
             events = await self._take()
             try:
@@ -91,9 +91,8 @@ class LivePublisher:
                     for channel, payload in self._messages(events):
                         pipe.publish(channel, payload)
                     await pipe.execute()
-                delay = 0.1
+                backoff.reset()
             except RedisError as err:
                 self._stats.live_dropped.inc(len(events))
                 logger.warning("live events dropped, Redis unavailable: %s", err)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 5.0)
+                await backoff.sleep()

@@ -11,13 +11,13 @@ while MongoDB is away the report waits, holding back the stream like storage doe
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 
 from pymongo.errors import PyMongoError
 from redis.asyncio import Redis
 
+from core.backoff import RETRY, Backoff
 from firmware import rollouts
 from firmware.events import RedisSink, publish_progress
 from firmware.progress import Report, ReportRejected, apply_report
@@ -64,11 +64,11 @@ class OtaProgressHandler:
 
 async def _patiently[T](step: Callable[[], Awaitable[T]]) -> T:
     """Run `step` until MongoDB answers (each step is safe to repeat)."""
-    delay = 0.1
+    backoff: Backoff | None = None  # made on a failure: this is the per-message path
     while True:
         try:
             return await step()
         except PyMongoError as err:
             logger.warning("OTA progress not stored yet (%s); retrying", err)
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 5.0)
+            backoff = backoff or Backoff(RETRY)
+            await backoff.sleep()

@@ -27,6 +27,7 @@ from pymongo.errors import PyMongoError
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
+from core.backoff import RETRY, Backoff
 from ingest.mqtt import Delivery
 from ingest.resp import RedisAddress, RespClient, RespError
 from ingest.stats import IngestStats
@@ -35,7 +36,6 @@ from models.readings import Reading
 logger = logging.getLogger(__name__)
 
 MARK_PREFIX = "ingest:src:"
-RETRY_MAX_SECONDS = 5.0
 
 
 def source_key(client_id: str, delivery: Delivery) -> str:
@@ -144,7 +144,7 @@ class ReadingStore:
         return batch
 
     async def _store_until_done(self, batch: list[PendingMessage]) -> None:
-        delay = 0.1
+        backoff: Backoff | None = None  # made on a failure only
         uncertain = [message for message in batch if message.delivery.dup]
         while True:
             try:
@@ -155,8 +155,8 @@ class ReadingStore:
                 self._stats.store_failures.inc()
                 logger.warning("storing %d messages failed (%s); retrying", len(batch), err)
                 uncertain = batch
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, RETRY_MAX_SECONDS)
+                backoff = backoff or Backoff(RETRY)
+                await backoff.sleep()
 
     async def _store(self, batch: list[PendingMessage], uncertain: list[PendingMessage]) -> None:
         stored = await self._already_stored(uncertain) if uncertain else set()

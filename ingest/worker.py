@@ -6,6 +6,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import ClassVar
 
@@ -14,6 +15,7 @@ from pymongo.errors import PyMongoError
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
+from core.backoff import MQTT_RECONNECT, RESUBSCRIBE, RETRY, Backoff
 from core.events import DEVICE_CHANGES_CHANNEL, ReadingEvent
 from core.settings import Settings
 from core.topics import CONSUMED, check_handlers
@@ -115,7 +117,9 @@ class IngestWorker:
         )
 
     async def _consume(self) -> None:
-        delay = 0.2
+        backoff = Backoff(
+            replace(MQTT_RECONNECT, maximum=self.settings.ingest_reconnect_max_seconds)
+        )
         while True:
             client = self._client()
             try:
@@ -123,7 +127,7 @@ class IngestWorker:
                     await client.subscribe(subscription_filters(self.settings))
                     self.stats.connected.set(1)
                     self.connected.set()
-                    delay = 0.2
+                    backoff.reset()
                     logger.info(
                         "connected to %s:%s", self.settings.mqtt_host, self.settings.mqtt_port
                     )
@@ -139,14 +143,15 @@ class IngestWorker:
                         for delivery, topic in zip(batch, topics, strict=True):
                             await self._handle(delivery, topic)
             except MqttError as err:
-                logger.warning("broker connection lost (%s); reconnecting in %.1f s", err, delay)
+                logger.warning(
+                    "broker connection lost (%s); reconnecting in %.1f s", err, backoff.delay
+                )
             finally:
                 if self.connected.is_set():
                     self.stats.reconnects.inc()
                 self.stats.connected.set(0)
                 self.connected.clear()
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, self.settings.ingest_reconnect_max_seconds)
+            await backoff.sleep()
 
     async def _handle(self, delivery: Delivery, topic: DeviceTopic | Rejected) -> None:
         arrived = datetime.now(UTC)
@@ -175,15 +180,15 @@ class IngestWorker:
         delivery.ack()  # deliberately dropped: nothing to redeliver
 
     async def _lookup(self, device_id: str) -> DeviceInfo | None:
-        delay = 0.1
+        backoff: Backoff | None = None  # made on a failure: this is the per-message path
         while True:
             try:
                 return await self.directory.lookup(device_id)
             except PyMongoError as err:
                 # Waiting here holds back the stream, which is what an outage should do.
                 logger.warning("device lookup failed (%s); retrying", err)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 5.0)
+                backoff = backoff or Backoff(RETRY)
+                await backoff.sleep()
 
     async def _telemetry(self, delivery: Delivery, device: DeviceInfo, arrived: datetime) -> None:
         readings = parse_telemetry(delivery.payload, arrived)
@@ -250,12 +255,12 @@ class IngestWorker:
 
     async def _follow_device_changes(self) -> None:
         """Forget cached devices the API announces as changed (deleted, rotated)."""
-        delay = 0.2
+        backoff = Backoff(RESUBSCRIBE)
         while True:
             try:
                 async with self.redis.pubsub() as pubsub:
                     await pubsub.subscribe(DEVICE_CHANGES_CHANNEL)
-                    delay = 0.2
+                    backoff.reset()
                     async for message in pubsub.listen():
                         if message.get("type") == "message":
                             data = message["data"]
@@ -264,8 +269,7 @@ class IngestWorker:
                             )
             except RedisError as err:
                 logger.warning("device change feed lost (%s); retrying", err)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 5.0)
+                await backoff.sleep()
 
 
 # At import: a consumed kind without a handler never starts a worker.
