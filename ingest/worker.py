@@ -22,7 +22,7 @@ from core.topics import CONSUMED, check_handlers
 from ingest.alerts import AlertEngine
 from ingest.devices import DeviceDirectory, DeviceInfo
 from ingest.live import LivePublisher
-from ingest.mqtt import Delivery, MqttError, MqttSubscriber
+from ingest.mqtt import Delivery, MqttClientError, MqttSubscriber
 from ingest.ota import OtaProgressHandler
 from ingest.payloads import DeviceTopic, Rejected, parse_status, parse_telemetry, parse_topic
 from ingest.rate_limit import DeviceRateLimiter
@@ -142,7 +142,7 @@ class IngestWorker:
                             )
                         for delivery, topic in zip(batch, topics, strict=True):
                             await self._handle(delivery, topic)
-            except MqttError as err:
+            except MqttClientError as err:
                 logger.warning(
                     "broker connection lost (%s); reconnecting in %.1f s", err, backoff.delay
                 )

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from ingest.mqtt_codec import (
+from ingest.mqtt.codec import (
     ASSIGNED_CLIENT_IDENTIFIER,
     MAX_REMAINING_LENGTH,
     REASON_STRING,

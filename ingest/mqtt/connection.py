@@ -1,6 +1,6 @@
 """One MQTT 5 connection of the worker: the asyncio protocol, its deliveries, its errors.
 
-Decodes each socket read (`ingest.mqtt_codec`) into deliveries handed over as one
+Decodes each socket read (`ingest.mqtt.codec`) into deliveries handed over as one
 batch, acknowledges them in one write per event-loop turn, and paces reading under
 a dense stream. `ingest.mqtt.MqttSubscriber` drives it.
 """
@@ -13,7 +13,7 @@ import socket
 from dataclasses import dataclass
 from typing import cast
 
-from ingest.mqtt_codec import (
+from ingest.mqtt.codec import (
     CONNACK,
     DISCONNECT,
     DISCONNECT_PACKET,
@@ -57,15 +57,15 @@ REASONS = {
 }
 
 
-class MqttError(Exception):
+class MqttClientError(Exception):
     """The broker connection failed; the worker reconnects."""
 
 
-class MqttConnectError(MqttError):
+class MqttConnectFailed(MqttClientError):
     """The broker could not be reached, or refused the connection or a subscription."""
 
 
-class MqttConnectionLost(MqttError):
+class MqttConnectionLost(MqttClientError):
     """An established connection ended (closed by the broker, network, protocol error)."""
 
 

@@ -1,19 +1,10 @@
-"""The worker's MQTT 5 session: messages in batches per socket read, PUBACK after storage.
+"""The worker's MQTT 5 session: `MqttSubscriber`, one connection read in batches.
 
-The rest of the platform speaks MQTT through aiomqtt (the API's dynsec control
-connection, the simulator, the tests). The worker does not: receiving one QoS 1
-message through aiomqtt 2.5 and paho 2 cost ~350-410 µs of CPU here, several
-times the whole budget of the issue's target, spent in paho's packet machinery
-(a Properties object per packet, one recv() per field), in aiomqtt's bridging
-(a future and an event-loop turn per message) and in one write per PUBACK. The
-aiomqtt 3.0 alpha is pure asyncio but pins a native codec (mqtt5 0.5) that has no
-wheel here, and it still hands over one message per await and sends one PUBACK
-per await. This module is the receive path a QoS 1 subscriber needs and no more:
-an `asyncio.Protocol` that decodes every PUBLISH of a socket read in one loop
-(`ingest.mqtt_codec`), hands them to the worker as one batch, and writes the
-PUBACKs of a stored batch in one write, after storage. CONNECT with clean start
-off, session expiry and Receive Maximum; SUBSCRIBE; PINGREQ keepalive; DISCONNECT.
-Reconnection with backoff is the worker's loop (`IngestWorker._consume`).
+CONNECT with clean start off, session expiry and Receive Maximum; SUBSCRIBE;
+PINGREQ keepalive; DISCONNECT. Every PUBLISH of a socket read is handed to the
+worker in one batch (`ingest.mqtt.connection`), and the PUBACKs of a stored batch
+go out in one write. Reconnection with backoff is the worker's loop
+(`IngestWorker._consume`).
 """
 
 from __future__ import annotations
@@ -25,25 +16,22 @@ from collections.abc import AsyncIterator
 from types import TracebackType
 from typing import Self
 
-from ingest.mqtt_codec import (
+from ingest.mqtt.codec import (
     PINGREQ_PACKET,
     SERVER_KEEP_ALIVE,
     SubAck,
     encode_connect,
     encode_subscribe,
 )
-from ingest.mqtt_connection import (
+from ingest.mqtt.connection import (
     Connection,
     Delivery,
-    MqttConnectError,
+    MqttConnectFailed,
     MqttConnectionLost,
-    MqttError,
     describe_reason,
 )
 
 logger = logging.getLogger(__name__)
-
-__all__ = ["Delivery", "MqttConnectError", "MqttConnectionLost", "MqttError", "MqttSubscriber"]
 
 
 class MqttSubscriber:
@@ -51,7 +39,7 @@ class MqttSubscriber:
 
     `async with MqttSubscriber(...) as client:` connects (CONNECT/CONNACK), then
     `await client.subscribe(...)` and `async for batch in client.batches():`; each
-    delivery's `ack()` queues its PUBACK. Raises MqttError subclasses.
+    delivery's `ack()` queues its PUBACK. Raises MqttClientError subclasses.
     """
 
     def __init__(
@@ -114,13 +102,13 @@ class MqttSubscriber:
                 connack = await connection.connack
         except (OSError, TimeoutError, MqttConnectionLost) as err:
             self._close()
-            raise MqttConnectError(
+            raise MqttConnectFailed(
                 f"cannot connect to {self._host}:{self._port}: {str(err) or type(err).__name__}"
             ) from err
         if connack.reason_code >= 0x80:
             self._close()
             detail = describe_reason(connack.reason_code)
-            raise MqttConnectError(f"the broker refused the connection: {detail}")
+            raise MqttConnectFailed(f"the broker refused the connection: {detail}")
         self.session_present = connack.session_present
         keepalive = connack.properties.get(SERVER_KEEP_ALIVE, self._keepalive)
         if keepalive:
@@ -163,7 +151,7 @@ class MqttSubscriber:
     async def subscribe(self, filters: list[tuple[str, int]]) -> tuple[int, ...]:
         """Subscribe to (filter, maximum QoS) pairs; the granted QoS of each.
 
-        MqttConnectError when the broker refuses any of them.
+        MqttConnectFailed when the broker refuses any of them.
         """
         connection = self._current()
         packet_id = self._next_packet_id
@@ -183,7 +171,7 @@ class MqttSubscriber:
         ]
         if refused or len(suback.reason_codes) != len(filters):
             detail = ", ".join(refused) or "SUBACK mismatch"
-            raise MqttConnectError(f"subscription refused: {detail}")
+            raise MqttConnectFailed(f"subscription refused: {detail}")
         return suback.reason_codes
 
     async def batches(self) -> AsyncIterator[list[Delivery]]:

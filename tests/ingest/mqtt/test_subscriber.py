@@ -11,7 +11,7 @@ import aiomqtt
 import pytest
 from bson import ObjectId
 
-from ingest.mqtt import Delivery, MqttConnectError, MqttConnectionLost, MqttSubscriber
+from ingest.mqtt import Delivery, MqttConnectFailed, MqttConnectionLost, MqttSubscriber
 from tests.brokers import ManagedBroker
 from tests.ingest.conftest import IngestIdentities
 
@@ -166,7 +166,7 @@ async def test_connect_bad_password_refused(
         username=ingest_identities.worker.username,
         password="not-the-password",
     )
-    with pytest.raises(MqttConnectError, match=r"refused the connection: 0x8[67]"):
+    with pytest.raises(MqttConnectFailed, match=r"refused the connection: 0x8[67]"):
         async with client:
             pass
 
@@ -175,7 +175,7 @@ async def test_connect_nobody_listening_error(ingest_identities: IngestIdentitie
     from tests.net import free_port
 
     client = MqttSubscriber("127.0.0.1", free_port(), client_id="nobody", timeout=5)
-    with pytest.raises(MqttConnectError, match="cannot connect"):
+    with pytest.raises(MqttConnectFailed, match="cannot connect"):
         async with client:
             pass
 
@@ -191,7 +191,7 @@ async def test_subscribe_outside_acl_refused(
         password=ingest_identities.worker.password,
     )
     async with client:
-        with pytest.raises(MqttConnectError, match="subscription refused: users/#: 0x87"):
+        with pytest.raises(MqttConnectFailed, match="subscription refused: users/#: 0x87"):
             await client.subscribe([("users/#", 1)])
 
 
