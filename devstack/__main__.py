@@ -22,7 +22,7 @@ def main(argv: list[str] | None = None) -> int:
         type=int,
         default=0,
         metavar="N",
-        help="also run N simulated devices (python -m ingest.simulate), one reading/s each",
+        help="also run N simulated devices (python -m simulator), one reading/s each",
     )
     run_parser.add_argument(
         "--api",

@@ -335,7 +335,7 @@ def bring_up(
         simulator = [
             sys.executable,
             "-m",
-            "ingest.simulate",
+            "simulator",
             "--devices",
             str(simulate),
             "--rate",

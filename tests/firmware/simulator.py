@@ -1,4 +1,4 @@
-"""The device simulator (`python -m ingest.simulate`) as a child process of a test."""
+"""The device simulator (`python -m simulator`) as a child process of a test."""
 
 from __future__ import annotations
 
@@ -24,7 +24,7 @@ class SimulatorProcess:
         self._process = await asyncio.create_subprocess_exec(
             sys.executable,
             "-m",
-            "ingest.simulate",
+            "simulator",
             *self.arguments,
             cwd=ROOT,
             stdout=asyncio.subprocess.PIPE,

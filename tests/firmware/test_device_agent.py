@@ -1,4 +1,4 @@
-"""The device side (firmware.device.OtaAgent) against the real download endpoint."""
+"""The device side (simulator.ota.OtaAgent) against the real download endpoint."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from firmware.device import Offer, OtaAgent
 from firmware.signing import Signer
+from simulator.ota import Offer, OtaAgent
 from tests.client import Api
 from tests.contract import op
 from tests.factories import Session, admin_and_user, create_device

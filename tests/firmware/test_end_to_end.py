@@ -1,4 +1,4 @@
-"""The whole OTA flow with simulated devices (python -m ingest.simulate --ota):
+"""The whole OTA flow with simulated devices (python -m simulator --ota):
 upload -> list -> rollout -> live progress -> firmwareVersion; tampering; failures."""
 
 from __future__ import annotations

@@ -92,7 +92,7 @@ async def test_simulate_fleet_publishes_with_device_credentials(
         process = await asyncio.create_subprocess_exec(
             sys.executable,
             "-m",
-            "ingest.simulate",
+            "simulator",
             *arguments,
             cwd=ROOT,
             stdout=asyncio.subprocess.PIPE,

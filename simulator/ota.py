@@ -109,7 +109,7 @@ class OtaAgent:
             await asyncio.sleep(self.install_seconds / 2)
             await report("INSTALLING", 50)
             await asyncio.sleep(self.install_seconds / 2)
-            if random.random() < self.fail_rate:  # noqa: S311 - simulated, not security
+            if random.random() < self.fail_rate:
                 raise OtaFailed("installation failed (simulated)")
         except OtaFailed as failure:
             await report("FAILED", 0, str(failure))

@@ -1,4 +1,4 @@
-"""A device fleet simulator: `python -m ingest.simulate --devices N --rate R [--duration S]`.
+"""A device fleet simulator: `python -m simulator --devices N --rate R [--duration S]`.
 
 It signs in to the API (registering its user the first time), creates its devices
 or reuses them (rotating their credentials, which are shown only once), and
@@ -9,7 +9,7 @@ With `--ota` the devices also take firmware updates: each subscribes to its
 devices/{id}/ota, downloads an offered image with its device token (resuming with
 Range when the link drops; `--ota-interrupt-after` drops it on purpose), checks
 the SHA-256 and the Ed25519 signature against `firmwareSigningKey`, installs,
-and reports progress (firmware.device.OtaAgent); `--ota-fail-rate` makes that
+and reports progress (simulator.ota.OtaAgent); `--ota-fail-rate` makes that
 share of installations fail.
 """
 
@@ -30,9 +30,9 @@ import aiomqtt
 import httpx
 
 from core.settings import get_settings
-from firmware.device import Offer, OtaAgent
+from simulator.ota import Offer, OtaAgent
 
-logger = logging.getLogger("ingest.simulate")
+logger = logging.getLogger(__name__)
 
 DEVICE_PREFIX = "sim-"
 
@@ -287,7 +287,9 @@ async def report_every(devices: list[SimulatedDevice], started: float, seconds: 
 
 def main() -> None:
     settings = get_settings()
-    parser = argparse.ArgumentParser(description="Simulate a fleet of devices.")
+    parser = argparse.ArgumentParser(
+        prog="python -m simulator", description="Simulate a fleet of devices."
+    )
     parser.add_argument("--devices", type=int, default=5)
     parser.add_argument("--rate", type=float, default=5.0, help="readings per second, in all")
     parser.add_argument("--duration", type=float, default=0, help="seconds; 0 runs until Ctrl-C")
