@@ -18,7 +18,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -122,15 +122,22 @@ def api_environment(stack: Stack, redis_url: str, **extra: str) -> dict[str, str
 
 @contextmanager
 def api_processes(
-    stack: Stack, redis_url: str, count: int, **extra: str
+    stack: Stack,
+    redis_url: str,
+    count: int,
+    *,
+    module: Sequence[str] = ("api",),
+    **extra: str,
 ) -> Iterator[list[ApiProcess]]:
-    """`count` APIs on free ports, started one after the other; stopped on exit."""
+    """`count` APIs on free ports, started one after the other; stopped on exit.
+
+    `module`: what `python -m` runs, and its arguments (a baseline: bench.baseline_api)."""
     apis: list[ApiProcess] = []
     try:
         for _ in range(count):
             port = free_port()
             env = api_environment(stack, redis_url, API_PORT=str(port), **extra)
-            command = [sys.executable, "-m", "api"]
+            command = [sys.executable, "-m", *module]
             if profile := os.environ.get("BENCH_PROFILE"):  # a path: profile each API
                 command[1:1] = ["-m", "cProfile", "-o", f"{profile}.api-{port}"]
             process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL)

@@ -4,8 +4,8 @@ Two contract operations against one API process, driven by clients on keep-alive
 HTTP connections (one request in flight each):
 
 - `Devices(first: 50)` with every device's `latestReading`, 20 clients, with the
-  request's DataLoaders and without them (GRAPHQL_DATALOADERS=false: one query per
-  device, the N+1 they remove);
+  request's DataLoaders and without them (`python -m bench.baseline_api
+  --per-item-loaders`: one query per device, the N+1 they remove);
 - `Aggregate` of one metric over a day of 10-second data (8,640 readings, seeded in
   batches of 100) for one device, in 1-hour buckets: 20 clients on MongoDB
   (MONGODB_URL); 2 on the stand-in, which takes seconds of pure Python per
@@ -197,8 +197,8 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
         # stand-in scans the whole collection for each query (a real MongoDB uses the
         # time-series index), so the day's readings would measure the stand-in.
         for loaders in (True, False):
-            env = {"GRAPHQL_DATALOADERS": "true" if loaders else "false"}
-            with api_processes(running, redis_url, 1, **env) as (api,):
+            module = ("api",) if loaders else ("bench.baseline_api", "--per-item-loaders")
+            with api_processes(running, redis_url, 1, module=module) as (api,):
                 check = graphql(api.url, devices_query, {"first": DEVICES}, token=fleet.token)
                 edges = check["data"]["devices"]["edges"]
                 assert len(edges) == DEVICES and all(e["node"]["latestReading"] for e in edges)

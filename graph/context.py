@@ -52,7 +52,7 @@ class Context:
     @property
     def loaders(self) -> Loaders:
         if self._loaders is None:
-            self._loaders = Loaders(batched=self.settings.graphql_dataloaders)
+            self._loaders = Loaders()
         return self._loaders
 
     @property

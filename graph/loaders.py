@@ -29,14 +29,11 @@ async def load_latest_readings(device_ids: Sequence[PydanticObjectId]) -> list[R
 
 
 class Loaders:
-    """The loaders of one request. `batched=False` is the benchmark baseline
-    (GRAPHQL_DATALOADERS=false): one query per key and no cache, the N+1 they remove."""
+    """The loaders of one request: each batches the keys of one event-loop turn and
+    caches what it loaded for the rest of the request."""
 
-    def __init__(self, *, batched: bool = True) -> None:
-        options: dict[str, Any] = {} if batched else {"max_batch_size": 1, "cache": False}
-        self.users: DataLoader[PydanticObjectId, User | None] = DataLoader(
-            load_fn=load_users, **options
-        )
+    def __init__(self) -> None:
+        self.users: DataLoader[PydanticObjectId, User | None] = DataLoader(load_fn=load_users)
         self.latest_readings: DataLoader[PydanticObjectId, Reading | None] = DataLoader(
-            load_fn=load_latest_readings, **options
+            load_fn=load_latest_readings
         )

@@ -10,7 +10,7 @@ import subprocess
 import sys
 import tempfile
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from typing import IO
 
@@ -45,14 +45,17 @@ def settings_environment(settings: Settings, **overrides: str) -> dict[str, str]
 
 
 @asynccontextmanager
-async def api_process(settings: Settings, **overrides: str) -> AsyncIterator[str]:
-    """`python -m api` on a free port with `settings`; yields its base URL."""
+async def api_process(
+    settings: Settings, *, module: Sequence[str] = ("api",), **overrides: str
+) -> AsyncIterator[str]:
+    """`python -m api` (or `module` and its arguments) on a free port with `settings`;
+    yields its base URL."""
     port = free_port()
     env = settings_environment(settings, API_PORT=str(port), API_HOST="127.0.0.1", **overrides)
     url = f"http://127.0.0.1:{port}"
     with tempfile.TemporaryFile() as log:
         process = subprocess.Popen(
-            [sys.executable, "-m", "api"], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT
+            [sys.executable, "-m", *module], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT
         )
         try:
             await _wait_until_answering(url, process, log)

@@ -1,4 +1,5 @@
-"""The benchmark baselines (LIVE_SHARED_LISTENER=false, GRAPHQL_DATALOADERS=false) stay correct."""
+"""The benchmark baselines (LIVE_SHARED_LISTENER=false, bench.baseline_api --per-item-loaders)
+stay correct."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from datetime import UTC, datetime, timedelta
 from beanie import PydanticObjectId
 from redis.asyncio import Redis
 
+from bench.baseline_api import PerItemLoaders
 from core.events import device_channel
 from core.settings import Settings
 from graph.loaders import Loaders
@@ -21,7 +23,8 @@ from tests.graph.test_subscriptions import client, expected_reading, publish, re
 from tests.live import wait_numsub
 from tests.processes import api_process
 
-BASELINES = {"LIVE_SHARED_LISTENER": "false", "GRAPHQL_DATALOADERS": "false"}
+BASELINES = {"LIVE_SHARED_LISTENER": "false"}
+PER_ITEM_API = ("bench.baseline_api", "--per-item-loaders")
 
 
 async def test_serve_baseline_api_process_same_answers_and_releases(
@@ -33,7 +36,7 @@ async def test_serve_baseline_api_process_same_answers_and_releases(
     for number, device in enumerate(devices):
         await add_reading(device.id, stamp + timedelta(seconds=number), value=float(number))
     channel = device_channel("readings", devices[0].id)
-    async with api_process(settings, **BASELINES) as baseline_url:
+    async with api_process(settings, module=PER_ITEM_API, **BASELINES) as baseline_url:
         async with Api(baseline_url) as baseline:
             unbatched = await baseline.execute(DEVICES_WITH_OWNERS, token=user.access_token)
         batched = await api.execute(DEVICES_WITH_OWNERS, token=user.access_token)
@@ -78,6 +81,6 @@ async def test_load_unbatched_loaders_one_query_per_key(
         return Counter(command_counter.commands)["aggregate"], stamps
 
     batched_queries, batched = await aggregates(Loaders())
-    unbatched_queries, unbatched = await aggregates(Loaders(batched=False))
+    unbatched_queries, unbatched = await aggregates(PerItemLoaders())
     assert batched == unbatched and len(batched) == len(keys)
     assert (batched_queries, unbatched_queries) == (1, len(keys))
