@@ -116,7 +116,6 @@ class Connection(asyncio.Protocol):
         self.connack: asyncio.Future[ConnAck] = self._loop.create_future()
         self.subacks: dict[int, asyncio.Future[SubAck]] = {}
         self.ping_outstanding = False
-        self.pings_answered = 0
         self._disconnect_reason: str | None = None
         self.closed: asyncio.Future[None] = self._loop.create_future()
 
@@ -292,7 +291,6 @@ class Connection(asyncio.Protocol):
         try:
             if packet.kind == PINGRESP:
                 self.ping_outstanding = False
-                self.pings_answered += 1
             elif packet.kind == CONNACK:
                 if not self.connack.done():
                     self.connack.set_result(decode_connack(packet.body))

@@ -136,11 +136,6 @@ class MqttSubscriber:
         if self._connection is not None:
             self._connection.close()
 
-    @property
-    def pings_answered(self) -> int:
-        """PINGRESPs received on this connection (keepalive is working)."""
-        return self._connection.pings_answered if self._connection is not None else 0
-
     def _current(self) -> Connection:
         if self._connection is None:
             raise MqttConnectionLost("not connected")
