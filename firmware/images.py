@@ -15,6 +15,7 @@ from firmware.signing import Signer
 from firmware.storage import ImageTooLarge, Readable
 from models.accounts import User
 from models.firmware import ACTIVE_UPDATE_STATES, Firmware, FirmwareUpdate
+from services import access
 from services.errors import BadInput, Conflict, NotFound
 from services.validation import clean_text, ensure_found, parse_id
 
@@ -50,7 +51,7 @@ def _filename(name: str | None) -> str | None:
 async def upload_firmware(
     uploader: User,
     *,
-    file: Readable,
+    file: Readable | None,
     filename: str | None,
     version: str,
     device_type: str,
@@ -61,8 +62,11 @@ async def upload_firmware(
 
     The arguments are checked before a byte is stored, the duplicate too (the unique
     index settles a concurrent upload of the same version); on any failure the
-    stored chunks are removed again.
+    stored chunks are removed again. `file` None: the request carried no file.
     """
+    access.require(uploader, "write", "firmware")
+    if file is None:
+        raise BadInput("file", "must be a file of a multipart request")
     clean_version = check_version(version)
     clean_type = clean_text(device_type, field="deviceType", max_length=MAX_DEVICE_TYPE_LENGTH)
     clean_filename = _filename(filename)
@@ -108,8 +112,9 @@ async def upload_firmware(
     return firmware
 
 
-async def list_firmwares(*, device_type: str | None = None) -> list[Firmware]:
+async def list_firmwares(viewer: User, *, device_type: str | None = None) -> list[Firmware]:
     """The newest LIST_MAX images, of one device type or all."""
+    access.require(viewer, "read", "firmware")
     query: dict[str, object] = {"deleting": False}
     if device_type is not None:
         query["device_type"] = device_type.strip()
@@ -122,12 +127,13 @@ async def get_firmware(firmware_id: str, *, field: str = "id") -> Firmware:
     return ensure_found(await Firmware.find_one({"_id": object_id, "deleting": False}), "Firmware")
 
 
-async def delete_firmware(firmware_id: str) -> None:
+async def delete_firmware(viewer: User, firmware_id: str) -> None:
     """Delete an image and its bytes; Conflict while a running or paused rollout uses it.
 
     Claimed first (`deleting`), then checked: a rollout started concurrently checks
     the claim after inserting itself (firmware.rollouts), so one of the two backs off.
     """
+    access.require(viewer, "write", "firmware")
     object_id = parse_id(firmware_id, kind="firmware")
     raw = await Firmware.get_pymongo_collection().find_one_and_update(
         {"_id": object_id, "deleting": False},

@@ -26,7 +26,7 @@ from beanie import PydanticObjectId
 from pymongo import ReturnDocument
 from pymongo.errors import BulkWriteError, DuplicateKeyError
 
-from core.events import OtaProgressEvent
+from core.events import OtaProgressEvent, ota_update_channel
 from core.settings import Settings
 from firmware.events import EventSink, progress_event, publish_progress
 from firmware.images import get_firmware
@@ -42,7 +42,9 @@ from models.firmware import (
     TargetState,
     UpdateState,
 )
+from services import access
 from services.errors import BadInput, Conflict, Forbidden, NotFound
+from services.live import Feed
 from services.validation import ensure_found, parse_id
 
 logger = logging.getLogger(__name__)
@@ -128,7 +130,7 @@ async def _discard(update_id: PydanticObjectId) -> None:
 
 
 async def start_update(
-    admin: User,
+    viewer: User,
     *,
     firmware_id: str,
     device_ids: list[str],
@@ -136,6 +138,7 @@ async def start_update(
     options: RolloutOptions | None = None,
 ) -> UpdateView:
     """Roll an image out to devices of its type; each device may be in one rollout at a time."""
+    access.require(viewer, "write", "firmware")
     firmware = await get_firmware(firmware_id, field="firmwareId")
     pace = _pace(settings, options or RolloutOptions())
     devices = await _devices(device_ids, settings)
@@ -171,7 +174,7 @@ async def start_update(
         firmware_version=firmware.version,
         device_type=firmware.device_type,
         device_count=len(targets),
-        created_by=admin.id,
+        created_by=viewer.id,
         **pace,
     )
     try:
@@ -194,7 +197,7 @@ async def start_update(
     logger.info(
         "firmware update %s started by %s: %s %s to %d devices",
         update_id,
-        admin.id,
+        viewer.id,
         firmware.device_type,
         firmware.version,
         len(targets),
@@ -202,8 +205,21 @@ async def start_update(
     return UpdateView(update=update, targets=targets, firmware=firmware)
 
 
-async def get_update(update_id: str) -> UpdateView:
+async def get_update(viewer: User, update_id: str) -> UpdateView:
     """One rollout with its devices; NotFound otherwise."""
+    access.require(viewer, "read", "firmware")
+    return await _load_update(update_id)
+
+
+async def progress_feed(viewer: User, update_id: str) -> tuple[Feed, int]:
+    """The live feed of one rollout's progress, and how many devices it has."""
+    view = await get_update(viewer, update_id)
+    update_id = str(view.update.id)
+    feed = Feed(ota_update_channel(update_id), access.viewer_of(viewer), "firmware")
+    return feed, view.update.device_count
+
+
+async def _load_update(update_id: str) -> UpdateView:
     object_id = parse_id(update_id, kind="firmware update")
     update = ensure_found(await FirmwareUpdate.get(object_id), "Firmware update")
     targets = await FirmwareUpdateTarget.find({"update_id": update.id}).sort("position").to_list()
@@ -211,11 +227,12 @@ async def get_update(update_id: str) -> UpdateView:
     return UpdateView(update=update, targets=targets, firmware=firmware)
 
 
-async def cancel_update(update_id: str, *, events: EventSink) -> UpdateView:
+async def cancel_update(viewer: User, update_id: str, *, events: EventSink) -> UpdateView:
     """Cancel a running or paused rollout and every device of it not yet started.
 
     Cancelling a cancelled rollout changes nothing; a finished one is a Conflict.
     """
+    access.require(viewer, "write", "firmware")
     object_id = parse_id(update_id, kind="firmware update")
     now = utcnow()
     raw = await FirmwareUpdate.get_pymongo_collection().find_one_and_update(
@@ -223,7 +240,7 @@ async def cancel_update(update_id: str, *, events: EventSink) -> UpdateView:
         {"$set": {"state": UpdateState.CANCELLED, "has_pending": False, "updated_at": now}},
     )
     if raw is None:
-        view = await get_update(update_id)
+        view = await _load_update(update_id)
         if view.update.state == UpdateState.CANCELLED:
             return view
         raise Conflict(f"Firmware update {update_id} has finished ({view.update.state}).")
@@ -242,7 +259,7 @@ async def cancel_update(update_id: str, *, events: EventSink) -> UpdateView:
         },
         {"$set": {**cancelled, "updated_at": now}},
     )
-    view = await get_update(update_id)
+    view = await _load_update(update_id)
     for target in view.targets:
         if target.state == TargetState.CANCELLED and target.updated_at >= now:
             await publish_progress(events, target)
@@ -355,9 +372,9 @@ async def downloadable_firmware(device_id: PydanticObjectId, firmware_id: str) -
     return firmware
 
 
-async def progress_snapshot(update_id: str) -> list[OtaProgressEvent]:
+async def progress_snapshot(viewer: User, update_id: str) -> list[OtaProgressEvent]:
     """Every device's current state, as the events a subscriber starts from."""
-    view = await get_update(update_id)
+    view = await get_update(viewer, update_id)
     return [progress_event(target) for target in view.targets]
 
 
@@ -369,6 +386,7 @@ __all__ = [
     "claim_next_target",
     "downloadable_firmware",
     "get_update",
+    "progress_feed",
     "progress_snapshot",
     "settle",
     "start_update",

@@ -19,8 +19,9 @@ from redis.exceptions import RedisError
 
 from core.events import ALERT_RULES_CHANNEL
 from core.settings import Settings
-from models.accounts import Role, User, utcnow
+from models.accounts import User, utcnow
 from models.alerts import AlertRule, rule_open_key
+from services import access
 from services.alerts import close_rule_alert
 from services.devices import get_device
 from services.errors import BadInput, Conflict, NotFound
@@ -42,10 +43,6 @@ UPDATABLE = frozenset(
         "enabled",
     }
 )
-
-
-def _visible_to(viewer: User) -> dict[str, Any]:
-    return {} if viewer.role == Role.ADMIN else {"owner_id": viewer.id}
 
 
 def _fields_of(rule: AlertRule) -> RuleFields:
@@ -74,6 +71,7 @@ async def create_rule(
 ) -> AlertRule:
     """A new enabled rule on a device the viewer may see; it belongs to the device's owner."""
     device = await get_device(viewer, device_id)
+    access.require(viewer, "write", "alert_rule", device.owner_id)
     checked = fields.checked()
     # Counted before inserting: concurrent creations may overshoot by a few, no more.
     if await AlertRule.find({"device_id": device.id}).count() >= (
@@ -107,16 +105,20 @@ async def create_rule(
 
 async def list_rules(viewer: User, device_id: str | None) -> list[AlertRule]:
     """The viewer's rules (an ADMIN's: all), of one device or every one, newest first."""
-    filters = _visible_to(viewer)
+    filters = access.visible_filter(viewer, "alert_rule")
     if device_id is not None:
         filters["device_id"] = (await get_device(viewer, device_id)).id
     return await AlertRule.find(filters).sort("-_id").to_list()
 
 
-async def get_rule(viewer: User, rule_id: str) -> AlertRule:
-    """One rule the viewer may see; NotFound for a missing or foreign one alike."""
-    query = {"_id": parse_id(rule_id, kind="alert rule"), **_visible_to(viewer)}
-    return ensure_found(await AlertRule.find_one(query), "Alert rule")
+async def get_rule(viewer: User, rule_id: str, *, action: access.Action = "read") -> AlertRule:
+    """One rule the viewer may see, and `action`; NotFound for a missing or foreign one
+    alike, Forbidden for one it may see but not `action`."""
+    visible = access.visible_filter(viewer, "alert_rule")
+    query = {"_id": parse_id(rule_id, kind="alert rule"), **visible}
+    rule = ensure_found(await AlertRule.find_one(query), "Alert rule")
+    access.require(viewer, action, "alert_rule", rule.owner_id)
+    return rule
 
 
 async def update_rule(
@@ -127,7 +129,7 @@ async def update_rule(
     unknown = set(changes) - UPDATABLE
     if unknown:
         raise ValueError(f"not updatable: {sorted(unknown)}")
-    rule = await get_rule(viewer, rule_id)
+    rule = await get_rule(viewer, rule_id, action="write")
     for name in ("severity", "enabled", "hysteresis", "duration_seconds"):
         if name in changes and changes[name] is None:
             raise BadInput(_api_name(name), "must not be null")
@@ -163,7 +165,8 @@ async def update_rule(
 
 async def delete_rule(viewer: User, rule_id: str, *, redis: Redis) -> None:
     """Remove a rule; its open alert is cleared (kept, as history)."""
-    query = {"_id": parse_id(rule_id, kind="alert rule"), **_visible_to(viewer)}
+    writable = access.visible_filter(viewer, "alert_rule", action="write")
+    query = {"_id": parse_id(rule_id, kind="alert rule"), **writable}
     raw = await AlertRule.get_pymongo_collection().find_one_and_delete(query)
     if raw is None:
         raise NotFound("Alert rule")

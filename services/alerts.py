@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import Any
 
 from pymongo import ReturnDocument
 from pymongo.errors import DuplicateKeyError
@@ -28,8 +27,9 @@ from core.events import (
     alert_device_channel,
     alert_owner_channel,
 )
-from models.accounts import Role, User, utcnow
+from models.accounts import User, utcnow
 from models.alerts import OPEN_STATES, Alert, AlertKind, AlertState, Severity
+from services import access
 from services.devices import get_device
 from services.live import Feed
 from services.pagination import Page, paginate
@@ -53,10 +53,6 @@ class NewAlert:
     severity: Severity
     # Only while open; None for alerts that may coexist (anomalies).
     open_key: str | None
-
-
-def _visible_to(viewer: User) -> dict[str, Any]:
-    return {} if viewer.role == Role.ADMIN else {"owner_id": viewer.id}
 
 
 async def open_alert(new: NewAlert) -> Alert | None:
@@ -140,7 +136,7 @@ async def list_alerts(
     after: str | None,
 ) -> Page[Alert]:
     """The alerts the viewer may see, newest first, optionally of one state or device."""
-    filters = _visible_to(viewer)
+    filters = access.visible_filter(viewer, "alert")
     if state is not None:
         filters["state"] = state.value
     if device_id is not None:
@@ -150,14 +146,22 @@ async def list_alerts(
 
 async def get_alert(viewer: User, alert_id: str) -> Alert:
     """One alert the viewer may see; NotFound for a missing or foreign one alike."""
-    query = {"_id": parse_id(alert_id, kind="alert"), **_visible_to(viewer)}
+    query = {"_id": parse_id(alert_id, kind="alert"), **access.visible_filter(viewer, "alert")}
     return ensure_found(await Alert.find_one(query), "Alert")
+
+
+async def _unchanged(viewer: User, alert_id: str) -> Alert:
+    """An alert a write left as it was: NotFound unless visible, Forbidden unless writable."""
+    alert = await get_alert(viewer, alert_id)
+    access.require(viewer, "write", "alert", alert.owner_id)
+    return alert
 
 
 async def acknowledge_alert(viewer: User, alert_id: str, *, redis: Redis) -> Alert:
     """ACTIVE -> ACKNOWLEDGED. Idempotent: an acknowledged alert stays as it is, and a
     cleared one keeps its state but records when it was acknowledged (once)."""
-    query = {"_id": parse_id(alert_id, kind="alert"), **_visible_to(viewer)}
+    writable = access.visible_filter(viewer, "alert", action="write")
+    query = {"_id": parse_id(alert_id, kind="alert"), **writable}
     now = utcnow()
     collection = Alert.get_pymongo_collection()
     raw = await collection.find_one_and_update(
@@ -172,7 +176,7 @@ async def acknowledge_alert(viewer: User, alert_id: str, *, redis: Redis) -> Ale
             return_document=ReturnDocument.AFTER,
         )
     if raw is None:
-        return await get_alert(viewer, alert_id)  # already acknowledged, or NotFound
+        return await _unchanged(viewer, alert_id)  # already acknowledged, or NotFound
     alert: Alert = Alert.model_validate(raw)
     await publish_alert_event(redis, alert_event(alert, "acknowledged", origin=API_ORIGIN))
     logger.info("alert %s acknowledged by user %s", alert.id, viewer.id)
@@ -182,7 +186,8 @@ async def acknowledge_alert(viewer: User, alert_id: str, *, redis: Redis) -> Ale
 async def clear_alert(viewer: User, alert_id: str, *, redis: Redis) -> Alert:
     """Clear an open alert by hand (idempotent). Its rule may raise a new one at the next
     reading that is still out of range."""
-    query = {"_id": parse_id(alert_id, kind="alert"), **_visible_to(viewer)}
+    writable = access.visible_filter(viewer, "alert", action="write")
+    query = {"_id": parse_id(alert_id, kind="alert"), **writable}
     raw = await Alert.get_pymongo_collection().find_one_and_update(
         {**query, "state": {"$in": list(OPEN_STATES)}},
         {
@@ -196,7 +201,7 @@ async def clear_alert(viewer: User, alert_id: str, *, redis: Redis) -> Alert:
         return_document=ReturnDocument.AFTER,
     )
     if raw is None:
-        return await get_alert(viewer, alert_id)  # already cleared, or NotFound
+        return await _unchanged(viewer, alert_id)  # already cleared, or NotFound
     alert: Alert = Alert.model_validate(raw)
     await publish_alert_event(redis, alert_event(alert, "cleared", origin=API_ORIGIN))
     logger.info("alert %s cleared by user %s", alert.id, viewer.id)
@@ -213,10 +218,10 @@ async def close_rule_alert(open_key: str, *, by: str, redis: Redis) -> None:
 async def alert_feed(viewer: User, device_id: str | None = None) -> Feed:
     """The live alert events the viewer may see: of one device (NotFound unless visible),
     or of all the viewer's devices (an ADMIN's: everyone's)."""
-    admin = viewer.role == Role.ADMIN
-    viewer_id = str(viewer.id)
+    principal = access.viewer_of(viewer)
     if device_id is not None:
         own_id = str((await get_device(viewer, device_id)).id)
-        return Feed(alert_device_channel(own_id), viewer_id, admin, device_id=own_id)
-    channel = ALERTS_ALL_CHANNEL if admin else alert_owner_channel(viewer_id)
-    return Feed(channel, viewer_id, admin)
+        return Feed(alert_device_channel(own_id), principal, "alert", device_id=own_id)
+    if access.sees_all(viewer, "alert"):
+        return Feed(ALERTS_ALL_CHANNEL, principal, "alert")
+    return Feed(alert_owner_channel(principal.id), principal, "alert")

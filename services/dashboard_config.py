@@ -12,8 +12,9 @@ from bson import ObjectId
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
 from pydantic_core import ErrorDetails, PydanticCustomError
 
-from models.accounts import Role, User
+from models.accounts import User
 from models.devices import Device
+from services import access
 from services.errors import BadInput
 
 KINDS = ("line_chart", "gauge", "table", "map")
@@ -236,9 +237,7 @@ async def check_devices(viewer: User, config: DashboardConfig) -> None:
             named.setdefault(ObjectId(device_id), f"config.widgets[{i}].devices[{j}]")
     if not named:
         return
-    query: dict[str, Any] = {"_id": {"$in": list(named)}}
-    if viewer.role != Role.ADMIN:
-        query["owner_id"] = viewer.id
+    query = {"_id": {"$in": list(named)}, **access.visible_filter(viewer, "device")}
     cursor = Device.get_pymongo_collection().find(query, {"_id": 1})
     found = {document["_id"] async for document in cursor}
     for object_id, path in named.items():

@@ -10,6 +10,7 @@ from pymongo import ReturnDocument
 from core.settings import Settings
 from models.accounts import User, utcnow
 from models.dashboards import Dashboard
+from services import access
 from services.dashboard_config import validate_config
 from services.errors import Conflict, NotFound
 from services.validation import clean_text, ensure_found, parse_id
@@ -19,9 +20,10 @@ logger = logging.getLogger(__name__)
 MAX_NAME_LENGTH = 100
 
 
-def _owned(viewer: User, dashboard_id: str) -> dict[str, Any]:
-    """The filter of one dashboard of the viewer's; BadInput for a malformed id."""
-    return {"_id": parse_id(dashboard_id, kind="dashboard"), "owner_id": viewer.id}
+def _owned(viewer: User, dashboard_id: str, *, action: access.Action = "read") -> dict[str, Any]:
+    """The filter of one dashboard the viewer may `action`; BadInput for a malformed id."""
+    object_id = parse_id(dashboard_id, kind="dashboard")
+    return {"_id": object_id, **access.visible_filter(viewer, "dashboard", action=action)}
 
 
 async def _config(viewer: User, config: object, settings: Settings) -> dict[str, Any]:
@@ -55,7 +57,7 @@ async def create_dashboard(
 
 async def list_dashboards(viewer: User) -> list[Dashboard]:
     """The viewer's own dashboards, newest first (bounded by dashboards_per_user_max)."""
-    return await Dashboard.find({"owner_id": viewer.id}).sort("-_id").to_list()
+    return await Dashboard.find(access.visible_filter(viewer, "dashboard")).sort("-_id").to_list()
 
 
 async def get_dashboard(viewer: User, dashboard_id: str) -> Dashboard:
@@ -72,7 +74,7 @@ async def update_dashboard(
     settings: Settings,
 ) -> Dashboard:
     """Rename a dashboard and/or replace its config; updated_at moves on any change."""
-    query = _owned(viewer, dashboard_id)
+    query = _owned(viewer, dashboard_id, action="write")
     changes: dict[str, Any] = {}
     if name is not None:
         changes["name"] = clean_text(name, field="name", max_length=MAX_NAME_LENGTH)
@@ -94,7 +96,9 @@ async def update_dashboard(
 
 async def delete_dashboard(viewer: User, dashboard_id: str) -> None:
     """Remove one of the viewer's dashboards."""
-    result = await Dashboard.get_pymongo_collection().delete_one(_owned(viewer, dashboard_id))
+    result = await Dashboard.get_pymongo_collection().delete_one(
+        _owned(viewer, dashboard_id, action="write")
+    )
     if result.deleted_count == 0:
         raise NotFound("Dashboard")
     logger.info("dashboard %s deleted by user %s", dashboard_id, viewer.id)

@@ -14,10 +14,10 @@ from redis.exceptions import RedisError
 from core.dynsec import BrokerUnavailable, DynsecError
 from core.events import DEVICE_CHANGES_CHANNEL
 from core.settings import Settings
-from models.accounts import Role, User
+from models.accounts import User
 from models.devices import Device
 from models.readings import Reading
-from services import broker_identities, ratelimit
+from services import access, broker_identities, ratelimit
 from services.alert_cleanup import delete_device_alerts
 from services.broker_identities import DynsecCommands, broker_errors
 from services.credentials import hash_mqtt_password
@@ -58,10 +58,6 @@ async def _undo_on_broker(step: Awaitable[None]) -> None:
         await step
     except (BrokerUnavailable, DynsecError) as err:
         logger.warning("broker: undo failed (%s); the next reconcile repairs it", err)
-
-
-def _visible_to(viewer: User) -> dict[str, object]:
-    return {} if viewer.role == Role.ADMIN else {"owner_id": viewer.id}
 
 
 def _new_credentials(device: Device, settings: Settings) -> DeviceCredentials:
@@ -114,20 +110,25 @@ async def create_device(
 
 async def list_devices(viewer: User, *, first: int, after: str | None) -> Page[Device]:
     """The viewer's devices (an ADMIN's: all), newest first."""
-    return await paginate(Device, _visible_to(viewer), first=first, after=after, newest_first=True)
+    visible = access.visible_filter(viewer, "device")
+    return await paginate(Device, visible, first=first, after=after, newest_first=True)
 
 
-async def get_device(viewer: User, device_id: str) -> Device:
-    """One device the viewer may see; NotFound for a missing or foreign one alike."""
+async def get_device(viewer: User, device_id: str, *, action: access.Action = "read") -> Device:
+    """One device the viewer may see, and `action`; NotFound for a missing or foreign one
+    alike, Forbidden for one it may see but not `action`."""
     object_id = parse_id(device_id, kind="device")
-    return ensure_found(await Device.find_one({"_id": object_id, **_visible_to(viewer)}), "Device")
+    query = {"_id": object_id, **access.visible_filter(viewer, "device")}
+    device = ensure_found(await Device.find_one(query), "Device")
+    access.require(viewer, action, "device", device.owner_id)
+    return device
 
 
 async def update_device(
     viewer: User, device_id: str, *, name: str | None, type: str | None
 ) -> Device:
     """Rename or retype a device."""
-    device = await get_device(viewer, device_id)
+    device = await get_device(viewer, device_id, action="write")
     changes: dict[str, object] = {}
     if name is not None:
         changes["name"] = clean_text(name, field="name", max_length=MAX_NAME_LENGTH)
@@ -142,7 +143,7 @@ async def delete_device(
     viewer: User, device_id: str, *, broker: DynsecCommands, redis: Redis
 ) -> None:
     """Remove a device and everything that belongs to it, its broker client first."""
-    device = await get_device(viewer, device_id)
+    device = await get_device(viewer, device_id, action="write")
     # Broker first: a failure leaves everything as it was, and no credential of a
     # deleted device stays valid at the broker.
     with broker_errors("the device was not deleted"):
@@ -168,7 +169,7 @@ async def rotate_credentials(
     one); only then does MongoDB move to the new version. Rotations are limited per
     device and per user each hour: each one rewrites the broker's dynsec config.
     """
-    device = await get_device(viewer, device_id)
+    device = await get_device(viewer, device_id, action="write")
     await ratelimit.take(
         redis,
         "rotate-device",

@@ -11,8 +11,10 @@ from typing import Any, Protocol
 
 from core.bus import Bus, OverflowCallback, Subscription
 from core.events import Kind, ReadingEvent, StatusEvent, all_channel, device_channel, owner_channel
-from models.accounts import Role, User
+from models.accounts import User
 from models.devices import DeviceStatus
+from services import access
+from services.access import Viewer, may
 from services.devices import get_device
 
 logger = logging.getLogger(__name__)
@@ -31,29 +33,34 @@ class Feed:
     """One viewer's channel, and the rule every event on it must pass."""
 
     channel: str
-    viewer_id: str
-    admin: bool
+    viewer: Viewer
+    kind: access.Kind
     device_id: str | None = None
+
+    @property
+    def viewer_id(self) -> str:
+        return self.viewer.id
 
     def allows(self, event: OwnedEvent) -> bool:
         """Checked per event, whatever the channel: a wrong channel or a device that
         changed hands must not leak another tenant's data."""
         if self.device_id is not None and event.device_id != self.device_id:
             return False
-        return self.admin or event.owner_id == self.viewer_id
+        return may(self.viewer, "read", self.kind, event.owner_id)
 
 
 async def feed_for(viewer: User, kind: Kind, device_id: str | None = None) -> Feed:
     """The feed of one device the viewer may see (NotFound otherwise), or, without a
     device, of all the viewer's devices (an ADMIN's: everyone's)."""
-    admin = viewer.role == Role.ADMIN
-    viewer_id = str(viewer.id)
+    principal = access.viewer_of(viewer)
     if device_id is not None:
         device = await get_device(viewer, device_id)
         own_id = str(device.id)
-        return Feed(device_channel(kind, own_id), viewer_id, admin, device_id=own_id)
-    channel = all_channel(kind) if admin else owner_channel(kind, viewer_id)
-    return Feed(channel, viewer_id, admin)
+        channel = device_channel(kind, own_id)
+        return Feed(channel, principal, "reading_stream", device_id=own_id)
+    if access.sees_all(viewer, "reading_stream"):
+        return Feed(all_channel(kind), principal, "reading_stream")
+    return Feed(owner_channel(kind, principal.id), principal, "reading_stream")
 
 
 def decode_status(raw: bytes) -> StatusEvent:

@@ -15,7 +15,6 @@ from graph.firmware.types import (
     StartFirmwareUpdateInput,
     UploadFirmwareInput,
 )
-from services.errors import BadInput
 
 
 @strawberry.type
@@ -24,14 +23,12 @@ class FirmwareMutation:
         description="Store an image (GraphQL multipart request), hashed and signed."
     )
     async def upload_firmware(self, info: Info, input: UploadFirmwareInput) -> Firmware:
-        uploader = await info.context.require_admin()
-        upload = input.file
-        if not isinstance(upload, UploadFile):
-            raise BadInput("file", "must be a file of a multipart request")
+        uploader = await info.context.require_user()
+        upload = input.file if isinstance(input.file, UploadFile) else None
         firmware = await images.upload_firmware(
             uploader,
             file=upload,
-            filename=upload.filename,
+            filename=upload.filename if upload is not None else None,
             version=input.version,
             device_type=input.device_type,
             settings=info.context.settings,
@@ -41,17 +38,17 @@ class FirmwareMutation:
 
     @strawberry.mutation(description="Delete an image no running or paused rollout uses.")
     async def delete_firmware(self, info: Info, id: strawberry.ID) -> bool:
-        await info.context.require_admin()
-        await images.delete_firmware(id)
+        viewer = await info.context.require_user()
+        await images.delete_firmware(viewer, id)
         return True
 
     @strawberry.mutation(description="Roll an image out to devices, at a limited pace.")
     async def start_firmware_update(
         self, info: Info, input: StartFirmwareUpdateInput
     ) -> FirmwareUpdate:
-        admin = await info.context.require_admin()
+        viewer = await info.context.require_user()
         view = await rollouts.start_update(
-            admin,
+            viewer,
             firmware_id=input.firmware_id,
             device_ids=list(input.device_ids),
             settings=info.context.settings,
@@ -69,6 +66,6 @@ class FirmwareMutation:
         "devices already installing finish."
     )
     async def cancel_firmware_update(self, info: Info, id: strawberry.ID) -> FirmwareUpdate:
-        await info.context.require_admin()
-        view = await rollouts.cancel_update(id, events=info.context.bus)
+        viewer = await info.context.require_user()
+        view = await rollouts.cancel_update(viewer, id, events=info.context.bus)
         return FirmwareUpdate.from_view(view)

@@ -14,8 +14,8 @@ from graph.firmware.types import Firmware, FirmwareUpdate
 class FirmwareQuery:
     @strawberry.field(description="Firmware images, newest first (at most 500). ADMIN only.")
     async def firmwares(self, info: Info, device_type: str | None = None) -> list[Firmware]:
-        await info.context.require_admin()
-        found = await images.list_firmwares(device_type=device_type)
+        viewer = await info.context.require_user()
+        found = await images.list_firmwares(viewer, device_type=device_type)
         return [Firmware.from_document(firmware) for firmware in found]
 
     @strawberry.field(
@@ -28,5 +28,5 @@ class FirmwareQuery:
 
     @strawberry.field(description="One rollout and its devices. ADMIN only.")
     async def firmware_update(self, info: Info, id: strawberry.ID) -> FirmwareUpdate:
-        await info.context.require_admin()
-        return FirmwareUpdate.from_view(await rollouts.get_update(id))
+        viewer = await info.context.require_user()
+        return FirmwareUpdate.from_view(await rollouts.get_update(viewer, id))

@@ -17,12 +17,13 @@ from collections.abc import AsyncGenerator
 import strawberry
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
-from core.events import OtaProgressEvent, ota_update_channel
+from core.events import OtaProgressEvent
 from firmware import rollouts
 from firmware.progress import ProgressView
 from graph.context import Context, Info
 from graph.firmware.types import FirmwareUpdateDevice
 from graph.live import TOKEN_EXPIRED_CODE, TOKEN_EXPIRED_REASON, CloseSlowSubscriber
+from models.accounts import User
 from services import live
 from services.live import Feed
 
@@ -39,15 +40,13 @@ class FirmwareSubscription:
         self, info: Info, id: strawberry.ID
     ) -> AsyncGenerator[FirmwareUpdateDevice]:
         # A coroutine returning the stream: refusals (FORBIDDEN, NOT_FOUND) are subscribe errors.
-        admin = await info.context.require_admin()
-        view = await rollouts.get_update(id)
-        update_id = str(view.update.id)
-        feed = Feed(ota_update_channel(update_id), viewer_id=str(admin.id), admin=True)
-        return _progress(info.context, feed, update_id, view.update.device_count)
+        viewer = await info.context.require_user()
+        feed, device_count = await rollouts.progress_feed(viewer, id)
+        return _progress(info.context, viewer, feed, id, device_count)
 
 
 async def _progress(
-    context: Context, feed: Feed, update_id: str, device_count: int
+    context: Context, viewer: User, feed: Feed, update_id: str, device_count: int
 ) -> AsyncGenerator[FirmwareUpdateDevice]:
     metrics = context.metrics
     max_buffer = context.settings.subscription_buffer
@@ -62,7 +61,7 @@ async def _progress(
             max_buffer=max_buffer,
             on_overflow=on_overflow,
         ) as events:
-            for event in await rollouts.progress_snapshot(update_id):
+            for event in await rollouts.progress_snapshot(viewer, update_id):
                 if shown.accept(event):
                     metrics.events_delivered.inc()
                     yield FirmwareUpdateDevice.from_event(event)
