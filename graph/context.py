@@ -18,10 +18,10 @@ from core.settings import Settings
 from graph.loaders import Loaders
 from graph.metrics import ApiMetrics
 from graph.sessions import UserSessions
-from models.accounts import Role, User
+from models.accounts import User
 from services.accounts import user_from_access_token_subject
 from services.broker_identities import DynsecCommands
-from services.errors import Forbidden, Unauthenticated
+from services.errors import Unauthenticated
 from services.tokens import bearer_token, decode_access_claims
 
 
@@ -120,13 +120,6 @@ class Context:
         user = await self.authenticate()
         if user is None:
             raise Unauthenticated()
-        return user
-
-    async def require_admin(self) -> User:
-        """The authenticated caller when it is an ADMIN, or Forbidden."""
-        user = await self.require_user()
-        if user.role != Role.ADMIN:
-            raise Forbidden("This operation requires the ADMIN role.")
         return user
 
 

@@ -19,8 +19,8 @@ from core.events import USERS_REVOKED_CHANNEL
 from core.settings import Settings
 from models.accounts import RefreshToken, Role, User, utcnow
 from models.platform import Marker
-from services import ratelimit
-from services.errors import BadInput, Conflict, Forbidden, NotFound, Unauthenticated
+from services import access, ratelimit
+from services.errors import BadInput, Conflict, Forbidden, Unauthenticated
 from services.pagination import Page, paginate
 from services.passwords import hash_password, verify_password
 from services.tokens import (
@@ -209,16 +209,17 @@ async def user_from_access_token_subject(subject: str, *, session_version: int =
     return user
 
 
-async def list_users(*, first: int, after: str | None) -> Page[User]:
-    """Every user, oldest first (callers check ADMIN)."""
-    return await paginate(User, {}, first=first, after=after, newest_first=False)
+async def list_users(viewer: User, *, first: int, after: str | None) -> Page[User]:
+    """Every user, oldest first; Forbidden unless the viewer may see them all (ADMIN)."""
+    access.require(viewer, "read", "user")
+    visible = access.visible_filter(viewer, "user")
+    return await paginate(User, visible, first=first, after=after, newest_first=False)
 
 
 async def get_user(viewer: User, user_id: str) -> User:
     """The viewer itself, or anyone for an ADMIN; NotFound otherwise."""
     object_id = parse_id(user_id, kind="user")
-    if viewer.role != Role.ADMIN and object_id != viewer.id:
-        raise NotFound("User")
+    access.require(viewer, "read", "user", object_id)
     return ensure_found(await User.get(object_id), "User")
 
 
@@ -245,7 +246,7 @@ async def update_user(
         if not valid:
             raise Unauthenticated("currentPassword: wrong or missing.")
     if role is not None and role != target.role:
-        if viewer.role != Role.ADMIN:
+        if not access.may(viewer, "admin", "user", target.id):
             raise Forbidden("Only an ADMIN may change a role.")
         if target.role == Role.ADMIN and await User.find(User.role == Role.ADMIN).count() <= 1:
             raise BadInput("role", "the last ADMIN cannot be demoted")

@@ -21,12 +21,12 @@ class AccountQuery:
     async def users(
         self, info: Info, first: int | None = None, after: str | None = None
     ) -> Connection[User]:
-        await info.context.require_admin()
+        viewer = await info.context.require_user()
         settings = info.context.settings
         size = clamp_page_size(
             first, default=settings.page_size_default, maximum=settings.page_size_max
         )
-        page = await accounts.list_users(first=size, after=after)
+        page = await accounts.list_users(viewer, first=size, after=after)
         return Connection[User].from_page(page, User.from_document)
 
     @strawberry.field(description="The caller itself, or anyone for an ADMIN.")
