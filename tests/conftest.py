@@ -6,7 +6,6 @@ free port in this process, so HTTP and WebSocket clients speak to the real stack
 
 from __future__ import annotations
 
-import asyncio
 import os
 import secrets
 import subprocess
@@ -18,16 +17,14 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
-import uvicorn
 from redis.asyncio import Redis
 
-from api.__main__ import server_options
-from api.app import create_app
 from core.settings import Settings
 from models import DOCUMENT_MODELS
 from tests.brokers import ManagedBroker
 from tests.client import Api
 from tests.net import ROOT, free_port
+from tests.servers import serving
 
 # Shared fixtures kept in their own modules.
 pytest_plugins = ["tests.commands"]
@@ -108,26 +105,8 @@ def settings(mongodb_url: str, managed_broker: ManagedBroker) -> Settings:
 @pytest.fixture(scope="session")
 async def api_server(settings: Settings) -> AsyncIterator[str]:
     """The API served by uvicorn on a free port; yields its base URL."""
-    port = free_port()
-    config = uvicorn.Config(
-        create_app(settings),
-        host="127.0.0.1",
-        port=port,
-        log_level="warning",
-        lifespan="on",
-        **server_options(settings),
-    )
-    server = uvicorn.Server(config)
-    task = asyncio.create_task(server.serve())
-    while not server.started:
-        if task.done():
-            task.result()
-        await asyncio.sleep(0.02)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        await task
+    async with serving(settings, port=free_port()) as url:
+        yield url
 
 
 @pytest.fixture(scope="session")

@@ -8,7 +8,7 @@ import gc
 import secrets
 import warnings
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 
 import uvicorn
 from beanie import init_beanie
@@ -24,20 +24,8 @@ from tests.net import free_port
 
 
 @asynccontextmanager
-async def serve_api(settings: Settings) -> AsyncIterator[str]:
-    """Serve create_app(settings) on a free port; yield its base URL.
-
-    Beanie's binding is process-wide, and the second app's lifespan rebinds every
-    document to its own client (closed when it stops): the session API's binding is
-    put back before that client closes, as tests/commands.py does for its instrumented
-    client. Afterwards, a read of the session API's background work through the closed
-    client would reopen it, and its sockets would be left to the garbage collector
-    (a ResourceWarning that fails whichever later test collects it).
-    """
-    original = Device.get_pymongo_collection().database
-    port = free_port()
-    # A process of its own at the broker too (its client ids are bound to this name).
-    settings = with_settings(settings, api_instance=f"test-{port}")
+async def serving(settings: Settings, *, port: int) -> AsyncIterator[str]:
+    """create_app(settings) served by uvicorn in this process until exit; its base URL."""
     config = uvicorn.Config(
         create_app(settings),
         host="127.0.0.1",
@@ -55,9 +43,34 @@ async def serve_api(settings: Settings) -> AsyncIterator[str]:
             await asyncio.sleep(0.02)
         yield f"http://127.0.0.1:{port}"
     finally:
-        await init_beanie(database=original, document_models=DOCUMENT_MODELS)
         server.should_exit = True
         await task
+
+
+@asynccontextmanager
+async def serve_api(settings: Settings) -> AsyncIterator[str]:
+    """Serve create_app(settings) on a free port; yield its base URL.
+
+    Beanie's binding is process-wide, and the second app's lifespan rebinds every
+    document to its own client (closed when it stops): the session API's binding is
+    put back before that client closes, as tests/commands.py does for its instrumented
+    client. Afterwards, a read of the session API's background work through the closed
+    client would reopen it, and its sockets would be left to the garbage collector
+    (a ResourceWarning that fails whichever later test collects it).
+    """
+    original = Device.get_pymongo_collection().database
+    port = free_port()
+    # A process of its own at the broker too (its client ids are bound to this name).
+    settings = with_settings(settings, api_instance=f"test-{port}")
+    try:
+        async with AsyncExitStack() as stack:
+            url = await stack.enter_async_context(serving(settings, port=port))
+            # Runs first on exit: the binding is back before the second app's client closes.
+            stack.push_async_callback(
+                init_beanie, database=original, document_models=DOCUMENT_MODELS
+            )
+            yield url
+    finally:
         # PyMongo 4.20's AsyncMongoClient.close() can leave a pool socket for the garbage
         # collector (its own suite sees the same, PYTHON-3923): collected here, where it
         # is known to be that, rather than as a ResourceWarning in a later test.

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import secrets
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
@@ -17,15 +16,14 @@ from beanie import PydanticObjectId
 from pydantic import SecretStr
 from redis.asyncio import Redis
 
-from core.dynsec import connect_dynsec
 from core.settings import Settings
-from ingest.worker import TOPICS, IngestWorker
+from ingest.worker import IngestWorker
 from models.alerts import Alert
 from models.readings import Reading
 from tests.brokers import ManagedBroker
 from tests.ingest.conftest import (
-    Identity,
     IngestIdentities,
+    provision_identities,
     publisher_on,
     start_worker,
     stop_worker,
@@ -51,63 +49,8 @@ async def eventually[T](
 @pytest.fixture(scope="session")
 async def alert_identities(managed_broker: ManagedBroker) -> IngestIdentities:
     """A worker identity and an any-device publisher of this package's own (the ingest
-    tests provision theirs under fixed names)."""
-    suffix = uuid.uuid4().hex[:8]
-    worker = Identity(f"alerts-ingest-{suffix}", secrets.token_urlsafe(16))
-    publisher = Identity(f"alerts-publisher-{suffix}", secrets.token_urlsafe(16))
-    worker_role, publisher_role = f"alerts-ingest-{suffix}", f"alerts-publisher-{suffix}"
-    subscribe = [
-        {
-            "command": "addRoleACL",
-            "rolename": worker_role,
-            "acltype": "subscribePattern",
-            "topic": pattern,
-            "allow": True,
-        }
-        for topic in TOPICS
-        for pattern in (topic, f"$share/+/{topic}")
-    ] + [
-        # The broker sends a client only what its role may receive (docs/security.md).
-        {
-            "command": "addRoleACL",
-            "rolename": worker_role,
-            "acltype": "publishClientReceive",
-            "topic": topic,
-            "allow": True,
-        }
-        for topic in TOPICS
-    ]
-    async with connect_dynsec(
-        managed_broker.host,
-        managed_broker.port,
-        username=managed_broker.admin_username,
-        password=managed_broker.admin_password,
-    ) as dynsec:
-        await dynsec.execute(
-            {"command": "createRole", "rolename": worker_role},
-            *subscribe,
-            {
-                "command": "createClient",
-                "username": worker.username,
-                "password": worker.password,
-                "roles": [{"rolename": worker_role}],
-            },
-            {"command": "createRole", "rolename": publisher_role},
-            {
-                "command": "addRoleACL",
-                "rolename": publisher_role,
-                "acltype": "publishClientSend",
-                "topic": "devices/#",
-                "allow": True,
-            },
-            {
-                "command": "createClient",
-                "username": publisher.username,
-                "password": publisher.password,
-                "roles": [{"rolename": publisher_role}],
-            },
-        )
-    return IngestIdentities(worker=worker, publisher=publisher)
+    tests provision theirs under other names)."""
+    return await provision_identities(managed_broker, prefix=f"alerts-{uuid.uuid4().hex[:8]}")
 
 
 def alert_worker_settings(
