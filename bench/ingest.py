@@ -87,6 +87,17 @@ async def provision(stack: Stack) -> None:
                 }
                 for p in patterns
             ],
+            # The API's reconcile makes receiving deny-by-default: the role must allow it.
+            *[
+                {
+                    "command": "addRoleACL",
+                    "rolename": "worker",
+                    "acltype": "publishClientReceive",
+                    "topic": topic,
+                    "allow": True,
+                }
+                for topic in TOPICS
+            ],
             {
                 "command": "createClient",
                 "username": "bench-worker",
