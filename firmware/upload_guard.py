@@ -25,8 +25,10 @@ from cross_web import HTTPException
 from starlette.datastructures import Headers
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
 from strawberry.asgi import GraphQL
+
+from api.body_limit import serve_limited
 
 PREFLIGHT_HEADERS: Final = (
     "graphql-require-preflight",
@@ -36,10 +38,6 @@ PREFLIGHT_HEADERS: Final = (
 # The `operations` and `map` parts and the part headers (Starlette caps each
 # non-file part at 1 MiB already).
 FORM_OVERHEAD_BYTES: Final = 1024 * 1024
-
-
-class BodyTooLarge(Exception):
-    """The request body went past the limit."""
 
 
 async def guard_multipart(
@@ -64,32 +62,11 @@ async def guard_multipart(
         )
         await response(scope, receive, send)
         return
-    declared = headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > max_body_bytes:
-        await _too_large(scope, receive, send, max_body_bytes)
-        return
-    received = 0
-    started = False
 
-    async def limited_receive() -> Message:
-        nonlocal received
-        message = await receive()
-        if message["type"] == "http.request":
-            received += len(message.get("body", b""))
-            if received > max_body_bytes:
-                raise BodyTooLarge
-        return message
+    async def serve(scope: Scope, receive: Receive, send: Send) -> None:
+        await _serve(view, scope, receive, send)
 
-    async def tracking_send(message: Message) -> None:
-        nonlocal started
-        started = started or message["type"] == "http.response.start"
-        await send(message)
-
-    try:
-        await _serve(view, scope, limited_receive, tracking_send)
-    except BodyTooLarge:
-        if not started:
-            await _too_large(scope, receive, send, max_body_bytes)
+    await serve_limited(serve, scope, receive, send, max_bytes=max_body_bytes)
 
 
 async def _serve(view: GraphQL[Any, Any], scope: Scope, receive: Receive, send: Send) -> None:
@@ -101,13 +78,4 @@ async def _serve(view: GraphQL[Any, Any], scope: Scope, receive: Receive, send: 
         response = PlainTextResponse(err.reason, status_code=err.status_code)
     finally:
         await request.close()
-    await response(scope, receive, send)
-
-
-async def _too_large(scope: Scope, receive: Receive, send: Send, limit: int) -> None:
-    response = PlainTextResponse(
-        f"Request body larger than {limit} bytes.",
-        status_code=413,
-        headers={"Connection": "close"},
-    )
     await response(scope, receive, send)
