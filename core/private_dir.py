@@ -4,6 +4,7 @@ can list it otherwise (the umask's 0755)."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 
@@ -13,3 +14,10 @@ def make_private_dir(path: Path) -> Path:
     path.mkdir(mode=0o700, parents=True, exist_ok=True)
     path.chmod(0o700)
     return path
+
+
+def owner_only_files() -> None:
+    """Files and directories this process (and every child it starts) creates from now on
+    are its owner's only (umask 077): the database the stand-in writes into `.data/`,
+    the broker's files, anything a later version adds there."""
+    os.umask(0o077)

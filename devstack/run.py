@@ -29,7 +29,7 @@ from pathlib import Path
 from types import FrameType
 from urllib.parse import urlsplit
 
-from core.private_dir import make_private_dir
+from core.private_dir import make_private_dir, owner_only_files
 from devstack.mosquitto import (
     BrokerLayout,
     BrokerSetupError,
@@ -361,6 +361,7 @@ def bring_up(
 
 def run(*, simulate: int = 0, apis: int = 1, workers: int = 1) -> int:
     """Bring the platform up and supervise it until a signal or a failure; the exit code."""
+    owner_only_files()
     stack = Supervisor()
     for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         signal.signal(signum, stack.on_signal)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import stat
+import subprocess
+import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -14,6 +16,7 @@ from devstack.mosquitto import BrokerLayout, write_config
 from devstack.run import load_secrets
 from firmware.signing import load_signer
 from tests.client import Api
+from tests.net import ROOT
 from tests.security.proxied import from_client, proxied_api
 
 SCHEMA_QUERY = "{ __schema { types { name } } }"
@@ -131,3 +134,19 @@ def test_create_data_dir_existing_open_tightened(tmp_path: Path) -> None:
     data.chmod(0o755)
     load_secrets(data / "secrets.env")
     assert mode(data) == 0o700
+
+
+def test_create_data_files_owner_only_after_owner_only_files(tmp_path: Path) -> None:
+    # As devstack runs: the umask is set first, then children (the MongoDB stand-in's
+    # SQLite engine, Mosquitto) create their files. A SQLite database stands for them.
+    script = (
+        "import sqlite3, sys, subprocess\n"
+        "from core.private_dir import owner_only_files\n"
+        "owner_only_files()\n"
+        "subprocess.run([sys.executable, '-c', "
+        "'import sqlite3, sys; sqlite3.connect(sys.argv[1]).execute(\"create table t(x)\")', "
+        "sys.argv[1]], check=True)\n"
+    )
+    database = tmp_path / "mongo.sqlite"
+    subprocess.run([sys.executable, "-c", script, str(database)], check=True, cwd=ROOT)
+    assert mode(database) == 0o600
