@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from pydantic import ValidationError
 
@@ -47,3 +49,11 @@ def test_keep_jwt_secret_out_of_repr() -> None:
     settings = Settings(_env_file=None, jwt_secret="s3cr3t-value-that-must-not-leak-0000000")  # type: ignore[call-arg]
     assert "s3cr3t" not in repr(settings)
     assert "s3cr3t" not in str(settings.model_dump())
+
+
+def test_readme_configuration_names_every_setting() -> None:
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    table = readme[readme.index("## Configuration") :]
+    table = table[: table.index("\n## ", 1)]
+    missing = [name.upper() for name in Settings.model_fields if name.upper() not in table]
+    assert not missing, f"settings missing from README's configuration section: {missing}"
