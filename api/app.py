@@ -12,7 +12,6 @@ from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
 from starlette.routing import Mount, Route
 from starlette.types import ASGIApp, Receive, Scope, Send
-from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 
 from api.body_limit import BodyLimitMiddleware
 from api.graphiql import ASSETS_PATH as GRAPHIQL_ASSETS_PATH
@@ -24,7 +23,6 @@ from api.request_ids import RequestIdMiddleware
 from api.security_headers import SecurityHeadersMiddleware
 from api.state import AppState
 from core.broker import BrokerAdmin
-from core.bus import open_bus
 from core.database import open_database
 from core.dynsec import DynamicSecurity
 from core.redis import open_redis
@@ -33,6 +31,9 @@ from firmware.download import download_firmware
 from firmware.runtime import open_firmware
 from graph.metrics import ApiMetrics
 from graph.sessions import UserSessions
+from live.bus import open_bus
+from live.compat import enter_app, release_handshake
+from live.delivery import LiveDelivery
 from services.broker_identities import api_identities
 from services.broker_reconcile import reconcile
 
@@ -53,33 +54,19 @@ class Api(Starlette):
 
     def __init__(self, *, graphql_websocket: ASGIApp, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        self._graphql_websocket = RequestIdMiddleware(
-            graphql_websocket, accepted=_release_handshake
-        )
+        self._graphql_websocket = RequestIdMiddleware(graphql_websocket, accepted=release_handshake)
         # Outermost, so that the server's own error responses carry the headers too.
         self._http = SecurityHeadersMiddleware(super().__call__)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "websocket" and _route_path(scope) == GRAPHQL_PATH:
-            scope["app"] = self
+            enter_app(scope, self)
             await self._graphql_websocket(scope, receive, send)
             return
         if scope["type"] == "http":
             await self._http(scope, receive, send)
             return
         await super().__call__(scope, receive, send)
-
-
-def _release_handshake(send: Send) -> None:
-    """Let go of the opening handshake (headers both ways, ~3 KiB) once accepted.
-
-    uvicorn's websockets-sansio protocol keeps the request and its response for the
-    connection's life, and reads them only until the accept is sent.
-    """
-    protocol = getattr(send, "__self__", None)
-    if isinstance(protocol, WebSocketsSansIOProtocol):
-        protocol.request = None  # type: ignore[assignment]
-        protocol.response = None  # type: ignore[assignment]
 
 
 def _route_path(scope: Scope) -> str:
@@ -116,6 +103,8 @@ def create_app(settings: Settings | None = None) -> Api:
             open_firmware(settings, bus),
             # Each user's WebSockets; closed when the user's role or password changes.
             UserSessions(settings, bus) as sessions,
+            # Results its subscribers share, slow subscribers' closes (live.delivery).
+            LiveDelivery() as live,
         ):
             state = AppState(
                 settings=settings,
@@ -124,6 +113,7 @@ def create_app(settings: Settings | None = None) -> Api:
                 bus=bus,
                 broker=broker,
                 sessions=sessions,
+                live=live,
             )
             app.state.platform = state
             logger.info("API ready (environment=%s)", settings.environment)

@@ -28,19 +28,21 @@ from api.graphql_response import (
     request_error_status,
 )
 from api.state import AppState
-from api.ws_protocols import LegacyWSHandler, TransportWSHandler
 from core.settings import Settings
 from firmware.upload_guard import FORM_OVERHEAD_BYTES, guard_multipart
 from graph.context import Context
 from graph.metrics import ApiMetrics
 from graph.schema import build_schema
+from live.compat import LegacyWSHandler, TransportWSHandler
+from live.sharing import SocketWriter
 from services.errors import ServiceError
 
 
-class GraphQLApp(GraphQL[Context, None]):
+class GraphQLApp(GraphQL[Context, SocketWriter]):
     """strawberry's ASGI app with our context and token check at connection_init."""
 
-    # Malformed WebSocket messages are refused rather than crashing the handler.
+    # Malformed WebSocket messages are refused rather than crashing the handler (and
+    # each operation's root value is its SocketWriter): api.ws_protocols, live.compat.
     graphql_transport_ws_handler_class = TransportWSHandler
     graphql_ws_handler_class = LegacyWSHandler
 
@@ -72,6 +74,7 @@ class GraphQLApp(GraphQL[Context, None]):
             redis=state.redis,
             bus=state.bus,
             broker=state.broker,
+            live=state.live,
             metrics=self.metrics,
             sessions=state.sessions,
         )

@@ -7,10 +7,11 @@ from dataclasses import dataclass
 from redis.asyncio import Redis
 
 from core.broker import BrokerAdmin
-from core.bus import Bus
 from core.database import Database
 from core.settings import Settings
 from graph.sessions import UserSessions
+from live.bus import Bus
+from live.delivery import LiveDelivery
 
 
 @dataclass(frozen=True, slots=True)
@@ -20,5 +21,7 @@ class AppState:
     redis: Redis
     bus: Bus
     broker: BrokerAdmin
+    # Results shared between subscribers, closes in flight (live.delivery).
+    live: LiveDelivery
     # The process's WebSockets by user (quotas; closed when a user's session is revoked).
     sessions: UserSessions

@@ -4,15 +4,16 @@
 processes: two per device watching that device, one per user watching all of
 its devices, and a few ADMINs watching every device. Live events are injected
 straight into Redis, in the worker's format and on the worker's three channels
-(core.events; the worker's own publish pipe, ingest.resp), so this measures the
+(core.events; the worker's own publish pipe, live.resp), so this measures the
 APIs' fan-out alone. Each event's timestamp is its publish time: the subscribers
 record publish -> receive latency.
 
 Measured for the shared listener (one Redis subscription per channel per process,
 each event's selection executed once per process and shared by its subscribers) and
-the naive baseline (LIVE_SHARED_LISTENER=false: one Redis subscription per GraphQL
-subscription, strawberry's execution per subscriber), on the same machine in the
-same run: deliveries/s and latency at rising offered rates (5 s each, 2,500 to
+the naive baseline (`python -m bench.baseline_api --per-subscriber-bus`: one Redis
+subscription per GraphQL subscription, strawberry's execution per subscriber), on
+the same machine in the same run (--modes adds the API without one of live.compat's
+overrides, without-NAME): deliveries/s and latency at rising offered rates (5 s each, 2,500 to
 40,000/s, 5,000/s among them) until the APIs saturate, API CPU per delivery, API
 RSS per idle subscription, and what the subscriber processes
 (bench/fanout_client.py) cost. The APIs run with a large
@@ -52,7 +53,7 @@ from bench.fanout_report import LATENCY_RATE, report
 from bench.harness import ROOT, Stack, cpu_seconds, stack, write_results
 from core.database import open_database
 from core.events import ReadingEvent, channels_for
-from ingest.resp import PublishPipe
+from live.resp import PublishPipe
 from models.accounts import User
 from models.devices import Device
 
@@ -284,6 +285,19 @@ async def wait_subscribed(
         active = sum(metric(api, "graphql_subscriptions_active") for api in apis)
 
 
+def api_module(mode: str) -> tuple[str, ...]:
+    """What `python -m` runs for a mode: shared (the API), naive (a Redis connection and
+    an execution per subscriber), or without-NAME (the API less one of live.compat's
+    overrides: lean-hooks, handshake-release, shared-results)."""
+    if mode == "shared":
+        return ("api",)
+    if mode == "naive":
+        return ("bench.baseline_api", "--per-subscriber-bus")
+    if mode.startswith("without-"):
+        return ("bench.baseline_api", "--without", mode.removeprefix("without-"))
+    raise ValueError(f"unknown mode {mode!r}")
+
+
 async def run_mode(
     stack: Stack,
     plan: Plan,
@@ -296,12 +310,15 @@ async def run_mode(
 ) -> dict[str, Any]:
     """One mode end to end: APIs up, subscribers in, rising rates."""
     env = {
-        "LIVE_SHARED_LISTENER": "true" if mode == "shared" else "false",
         # An API that falls behind shows as latency and a lower rate, not as
         # subscribers closed for being slow (which would change the next steps).
         "SUBSCRIPTION_BUFFER": str(BUFFER),
     }
-    with private_redis() as redis_url, api_processes(stack, redis_url, apis_count, **env) as apis:
+    module = api_module(mode)
+    with (
+        private_redis() as redis_url,
+        api_processes(stack, redis_url, apis_count, module=module, **env) as apis,
+    ):
         await asyncio.sleep(1.0)  # settled
         rss_before = [rss_kib(api.pid) for api in apis]
         clients = [await ClientProcess.start() for _ in range(client_processes)]
@@ -412,7 +429,7 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
             **plan.counts,
         },
         "injection": "PUBLISH straight into a private Redis, worker format (core.events), "
-        "worker channels (device, owner, all), through ingest.resp.PublishPipe",
+        "worker channels (device, owner, all), through live.resp.PublishPipe",
         "subscription_buffer": BUFFER,
         "modes": modes,
         "throughput_ratio_shared_to_naive": round(
@@ -434,7 +451,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--clients", type=int, default=2, help="subscriber processes")
     parser.add_argument("--name", default=None, help="results file name (default fanout)")
     parser.add_argument(
-        "--modes", default="shared,naive", help="shared and/or naive, comma-separated"
+        "--modes",
+        default="shared,naive",
+        help="comma-separated: shared, naive, without-NAME (NAME: a live.compat override, "
+        "lean-hooks, handshake-release or shared-results); the ratio is first to last",
     )
     args = parser.parse_args(argv)
     # Stopped with SIGTERM, still stop the processes started here (finally blocks).

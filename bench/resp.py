@@ -5,13 +5,13 @@ hiredis, on the real Redis at REDIS_URL (default redis://127.0.0.1:6379/9):
 
 * publish: the worker's live path. Real `ReadingEvent` payloads, each on its
   three channels (core.events), in batches as the worker hands them over (1
-  event, 20 events): `ingest.resp.PublishPipe` (CLIENT REPLY OFF, one write per
-  batch) vs a redis-py pipeline per batch (`ingest.live` without the pipe) vs one
+  event, 20 events): `live.resp.PublishPipe` (CLIENT REPLY OFF, one write per
+  batch) vs a redis-py pipeline per batch (`live.publisher` without the pipe) vs one
   awaited `Redis.publish` per message vs redis-py's encoder (`pack_commands`,
   `send_packed_command`) on a connection with CLIENT REPLY OFF, like the pipe.
 * receive: the API's shared pub/sub listener. The bench publishes the same events
   (burst, and paced at 6,000 messages/s) to a process subscribed to their
-  channels that reads them with `core.redis_bus.PushReplies` over redis-py's
+  channels that reads them with `live.redis_bus.PushReplies` over redis-py's
   stream (what `RedisBus._read` does) vs `PubSub.get_message` vs `PubSub.listen`.
 
 Each case runs in its own process (CPU = that process's `time.process_time()`
@@ -85,7 +85,7 @@ def events(count: int) -> list[ReadingEvent]:
 
 
 def messages(prefix: str, batch: list[ReadingEvent]) -> list[tuple[str, bytes]]:
-    """(channel, payload) of each event's three channels, as ingest.live builds them."""
+    """(channel, payload) of each event's three channels, as live.publisher builds them."""
     return [
         (prefix + channel, payload)
         for event in batch
@@ -110,7 +110,7 @@ def parser_name() -> str:
 async def child_publish(variant: str, batch_size: int, count: int, prefix: str) -> dict[str, Any]:
     from redis.asyncio import Redis
 
-    from ingest.resp import PublishPipe
+    from live.resp import PublishPipe
 
     batches = [messages(prefix, events(batch_size)) for _ in range(max(1, count // batch_size))]
     done_channel = prefix + "done"
@@ -189,7 +189,7 @@ async def child_receive(variant: str, count: int, prefix: str) -> dict[str, Any]
 
 async def _receive_own(redis: Any, channels: list[str], count: int) -> dict[str, Any]:
     """RedisBus._read's loop: chunks from redis-py's stream, parsed by PushReplies."""
-    from core.redis_bus import _CHUNK, PushReplies
+    from live.redis_bus import _CHUNK, PushReplies
 
     pool = redis.connection_pool
     connection = pool.connection_class(
@@ -273,7 +273,7 @@ def ready() -> None:
 
 async def feed(prefix: str, count: int, rate: int) -> None:
     """Publish `count` messages (events on their three channels); rate 0: at once."""
-    from ingest.resp import PublishPipe
+    from live.resp import PublishPipe
 
     per_event = messages(prefix, events(DEVICES * OWNERS))
     todo = [per_event[i % len(per_event)] for i in range(count)]

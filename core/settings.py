@@ -144,9 +144,6 @@ class Settings(BaseSettings):
     # --- operations
     # "json": one JSON object per line, with request/operation ids (core/logging.py).
     log_format: Literal["text", "json"] = "text"
-    # Benchmark baseline (bench/), never for production: false gives every GraphQL
-    # subscription its own Redis connection.
-    live_shared_listener: bool = True
 
     # --- alerts (docs/alerts.md)
     alert_rules_per_device_max: int = Field(default=50, ge=1, le=1000)

@@ -15,7 +15,7 @@ logger = logging.getLogger(__name__)
 
 
 class EventSink(Protocol):
-    """Where events go: the API's bus (core.bus.Bus) or RedisSink in the worker."""
+    """Where events go: the API's bus (live.bus.Bus) or RedisSink in the worker."""
 
     async def publish(self, channel: str, payload: bytes) -> None: ...
 

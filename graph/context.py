@@ -13,11 +13,12 @@ from starlette.responses import Response
 from starlette.websockets import WebSocket
 from strawberry.types import Info as StrawberryInfo
 
-from core.bus import Bus
 from core.settings import Settings
 from graph.loaders import Loaders
 from graph.metrics import ApiMetrics
 from graph.sessions import UserSessions
+from live.bus import Bus
+from live.delivery import LiveDelivery
 from models.accounts import User
 from services.accounts import user_from_access_token_subject
 from services.broker_identities import DynsecCommands
@@ -36,6 +37,8 @@ class Context:
     bus: Bus
     # The broker's admin connection (device identities live there).
     broker: DynsecCommands
+    # The process's live delivery state (live.delivery), opened in the lifespan.
+    live: LiveDelivery
     # The API's counters; a context built without them counts into a registry of its own.
     metrics: ApiMetrics = field(default_factory=ApiMetrics)
     # Set by strawberry from the WebSocket connection_init payload.

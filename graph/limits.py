@@ -40,6 +40,7 @@ from strawberry.types.graphql import OperationType
 
 from core.settings import Settings
 from graph.errors import QUERY_TOO_COMPLEX
+from live.compat import graphql_schema
 from services import readings
 
 
@@ -259,7 +260,7 @@ class QueryCost(SchemaExtension):
     def _cost(
         self, document: DocumentNode, variables: dict[str, Any]
     ) -> tuple[int, OperationDefinitionNode] | None:
-        schema = self.execution_context.schema._schema
+        schema = graphql_schema(self.execution_context.schema)
         operations = [d for d in document.definitions if isinstance(d, OperationDefinitionNode)]
         name = self.execution_context.operation_name
         chosen = [o for o in operations if name is None or (o.name and o.name.value == name)]

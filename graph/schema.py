@@ -2,17 +2,13 @@
 
 from __future__ import annotations
 
-import inspect
-from collections.abc import AsyncGenerator, Generator
+from collections.abc import AsyncGenerator
 from functools import partial
-from types import TracebackType
 from typing import Any
 
 import strawberry
 from graphql import GraphQLError
-from strawberry.extensions import DisableIntrospection, SchemaExtension, ValidationCache
-from strawberry.extensions.context import ExecutingContextManager, OperationContextManager
-from strawberry.extensions.runner import SchemaExtensionsRunner
+from strawberry.extensions import DisableIntrospection, ValidationCache
 from strawberry.schema.config import StrawberryConfig
 from strawberry.schema.schema import StreamResult
 from strawberry.types import ExecutionContext, ExecutionResult
@@ -39,6 +35,7 @@ from graph.operation_ids import OperationIds
 from graph.operation_metrics import metrics_extensions
 from graph.readings.queries import ReadingQuery
 from graph.readings.subscriptions import ReadingSubscription
+from live.compat import LeanHooksSchema
 
 
 @strawberry.type
@@ -56,119 +53,11 @@ class Subscription(ReadingSubscription, AlertSubscription, FirmwareSubscription)
     pass
 
 
-class _OperationHooks(OperationContextManager):
-    """A hook stage that stays open for a whole subscription, its generator hooks driven
-    directly, as strawberry's exit stack drives them: entered in order, exited in
-    reverse, an exception thrown into each, a new one replacing it.
-
-    strawberry wraps every hook of every operation in a context manager of its own (a
-    wrapper function with its copied attributes, a bound method, an exit stack): ~6 KiB
-    per idle subscription for its five on_operation hooks. A stage with any hook that
-    is not a plain generator function gets strawberry's own handling.
-    """
-
-    __slots__ = ("_extensions", "_generators", "_lean")
-
-    def __init__(self, extensions: list[SchemaExtension]) -> None:
-        default = getattr(SchemaExtension, self.HOOK_NAME)
-        hooks = [getattr(type(extension), self.HOOK_NAME) for extension in extensions]
-        self._lean = all(h is default or inspect.isgeneratorfunction(h) for h in hooks)
-        self._generators: list[Generator[None]] = []
-        self._extensions: list[SchemaExtension] = []
-        if not self._lean:
-            super().__init__(extensions)
-            return
-        self._extensions = [e for e, h in zip(extensions, hooks, strict=True) if h is not default]
-
-    def __enter__(self) -> None:
-        if not self._lean:
-            super().__enter__()
-            return
-        extensions, self._extensions = self._extensions, []
-        for extension in extensions:
-            generator: Generator[None] = getattr(extension, self.HOOK_NAME)()
-            try:
-                next(generator)
-            except StopIteration:
-                error = RuntimeError("generator didn't yield")
-                self._unwind(error)
-                raise error from None
-            except BaseException as error:
-                self._unwind(error)
-                raise
-            self._generators.append(generator)
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        if not self._lean:
-            super().__exit__(exc_type, exc, tb)
-            return
-        self._unwind(exc)
-
-    async def __aenter__(self) -> None:
-        if not self._lean:
-            await super().__aenter__()
-            return
-        self.__enter__()
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        if not self._lean:
-            await super().__aexit__(exc_type, exc, tb)
-            return
-        self._unwind(exc)
-
-    def _unwind(self, exc: BaseException | None) -> None:
-        """Exit the entered hooks, last first; raises what a hook raised instead of `exc`
-        (like strawberry's stage, the caller's `exc` goes on even if a hook swallowed it)."""
-        pending = exc
-        generators, self._generators = self._generators, []
-        for generator in reversed(generators):
-            try:
-                if pending is None:
-                    next(generator)
-                else:
-                    generator.throw(pending)
-            except StopIteration:
-                pending = None
-                continue
-            except BaseException as error:  # noqa: BLE001 - handed to the next hook
-                if error is not pending:
-                    error.__context__ = pending
-                pending = error
-                continue
-            pending = RuntimeError("generator didn't stop")
-        if pending is not None and pending is not exc:
-            raise pending
-
-
-class _ExecutingHooks(_OperationHooks):
-    __slots__ = ()
-    HOOK_NAME = ExecutingContextManager.HOOK_NAME
-
-
-class _LeanRunner(SchemaExtensionsRunner):
-    """strawberry's runner, with the stages that last as long as a subscription lean."""
-
-    def operation(self) -> OperationContextManager:
-        return _OperationHooks(self.extensions)
-
-    def executing(self) -> ExecutingContextManager:
-        return _ExecutingHooks(self.extensions)  # type: ignore[return-value]
-
-
-class Schema(strawberry.Schema):
+class Schema(LeanHooksSchema):
     """strawberry's schema, minus its logging of every client error at ERROR level:
     graph.errors logs the unexpected ones (with their trace), the rest are answers.
-    Query texts over `max_query_chars` are refused before any extension sees them."""
+    Query texts over `max_query_chars` are refused before any extension sees them.
+    Its hooks cost less per open subscription (live.compat.LeanHooksSchema)."""
 
     max_query_chars: int | None = None
 
@@ -187,11 +76,6 @@ class Schema(strawberry.Schema):
         if self.max_query_chars is None:
             return None
         return query_too_long(query, self.max_query_chars)
-
-    def create_extensions_runner(
-        self, execution_context: ExecutionContext, extensions: list[SchemaExtension]
-    ) -> SchemaExtensionsRunner:
-        return _LeanRunner(execution_context=execution_context, extensions=extensions)
 
     def process_errors(
         self, errors: list[GraphQLError], execution_context: ExecutionContext | None = None

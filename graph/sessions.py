@@ -23,9 +23,9 @@ from typing import Final, Self
 
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
-from core.bus import Bus
 from core.events import USERS_REVOKED_CHANNEL
 from core.settings import Settings
+from live.bus import Bus
 from services.errors import RateLimited, Unauthenticated
 
 logger = logging.getLogger(__name__)

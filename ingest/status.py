@@ -12,7 +12,7 @@ from pymongo.errors import PyMongoError
 
 from core.events import StatusEvent
 from ingest.devices import DeviceDirectory, DeviceInfo
-from ingest.live import LivePublisher
+from live.publisher import LivePublisher
 from models.devices import Device, DeviceStatus
 
 logger = logging.getLogger(__name__)

@@ -29,8 +29,8 @@ from redis.exceptions import RedisError
 
 from core.backoff import RETRY, Backoff
 from ingest.mqtt import Delivery
-from ingest.resp import RedisAddress, RespClient, RespError
 from ingest.stats import IngestStats
+from live.resp import RedisAddress, RespClient, RespError
 from models.readings import Reading
 
 logger = logging.getLogger(__name__)

@@ -21,7 +21,6 @@ from core.settings import Settings
 from core.topics import CONSUMED, check_handlers
 from ingest.alerts import AlertEngine
 from ingest.devices import DeviceDirectory, DeviceInfo
-from ingest.live import LivePublisher
 from ingest.mqtt import Delivery, MqttClientError, MqttSubscriber
 from ingest.ota import OtaProgressHandler
 from ingest.payloads import DeviceTopic, Rejected, parse_status, parse_telemetry, parse_topic
@@ -29,6 +28,7 @@ from ingest.rate_limit import DeviceRateLimiter
 from ingest.stats import IngestStats
 from ingest.status import StatusTracker
 from ingest.store import PendingMessage, ReadingStore, source_key
+from live.publisher import LivePublisher
 from models.devices import DeviceStatus
 
 logger = logging.getLogger(__name__)

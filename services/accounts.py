@@ -14,9 +14,9 @@ from pymongo.errors import DuplicateKeyError
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from core.bus import Bus
 from core.events import USERS_REVOKED_CHANNEL
 from core.settings import Settings
+from live.bus import Bus
 from models.accounts import RefreshToken, Role, User, utcnow
 from models.platform import Marker
 from services import access, ratelimit

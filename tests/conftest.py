@@ -19,6 +19,8 @@ from pathlib import Path
 import pytest
 from redis.asyncio import Redis
 
+from api.app import Api as ApiApp
+from api.app import create_app
 from core.settings import Settings
 from models import DOCUMENT_MODELS
 from tests.brokers import ManagedBroker
@@ -103,9 +105,15 @@ def settings(mongodb_url: str, managed_broker: ManagedBroker) -> Settings:
 
 
 @pytest.fixture(scope="session")
-async def api_server(settings: Settings) -> AsyncIterator[str]:
+def api_app(settings: Settings) -> ApiApp:
+    """The session's API application: its lifespan's state is app.state.platform."""
+    return create_app(settings)
+
+
+@pytest.fixture(scope="session")
+async def api_server(settings: Settings, api_app: ApiApp) -> AsyncIterator[str]:
     """The API served by uvicorn on a free port; yields its base URL."""
-    async with serving(settings, port=free_port()) as url:
+    async with serving(settings, port=free_port(), app=api_app) as url:
         yield url
 
 

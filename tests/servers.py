@@ -14,6 +14,7 @@ import uvicorn
 from beanie import init_beanie
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from starlette.applications import Starlette
 
 from api.__main__ import server_options
 from api.app import create_app
@@ -24,10 +25,13 @@ from tests.net import free_port
 
 
 @asynccontextmanager
-async def serving(settings: Settings, *, port: int) -> AsyncIterator[str]:
-    """create_app(settings) served by uvicorn in this process until exit; its base URL."""
+async def serving(
+    settings: Settings, *, port: int, app: Starlette | None = None
+) -> AsyncIterator[str]:
+    """`app` (default create_app(settings)) served by uvicorn in this process until exit;
+    its base URL."""
     config = uvicorn.Config(
-        create_app(settings),
+        app if app is not None else create_app(settings),
         host="127.0.0.1",
         port=port,
         log_level="warning",

@@ -10,7 +10,7 @@ import strawberry
 from core.events import AlertChange, AlertEvent
 from graph.alerts.types import Alert
 from graph.context import Info
-from graph.live import live_stream
+from live.stream import live_stream
 from services import alerts
 
 

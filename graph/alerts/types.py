@@ -8,6 +8,7 @@ from typing import Self
 import strawberry
 
 from core.events import AlertEvent
+from live.sharing import shareable
 from models.alerts import Alert as AlertDocument
 from models.alerts import AlertKind, AlertState, RuleKind, Severity
 from models.alerts import AlertRule as AlertRuleDocument
@@ -63,6 +64,7 @@ class AlertRule:
         )
 
 
+@shareable
 @strawberry.type(description="ACTIVE -> ACKNOWLEDGED -> CLEARED; one open per rule and device.")
 class Alert:
     id: strawberry.ID

@@ -4,7 +4,7 @@ The stream starts with every device's current state (read once the live
 subscription is confirmed, so nothing in between is missed), then follows the
 rollout's channel; services' ProgressView drops what a subscriber was already
 shown or what is older than it, and the stream completes once every device has
-been shown in a final state. It is graph.live's live_stream with that snapshot
+been shown in a final state. It is live.stream's live_stream with that snapshot
 in front (live_stream subscribes lazily, with no place to read it).
 """
 
@@ -22,7 +22,7 @@ from firmware import rollouts
 from firmware.progress import ProgressView
 from graph.context import Context, Info
 from graph.firmware.types import FirmwareUpdateDevice
-from graph.live import TOKEN_EXPIRED_CODE, TOKEN_EXPIRED_REASON, CloseSlowSubscriber
+from live.stream import TOKEN_EXPIRED_CODE, TOKEN_EXPIRED_REASON, CloseSlowSubscriber
 from models.accounts import User
 from services import live
 from services.live import Feed
@@ -50,7 +50,7 @@ async def _progress(
 ) -> AsyncGenerator[FirmwareUpdateDevice]:
     metrics = context.metrics
     max_buffer = context.settings.subscription_buffer
-    on_overflow = CloseSlowSubscriber(context.request, metrics=metrics, lost=max_buffer + 1)
+    on_overflow = CloseSlowSubscriber(context, lost=max_buffer + 1)
     shown = ProgressView(device_count)
     expired = False
     with metrics.subscriptions_active.track_inprogress():

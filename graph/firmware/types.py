@@ -10,6 +10,7 @@ from strawberry.file_uploads import Upload
 
 from core.events import OtaProgressEvent
 from firmware.rollouts import UpdateView
+from live.sharing import shareable
 from models.firmware import Firmware as FirmwareDocument
 from models.firmware import FirmwareUpdateTarget, TargetState, UpdateState
 
@@ -49,6 +50,7 @@ class Firmware:
         )
 
 
+@shareable
 @strawberry.type
 class FirmwareUpdateDevice:
     """One device of a rollout: its state, progress (0-100) and the device's error."""

@@ -8,8 +8,8 @@ import strawberry
 
 from core.events import ReadingEvent
 from graph.context import Info
-from graph.live import live_stream
 from graph.readings.types import DeviceStatusUpdate, Reading
+from live.stream import live_stream
 from services import live
 
 
@@ -25,9 +25,7 @@ class ReadingSubscription:
         # A coroutine returning the stream: refusals (NOT_FOUND...) are subscribe errors.
         viewer = await info.context.require_user()
         feed = await live.feed_for(viewer, "readings", device_id)
-        return live_stream(
-            info.context, feed, ReadingEvent.decode, Reading.from_event, info=info._raw_info
-        )
+        return live_stream(info.context, feed, ReadingEvent.decode, Reading.from_event, info=info)
 
     @strawberry.subscription(description="Status changes of every device the caller may see.")
     async def device_status_changed(self, info: Info) -> AsyncGenerator[DeviceStatusUpdate]:
@@ -38,5 +36,5 @@ class ReadingSubscription:
             feed,
             live.decode_status,
             DeviceStatusUpdate.from_event,
-            info=info._raw_info,
+            info=info,
         )

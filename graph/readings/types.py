@@ -9,11 +9,13 @@ import strawberry
 
 from core.events import ReadingEvent, StatusEvent
 from graph.pagination import Edge, PageInfo
+from live.sharing import shareable
 from models.devices import DeviceStatus
 from models.readings import Reading as ReadingDocument
 from services.readings import Bucket, ReadingPage
 
 
+@shareable
 @strawberry.type
 class MetricValue:
     metric: str
@@ -21,6 +23,7 @@ class MetricValue:
     unit: str | None
 
 
+@shareable
 @strawberry.type
 class Reading:
     device_id: strawberry.ID
@@ -90,6 +93,7 @@ class AggregateBucket:
         )
 
 
+@shareable
 @strawberry.type(description="A device's new status, straight from the live event.")
 class DeviceStatusUpdate:
     id: strawberry.ID

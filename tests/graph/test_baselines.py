@@ -1,5 +1,5 @@
-"""The benchmark baselines (LIVE_SHARED_LISTENER=false, bench.baseline_api --per-item-loaders)
-stay correct."""
+"""The benchmark baselines (bench.baseline_api --per-item-loaders --per-subscriber-bus) stay
+correct."""
 
 from __future__ import annotations
 
@@ -23,8 +23,7 @@ from tests.graph.test_subscriptions import client, expected_reading, publish, re
 from tests.live import wait_numsub
 from tests.processes import api_process
 
-BASELINES = {"LIVE_SHARED_LISTENER": "false"}
-PER_ITEM_API = ("bench.baseline_api", "--per-item-loaders")
+BASELINE_API = ("bench.baseline_api", "--per-item-loaders", "--per-subscriber-bus")
 
 
 async def test_serve_baseline_api_process_same_answers_and_releases(
@@ -36,7 +35,7 @@ async def test_serve_baseline_api_process_same_answers_and_releases(
     for number, device in enumerate(devices):
         await add_reading(device.id, stamp + timedelta(seconds=number), value=float(number))
     channel = device_channel("readings", devices[0].id)
-    async with api_process(settings, module=PER_ITEM_API, **BASELINES) as baseline_url:
+    async with api_process(settings, module=BASELINE_API) as baseline_url:
         async with Api(baseline_url) as baseline:
             unbatched = await baseline.execute(DEVICES_WITH_OWNERS, token=user.access_token)
         batched = await api.execute(DEVICES_WITH_OWNERS, token=user.access_token)

@@ -1,11 +1,11 @@
-"""The subscribed connection's reply parser (core.redis_bus.PushReplies)."""
+"""The subscribed connection's reply parser (live.redis_bus.PushReplies)."""
 
 from __future__ import annotations
 
 import pytest
 from redis.exceptions import ResponseError
 
-from core.redis_bus import PushReplies
+from live.redis_bus import PushReplies
 
 # What a subscribed connection is sent, RESP2 then RESP3.
 WIRE = (

@@ -1,4 +1,5 @@
-"""The live path: events to Redis pub/sub as soon as a message is valid, never waiting."""
+"""The worker's end of the live path: events to Redis pub/sub as soon as a message is valid,
+never waiting."""
 
 from __future__ import annotations
 
@@ -11,8 +12,8 @@ from redis.exceptions import RedisError
 
 from core.backoff import RETRY, Backoff
 from core.events import Kind, channels_for
-from ingest.resp import PublishPipe, PublishPipeError
 from ingest.stats import IngestStats
+from live.resp import PublishPipe, PublishPipeError
 
 logger = logging.getLogger(__name__)
 

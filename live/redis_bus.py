@@ -25,7 +25,8 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError, ResponseError
 
 from core.backoff import Backoff, BackoffPolicy
-from core.bus import DEFAULT_BUFFER, Fanout, OverflowCallback, Subscription
+from live.bus import DEFAULT_BUFFER, Fanout, OverflowCallback, Subscription
+from live.compat import connection_stream
 
 logger = logging.getLogger(__name__)
 
@@ -188,9 +189,7 @@ class RedisBus:
         The socket is read in chunks and parsed here (PushReplies): redis-py's parser
         awaits the stream once per line of every reply, which cost a fifth of a busy
         API's CPU (three channels per reading event)."""
-        stream = connection._reader  # redis-py's; nothing of ours is buffered by it
-        if stream is None:
-            raise RedisConnectionError("the pub/sub connection is not open")
+        stream = connection_stream(connection)
         replies = PushReplies()
         pinged = False
         while True:

@@ -10,8 +10,8 @@ from contextlib import AsyncExitStack
 import pytest
 from redis.asyncio import Redis
 
-from core.bus import Bus, InMemoryBus, Subscription
-from core.redis_bus import RedisBus
+from live.bus import Bus, InMemoryBus, Subscription
+from live.redis_bus import RedisBus
 from tests.live import numsub, wait_numsub
 
 

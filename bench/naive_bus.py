@@ -1,10 +1,10 @@
-"""The benchmark baseline (`LIVE_SHARED_LISTENER=false`): a Redis connection per subscriber.
+"""The fan-out benchmark's baseline bus: a Redis connection per subscriber.
 
-What core.redis_bus replaces: every subscription opens its own pub/sub
-connection and runs its own reader task, so Redis sends each message once per
-subscriber and the process holds as many sockets as subscriptions. bench/fanout.py
-runs it to show what the shared listener saves. It has no reconnection: a lost
-connection ends the subscription. Not for production.
+What live.redis_bus replaces: every subscription opens its own pub/sub connection and
+runs its own reader task, so Redis sends each message once per subscriber and the
+process holds as many sockets as subscriptions. bench/fanout.py runs it (through
+bench.baseline_api) to show what the shared listener saves. It has no reconnection: a
+lost connection ends the subscription. Not for production.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from redis.asyncio.client import PubSub
 from redis.asyncio.connection import ConnectionPool
 from redis.exceptions import RedisError
 
-from core.bus import DEFAULT_BUFFER, OverflowCallback, Subscription
+from live.bus import DEFAULT_BUFFER, OverflowCallback, Subscription
 
 logger = logging.getLogger(__name__)
 

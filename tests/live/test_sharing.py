@@ -1,5 +1,5 @@
 """Live results executed once per event and selection, shared by the subscribers that
-selected it (graph.shared_delivery), over real WebSockets fed through real Redis."""
+selected it (live.sharing), over real WebSockets fed through real Redis."""
 
 from __future__ import annotations
 
@@ -11,11 +11,12 @@ from contextlib import AsyncExitStack
 from typing import Any
 
 import orjson
+import pytest
 from redis.asyncio import Redis
 
+from api.app import Api as ApiApp
 from core.events import ReadingEvent, device_channel, owner_channel
-from graph.readings.types import DeviceStatusUpdate, MetricValue, Reading
-from graph.shared_delivery import VIEWER_INDEPENDENT, shared_executions
+from live.sharing import SharedResults
 from tests.api.test_websocket import LEGACY_WS, TRANSPORT_WS
 from tests.client import Api
 from tests.contract import op
@@ -31,6 +32,15 @@ from tests.graph.test_subscriptions import (
 from tests.live import wait_numsub
 
 _probes = itertools.count(1_000_000)
+
+
+@pytest.fixture
+def shared(api_app: ApiApp) -> SharedResults:
+    """The session API's shared results (its lifespan's LiveDelivery)."""
+    results = api_app.state.platform.live.shared
+    assert results is not None
+    return results
+
 
 WITH_VALUES = """
 subscription Shared($deviceId: ID, $withValues: Boolean!) {
@@ -77,7 +87,7 @@ async def raw_message(ws: Client) -> dict[str, Any]:
 
 
 async def test_share_reading_added_same_selection_own_ids(
-    api: Api, api_server: str, redis: Redis
+    api: Api, api_server: str, redis: Redis, shared: SharedResults
 ) -> None:
     _, user, _ = await tenants(api)
     device = await create_device(api, user)
@@ -91,7 +101,7 @@ async def test_share_reading_added_same_selection_own_ids(
         await wait_numsub(redis, device_channel("readings", device.id), 1)
         await until_live(redis, [transport, legacy], device.id, user.user_id)
         await until_live(redis, [transport, legacy], device.id, user.user_id)  # both of transport's
-        before = shared_executions()
+        before = shared.executions
         await publish(redis, reading_event(device.id, user.user_id, 31.5))
         first, second, third = (
             await raw_message(transport),
@@ -99,7 +109,7 @@ async def test_share_reading_added_same_selection_own_ids(
             await raw_message(legacy),
         )
         # One execution for the three subscribers (and the event's three channels).
-        assert shared_executions() == before + 1
+        assert shared.executions == before + 1
     payload = {"data": expected_reading(device.id, 31.5)}
     assert sorted([first["id"], second["id"]]) == ["a", "b"]
     assert {k: v for k, v in first.items() if k != "id"} == {"type": "next", "payload": payload}
@@ -148,7 +158,7 @@ async def test_withhold_shared_reading_added_after_ownership_change(
 
 
 async def test_share_reading_added_include_variable_per_value(
-    api: Api, api_server: str, redis: Redis
+    api: Api, api_server: str, redis: Redis, shared: SharedResults
 ) -> None:
     _, user, _ = await tenants(api)
     device = await create_device(api, user)
@@ -157,7 +167,7 @@ async def test_share_reading_added_include_variable_per_value(
         await bare.subscribe("1", WITH_VALUES, {"deviceId": device.id, "withValues": False})
         await wait_numsub(redis, device_channel("readings", device.id), 1)
         await until_live(redis, [full, bare], device.id, user.user_id)
-        before = shared_executions()
+        before = shared.executions
         await publish(redis, reading_event(device.id, user.user_id, 51.0))
         assert await full.next_data() == {
             "readingAdded": {
@@ -169,7 +179,7 @@ async def test_share_reading_added_include_variable_per_value(
             }
         }
         assert await bare.next_data() == {"readingAdded": {"deviceId": device.id}}
-        assert shared_executions() == before + 2  # one per value of $withValues
+        assert shared.executions == before + 2  # one per value of $withValues
 
 
 async def test_fall_back_reading_added_result_with_errors(
@@ -198,21 +208,3 @@ async def test_fall_back_reading_added_result_with_errors(
             assert error["extensions"]["code"] == "BAD_USER_INPUT"
             assert "Float cannot represent" in error["message"]
             assert await ws.next_data(op_id) == expected_reading(device.id, 61.0)
-
-
-def test_keep_viewer_independent_types_plain_values() -> None:
-    # Sharing a result is only sound while these types' fields are the event's values:
-    # no resolver (which could read the viewer), no argument, no permission.
-    types: dict[str, Any] = {
-        "Reading": Reading,
-        "MetricValue": MetricValue,
-        "DeviceStatusUpdate": DeviceStatusUpdate,
-    }
-    assert set(types) == VIEWER_INDEPENDENT
-    for cls in types.values():
-        definition = cls.__strawberry_definition__
-        for field in definition.fields:
-            assert field.base_resolver is None, (definition.name, field.name)
-            assert not field.arguments, (definition.name, field.name)
-            assert not field.permission_classes, (definition.name, field.name)
-            assert not field.directives, (definition.name, field.name)

@@ -10,9 +10,9 @@ from contextlib import AsyncExitStack
 import pytest
 from redis.asyncio import Redis
 
-from core.bus import Subscription, open_bus
-from core.naive_bus import PerSubscriberRedisBus
+from bench.naive_bus import PerSubscriberRedisBus
 from core.settings import Settings
+from live.bus import Subscription
 from tests.live import numsub, wait_numsub
 
 
@@ -39,14 +39,6 @@ async def named_redis(settings: Settings) -> AsyncIterator[Redis]:
 async def naive_bus(named_redis: Redis) -> AsyncIterator[PerSubscriberRedisBus]:
     async with PerSubscriberRedisBus(named_redis) as bus:
         yield bus
-
-
-async def test_open_bus_shared_listener_off_gives_naive_bus(
-    settings: Settings, redis: Redis
-) -> None:
-    naive = settings.model_copy(update={"live_shared_listener": False})
-    async with open_bus(naive, redis) as bus:
-        assert isinstance(bus, PerSubscriberRedisBus)
 
 
 async def test_fan_out_naive_bus_one_connection_per_subscriber(
