@@ -136,7 +136,11 @@ def api_processes(
     try:
         for _ in range(count):
             port = free_port()
-            env = api_environment(stack, redis_url, API_PORT=str(port), **extra)
+            # Each its own broker identity (client ids are bound): sharing one, two APIs
+            # would keep taking each other's MQTT session.
+            env = api_environment(
+                stack, redis_url, API_PORT=str(port), API_INSTANCE=f"bench-{port}", **extra
+            )
             command = [sys.executable, "-m", *module]
             if profile := os.environ.get("BENCH_PROFILE"):  # a path: profile each API
                 command[1:1] = ["-m", "cProfile", "-o", f"{profile}.api-{port}"]

@@ -9,8 +9,8 @@ from dataclasses import dataclass
 from functools import cache, lru_cache
 from typing import Any, Protocol
 
-from core.bus import Bus, OverflowCallback, Subscription
 from core.events import Kind, ReadingEvent, StatusEvent, all_channel, device_channel, owner_channel
+from live.bus import Bus, OverflowCallback, Subscription
 from models.accounts import User
 from models.devices import DeviceStatus
 from services import access
