@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 # Every dependency pinned with its hashes (scripts/lock writes it from pyproject.toml).
 LOCK := requirements/dev.txt
 
-.PHONY: ensure-services venv install lock upgrade run lint typecheck schema test clean clean-data
+.PHONY: ensure-services venv install lock upgrade run lint typecheck schema test test-unit clean clean-data
 
 # Python 3.13, Redis and Mosquitto installed (quiet when they are).
 ensure-services:
@@ -73,6 +73,10 @@ test: install browser-deps
 	scripts/ensure-services --start
 	$(MAKE) --no-print-directory lint typecheck
 	$(BIN)/pytest $(PYTEST_ARGS)
+
+# The fast tier: tests that need no service (no broker, Redis, database or API), seconds.
+test-unit: install
+	$(BIN)/pytest tests/unit $(PYTEST_ARGS)
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache htmlcov .coverage .coverage.* *.egg-info
