@@ -2,7 +2,7 @@
 #
 # The platform image: `python -m api` by default; the same image runs the ingest
 # worker with another command. Production talks to a real MongoDB, so only the
-# runtime dependencies are installed (requirements/runtime.txt): no `dev` or
+# runtime dependencies are installed (requirements.txt): no `dev` or
 # `standin` extras.
 
 ARG PYTHON_IMAGE=python:3.13-slim
@@ -19,9 +19,9 @@ ENV PATH=/opt/venv/bin:$PATH
 WORKDIR /src
 # Exactly the locked runtime dependencies, every file's hash checked; a layer of its
 # own, so a code change does not reinstall them.
-COPY requirements/runtime.txt requirements/runtime.txt
+COPY requirements.txt requirements.txt
 RUN --mount=type=cache,target=/root/.cache/pip \
-    pip install --require-hashes --no-deps -r requirements/runtime.txt
+    pip install --require-hashes --no-deps -r requirements.txt
 # The build context is filtered by .dockerignore (no .venv, .git, .data, caches).
 # The project itself resolves nothing: its build backend is in the lock too.
 COPY . .

@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 # Every dependency pinned with its hashes (scripts/lock writes it from pyproject.toml).
-LOCK := requirements/dev.txt
+LOCK := requirements-dev.txt
 
 .PHONY: ensure-services venv install lock upgrade run lint typecheck schema test test-unit clean clean-data
 

@@ -18,8 +18,8 @@ from tests.test_compose import dockerfile_instructions
 
 ROOT = Path(__file__).resolve().parents[1]
 PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())
-RUNTIME_LOCK = ROOT / "requirements" / "runtime.txt"
-DEV_LOCK = ROOT / "requirements" / "dev.txt"
+RUNTIME_LOCK = ROOT / "requirements.txt"
+DEV_LOCK = ROOT / "requirements-dev.txt"
 PIN = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._-]*)==([^\s;\\]+)\s*(?:;\s*([^\\]+?))?\s*\\?$")
 
 
@@ -83,11 +83,11 @@ def test_lock_dev_keeps_runtime_versions() -> None:
 
 def test_install_uses_locks_with_hashes() -> None:
     makefile = (ROOT / "Makefile").read_text()
-    assert "LOCK := requirements/dev.txt" in makefile
+    assert "LOCK := requirements-dev.txt" in makefile
     assert re.search(r"pip install [^\n]*--require-hashes[^\n]*-r \$\(LOCK\)", makefile)
     docker_runs = [args for keyword, args in dockerfile_instructions() if keyword == "RUN"]
     assert any(
-        "--require-hashes" in args and "requirements/runtime.txt" in args for args in docker_runs
+        "--require-hashes" in args and "requirements.txt" in args for args in docker_runs
     )
     # Nothing installed outside the lock resolves dependencies of its own.
     for line in [*makefile.splitlines(), *docker_runs]:
