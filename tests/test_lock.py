@@ -86,9 +86,7 @@ def test_install_uses_locks_with_hashes() -> None:
     assert "LOCK := requirements-dev.txt" in makefile
     assert re.search(r"pip install [^\n]*--require-hashes[^\n]*-r \$\(LOCK\)", makefile)
     docker_runs = [args for keyword, args in dockerfile_instructions() if keyword == "RUN"]
-    assert any(
-        "--require-hashes" in args and "requirements.txt" in args for args in docker_runs
-    )
+    assert any("--require-hashes" in args and "requirements.txt" in args for args in docker_runs)
     # Nothing installed outside the lock resolves dependencies of its own.
     for line in [*makefile.splitlines(), *docker_runs]:
         if "pip install" in line and "--require-hashes" not in line:
