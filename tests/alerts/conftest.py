@@ -88,11 +88,23 @@ def alert_settings(
     return alert_worker_settings(settings, managed_broker, alert_identities)
 
 
-@pytest.fixture
-async def worker(alert_settings: Settings, redis: Redis) -> AsyncIterator[IngestWorker]:
-    running, task = await start_worker(alert_settings, redis)
+async def start_alert_worker(
+    settings: Settings, redis: Redis, **overrides: object
+) -> tuple[IngestWorker, asyncio.Task[None]]:
+    """A worker on `settings` with `overrides`, returned once its alert rules are loaded."""
+    running, task = await start_worker(settings.model_copy(update=overrides), redis)
     try:
         await asyncio.wait_for(running.alerts.loaded.wait(), 10)
+    except BaseException:
+        await stop_worker(task)
+        raise
+    return running, task
+
+
+@pytest.fixture
+async def worker(alert_settings: Settings, redis: Redis) -> AsyncIterator[IngestWorker]:
+    running, task = await start_alert_worker(alert_settings, redis)
+    try:
         yield running
     finally:
         await stop_worker(task)

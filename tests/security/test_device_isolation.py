@@ -19,27 +19,18 @@ from beanie import PydanticObjectId
 from redis.asyncio import Redis
 
 from core.settings import Settings
-from ingest.worker import IngestWorker
 from models.readings import Reading
 from tests.alerts import conftest as alert_fixtures
-from tests.alerts.conftest import T0, eventually, send
+from tests.alerts.conftest import T0, eventually, send, start_alert_worker
 from tests.brokers import ManagedBroker
 from tests.client import Api
 from tests.factories import create_device, register
-from tests.ingest.conftest import IngestIdentities, publisher_on, start_worker, stop_worker
+from tests.ingest.conftest import IngestIdentities, publisher_on, stop_worker
 
 # The alert suite's fixtures (pytest finds fixtures among a module's attributes).
 alert_identities = alert_fixtures.alert_identities
 alert_settings = alert_fixtures.alert_settings
 publisher = alert_fixtures.publisher
-
-
-async def _worker(
-    settings: Settings, redis: Redis, **overrides: object
-) -> tuple[IngestWorker, asyncio.Task[None]]:
-    running, task = await start_worker(settings.model_copy(update=overrides), redis)
-    await asyncio.wait_for(running.alerts.loaded.wait(), 10)
-    return running, task
 
 
 async def _stored(device_id: str) -> int:
@@ -50,7 +41,7 @@ async def test_keep_other_device_anomaly_baseline_under_metric_flood(
     api: Api, alert_settings: Settings, publisher: aiomqtt.Client, redis: Redis
 ) -> None:
     # A global bound small enough that the flood alone would exceed it.
-    running, task = await _worker(
+    running, task = await start_alert_worker(
         alert_settings,
         redis,
         anomaly_max_series=1000,
@@ -98,7 +89,7 @@ async def test_drop_flooding_device_messages_rate_limited(
     redis: Redis,
 ) -> None:
     rate, burst = 20.0, 100
-    running, task = await _worker(
+    running, task = await start_alert_worker(
         alert_settings, redis, ingest_device_rate_per_second=rate, ingest_device_burst=burst
     )
     try:

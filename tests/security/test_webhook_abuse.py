@@ -27,11 +27,11 @@ from redis.asyncio import Redis
 from core.settings import Settings
 from ingest.worker import IngestWorker
 from tests.alerts import conftest as alert_fixtures
-from tests.alerts.conftest import eventually
+from tests.alerts.conftest import eventually, start_alert_worker
 from tests.alerts.test_webhooks import raise_one, set_webhook
 from tests.client import Api
 from tests.factories import register
-from tests.ingest.conftest import start_worker, stop_worker
+from tests.ingest.conftest import stop_worker
 
 # The alert suite's fixtures (pytest finds fixtures among a module's attributes).
 alert_identities = alert_fixtures.alert_identities
@@ -164,14 +164,6 @@ async def hostile_receiver(mode: Mode) -> AsyncIterator[HostileReceiver]:
         await server.wait_closed()
 
 
-async def _hostile_worker(
-    settings: Settings, redis: Redis, **overrides: object
-) -> tuple[IngestWorker, asyncio.Task[None]]:
-    running, task = await start_worker(settings.model_copy(update=overrides), redis)
-    await asyncio.wait_for(running.alerts.loaded.wait(), 10)
-    return running, task
-
-
 def _outcome(worker: IngestWorker, outcome: str) -> float:
     return worker.stats.sample("ingest_webhook_deliveries_total", {"outcome": outcome})
 
@@ -183,7 +175,7 @@ async def _true(value: bool) -> bool:
 async def test_read_webhook_endless_body_bounded(
     api: Api, alert_settings: Settings, publisher: aiomqtt.Client, redis: Redis
 ) -> None:
-    running, task = await _hostile_worker(alert_settings, redis, webhook_timeout_seconds=20)
+    running, task = await start_alert_worker(alert_settings, redis, webhook_timeout_seconds=20)
     try:
         user = await register(api)
         async with hostile_receiver("endless") as hook:
@@ -215,7 +207,7 @@ async def test_end_webhook_attempt_at_deadline_trickling_receiver(
     api: Api, alert_settings: Settings, publisher: aiomqtt.Client, redis: Redis
 ) -> None:
     deadline = 1.5
-    running, task = await _hostile_worker(
+    running, task = await start_alert_worker(
         alert_settings, redis, webhook_timeout_seconds=deadline, webhook_max_attempts=2
     )
     try:
@@ -244,7 +236,7 @@ async def test_deliver_other_owner_webhook_while_hostile_receivers_retry(
     api: Api, alert_settings: Settings, publisher: aiomqtt.Client, redis: Redis
 ) -> None:
     # Three hostile owners, three alerts each: a global outbox alone would take eight.
-    running, task = await _hostile_worker(
+    running, task = await start_alert_worker(
         alert_settings,
         redis,
         webhook_timeout_seconds=3,
