@@ -9,7 +9,7 @@ import uvicorn
 
 from api.app import create_app
 from core.logging import configure_logging
-from core.settings import Settings, get_settings
+from core.settings import ApiSettings, get_api_settings
 
 # Allocations (less deallocations) between young collections; Python's default is 2,000.
 # Measured with 1,000 subscribers at 20,000-40,000 deliveries/s: GC went from 6.1% to
@@ -26,7 +26,7 @@ def tune_gc() -> None:
     gc.set_threshold(GC_YOUNG_THRESHOLD, 20, 20)
 
 
-def server_options(settings: Settings) -> dict[str, Any]:
+def server_options(settings: ApiSettings) -> dict[str, Any]:
     """uvicorn's options that belong to the API (the tests' server uses them too)."""
     # uvicorn's proxy handling sets the client address and scheme from the trusted
     # proxies' headers (the rightmost untrusted X-Forwarded-For entry); nothing else
@@ -40,7 +40,7 @@ def server_options(settings: Settings) -> dict[str, Any]:
 
 
 def main() -> None:
-    settings = get_settings()
+    settings = get_api_settings()
     configure_logging(settings, service="api", instance=f"{settings.api_host}:{settings.api_port}")
     app = create_app(settings)
     tune_gc()

@@ -19,7 +19,7 @@ import sys
 from pymongo.errors import PyMongoError
 
 from core.database import open_database
-from core.settings import Settings, get_settings
+from core.settings import ApiSettings, get_api_settings
 from services import accounts
 from services.errors import ServiceError
 
@@ -37,7 +37,7 @@ def read_password() -> str:
     return sys.stdin.readline().rstrip("\r\n")
 
 
-async def create_admin(email: str, settings: Settings) -> str:
+async def create_admin(email: str, settings: ApiSettings) -> str:
     """What was done for `email` ("created", "promoted", "unchanged")."""
     async with open_database(settings):
         outcome = await accounts.promote_admin(email)
@@ -57,7 +57,7 @@ def main(argv: list[str] | None = None) -> int:
     create.add_argument("email")
     args = parser.parse_args(argv)
     try:
-        outcome = asyncio.run(create_admin(args.email, get_settings()))
+        outcome = asyncio.run(create_admin(args.email, get_api_settings()))
     except (ServiceError, ValueError) as err:
         message = err.message if isinstance(err, ServiceError) else str(err)
         print(f"refused: {message}", file=sys.stderr)

@@ -26,7 +26,7 @@ from core.broker import BrokerAdmin
 from core.database import open_database
 from core.dynsec import DynamicSecurity
 from core.redis import open_redis
-from core.settings import Settings, get_settings
+from core.settings import ApiSettings, get_api_settings
 from firmware.download import download_firmware
 from firmware.runtime import open_firmware
 from graph.metrics import ApiMetrics
@@ -78,9 +78,9 @@ def _route_path(scope: Scope) -> str:
     return path
 
 
-def create_app(settings: Settings | None = None) -> Api:
+def create_app(settings: ApiSettings | None = None) -> Api:
     """The API with every route; connections open in the lifespan."""
-    settings = settings or get_settings()
+    settings = settings or get_api_settings()
     metrics = ApiMetrics()
     graphql = GraphQLApp(settings, metrics)
 

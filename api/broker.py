@@ -15,11 +15,11 @@ from pymongo.errors import PyMongoError
 from core.database import open_database
 from core.dynsec import BrokerUnavailable, DynsecError, connect_dynsec
 from core.logging import configure_logging
-from core.settings import Settings, get_settings
+from core.settings import ApiSettings, get_api_settings
 from services.broker_reconcile import ReconcileReport, reconcile
 
 
-async def run_reconcile(settings: Settings) -> ReconcileReport:
+async def run_reconcile(settings: ApiSettings) -> ReconcileReport:
     """One reconcile against the configured broker and database."""
     password = settings.mqtt_password.get_secret_value() if settings.mqtt_password else ""
     report: ReconcileReport | None = None
@@ -48,7 +48,7 @@ def main(argv: list[str] | None = None) -> int:
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     commands.add_parser("reconcile", help="make the broker's clients match the devices")
     parser.parse_args(argv)
-    settings = get_settings()
+    settings = get_api_settings()
     configure_logging(settings, service="api.broker")
     try:
         report = asyncio.run(run_reconcile(settings))

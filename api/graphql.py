@@ -28,7 +28,7 @@ from api.graphql_response import (
     request_error_status,
 )
 from api.state import AppState
-from core.settings import Settings
+from core.settings import ApiSettings
 from firmware.upload_guard import FORM_OVERHEAD_BYTES, guard_multipart
 from graph.context import Context
 from graph.metrics import ApiMetrics
@@ -46,7 +46,7 @@ class GraphQLApp(GraphQL[Context, SocketWriter]):
     graphql_transport_ws_handler_class = TransportWSHandler
     graphql_ws_handler_class = LegacyWSHandler
 
-    def __init__(self, settings: Settings, metrics: ApiMetrics) -> None:
+    def __init__(self, settings: ApiSettings, metrics: ApiMetrics) -> None:
         self.metrics = metrics
         # Firmware uploads: the largest image plus the form's other parts.
         self.max_multipart_bytes = settings.firmware_max_bytes + FORM_OVERHEAD_BYTES

@@ -8,7 +8,7 @@ from redis.asyncio import Redis
 
 from core.broker import BrokerAdmin
 from core.database import Database
-from core.settings import Settings
+from core.settings import ApiSettings
 from graph.sessions import UserSessions
 from live.bus import Bus
 from live.delivery import LiveDelivery
@@ -16,7 +16,7 @@ from live.delivery import LiveDelivery
 
 @dataclass(frozen=True, slots=True)
 class AppState:
-    settings: Settings
+    settings: ApiSettings
     database: Database
     redis: Redis
     bus: Bus

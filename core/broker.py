@@ -14,7 +14,7 @@ from typing import Any
 
 from core.dynsec import BrokerRefused, BrokerUnavailable, DynamicSecurity, connect_dynsec
 from core.reconnecting import Reconnecting
-from core.settings import Settings
+from core.settings import CommonSettings
 
 logger = logging.getLogger(__name__)
 
@@ -34,7 +34,7 @@ class BrokerAdmin(Reconnecting):
 
     def __init__(
         self,
-        settings: Settings,
+        settings: CommonSettings,
         *,
         on_connect: OnConnect | None = None,
         identity: tuple[str, str] | None = None,

@@ -10,14 +10,14 @@ from beanie import init_beanie
 from pymongo import AsyncMongoClient
 from pymongo.asynchronous.database import AsyncDatabase
 
-from core.settings import Settings
+from core.settings import CommonSettings
 from models import DOCUMENT_MODELS
 
 type Database = AsyncDatabase[dict[str, Any]]
 
 
 @asynccontextmanager
-async def open_database(settings: Settings) -> AsyncIterator[Database]:
+async def open_database(settings: CommonSettings) -> AsyncIterator[Database]:
     """Connect, create indexes and bind every Beanie document; close on exit."""
     client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(
         settings.mongodb_url,

@@ -22,7 +22,7 @@ from typing import IO, Any, Final
 
 from pydantic import SecretStr
 
-from core.settings import Settings
+from core.settings import CommonSettings
 
 request_id: ContextVar[str | None] = ContextVar("request_id", default=None)
 operation_id: ContextVar[str | None] = ContextVar("operation_id", default=None)
@@ -50,7 +50,7 @@ def accepted_request_id(value: str | None) -> str:
     return new_id()
 
 
-def secret_values(settings: Settings) -> list[str]:
+def secret_values(settings: CommonSettings) -> list[str]:
     """The values of every secret setting, longest first."""
     values = [
         value.get_secret_value()
@@ -136,7 +136,7 @@ class QueryStringFilter(logging.Filter):
 
 
 def configure_logging(
-    settings: Settings,
+    settings: CommonSettings,
     *,
     service: str,
     instance: str | None = None,

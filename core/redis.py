@@ -7,11 +7,11 @@ from contextlib import asynccontextmanager
 
 from redis.asyncio import Redis
 
-from core.settings import Settings
+from core.settings import CommonSettings
 
 
 @asynccontextmanager
-async def open_redis(settings: Settings) -> AsyncIterator[Redis]:
+async def open_redis(settings: CommonSettings) -> AsyncIterator[Redis]:
     """A pooled client; connections are made lazily, so Redis may start later."""
     client = Redis.from_url(
         settings.redis_url,

@@ -1,4 +1,11 @@
-"""The one settings object: environment variables and `.env`, read once."""
+"""Settings from environment variables and `.env`, read once per process.
+
+Each process reads its own class: the API `ApiSettings`, an ingest worker
+`WorkerSettings`, both over `CommonSettings` (storage, the bus, logging, this process's
+own broker account). `Settings` is the whole platform in one process: what the tests,
+the benchmarks and one-process tools use. Names map to upper-case environment variables;
+a process ignores the variables of the others.
+"""
 
 from __future__ import annotations
 
@@ -13,13 +20,15 @@ DEVELOPMENT_JWT_SECRET = "development-only-jwt-secret-change-me-0123456789"  # n
 DEVELOPMENT_DEVICE_CREDENTIAL_KEY = "development-only-device-credential-key-0123456789"
 
 
-class Settings(BaseSettings):
-    """Every knob of the platform. Names map to upper-case environment variables."""
+class CommonSettings(BaseSettings):
+    """What every process reads: where the data and the messages are, and how to log."""
 
     model_config = SettingsConfigDict(env_file=".env", extra="ignore", frozen=True)
 
     environment: Literal["development", "test", "production"] = "development"
     log_level: str = "INFO"
+    # "json": one JSON object per line, with request/operation ids (core/logging.py).
+    log_format: Literal["text", "json"] = "text"
 
     # Storage and messaging.
     mongodb_url: str = "mongodb://127.0.0.1:27017/?directConnection=true"
@@ -29,6 +38,46 @@ class Settings(BaseSettings):
     mqtt_port: int = 1883
     mqtt_username: str | None = None
     mqtt_password: SecretStr | None = None
+    # MQTT_USERNAME/MQTT_PASSWORD are this process's own broker account: the API's is
+    # the dynamic-security admin, a worker's is its identity `iot-ingest-<n>`.
+
+    # Live events (pub/sub).
+    bus_backend: Literal["redis", "memory"] = "redis"  # "memory": one process only
+    bus_reconnect_max_seconds: float = Field(default=10, gt=0)
+
+    # Device MQTT passwords and webhook secrets (unless WEBHOOK_SIGNING_KEY) are derived
+    # from DEVICE_CREDENTIAL_KEY (docs/security.md): as secret as every device password
+    # together; changing it changes every device's password.
+    device_credential_key: SecretStr = SecretStr(DEVELOPMENT_DEVICE_CREDENTIAL_KEY)
+    # The workers' shared subscription group; the API grants it in the broker's ACLs.
+    ingest_share_group: str = "ingest"  # "" subscribes without $share (one worker only)
+
+    # Webhooks: secrets are derived from this key (unset: a key derived from
+    # DEVICE_CREDENTIAL_KEY). Private, loopback and link-local targets are refused
+    # unless allowed (SSRF).
+    webhook_signing_key: SecretStr | None = None
+    webhook_allow_private_networks: bool = False
+
+    def _weak_secrets(self) -> list[str]:
+        """What ENVIRONMENT=production refuses: a development or short secret."""
+        key = self.device_credential_key.get_secret_value()
+        if key == DEVELOPMENT_DEVICE_CREDENTIAL_KEY or len(key) < 32:
+            return [
+                "DEVICE_CREDENTIAL_KEY must be set to a random value of at least 32 "
+                "characters when ENVIRONMENT=production."
+            ]
+        return []
+
+    @model_validator(mode="after")
+    def _refuse_development_secrets(self) -> Self:
+        if self.environment == "production" and (problems := self._weak_secrets()):
+            raise ValueError(" ".join(problems))
+        return self
+
+
+class ApiSettings(CommonSettings):
+    """The API process (`python -m api`): HTTP, GraphQL, accounts, devices, firmware."""
+
     # The ingest workers' broker identities, provisioned by the API (services/broker_*):
     # this name with -1, -2, ... appended; MQTT_INGEST_PASSWORD is their shared password.
     mqtt_ingest_username: str = "iot-ingest"
@@ -39,9 +88,6 @@ class Settings(BaseSettings):
     # This API process's name at the broker (client ids iot-api-<name>, iot-api-<name>-ota);
     # unique per process. Empty: the host name (each container's own).
     api_instance: str = ""
-    # Device MQTT passwords are HMAC-derived from this key (docs/security.md): as secret
-    # as every device password together; changing it changes every device's password.
-    device_credential_key: SecretStr = SecretStr(DEVELOPMENT_DEVICE_CREDENTIAL_KEY)
 
     # HTTP.
     api_host: str = "127.0.0.1"
@@ -107,9 +153,7 @@ class Settings(BaseSettings):
     page_size_default: int = Field(default=20, ge=1)
     page_size_max: int = Field(default=100, ge=1)
 
-    # Live events (pub/sub) and GraphQL subscriptions.
-    bus_backend: Literal["redis", "memory"] = "redis"  # "memory": one process only
-    bus_reconnect_max_seconds: float = Field(default=10, gt=0)
+    # GraphQL subscriptions: events buffered per subscription.
     # Events buffered per subscription; a subscriber that falls this far behind is closed.
     subscription_buffer: int = Field(default=256, ge=1, le=100_000)
     aggregate_max_buckets: int = Field(default=10_000, ge=1)
@@ -119,71 +163,8 @@ class Settings(BaseSettings):
     dashboard_config_max_bytes: int = Field(default=64 * 1024, ge=1024)
     dashboards_per_user_max: int = Field(default=100, ge=1)
 
-    # Ingest worker.
-    # Worker n's is `ingest-<n>`, bound to its identity `iot-ingest-<n>`; stable: the broker
-    # keeps its session by it.
-    ingest_client_id: str = "ingest-1"
-    ingest_share_group: str = "ingest"  # "" subscribes without $share (one worker only)
-    ingest_batch_size: int = Field(default=100, ge=1, le=10_000)
-    ingest_batch_delay_ms: float = Field(default=20, ge=0)
-    # Messages in flight, unacknowledged: also the MQTT 5 Receive Maximum.
-    ingest_queue_size: int = Field(default=1000, ge=1, le=65535)
-    ingest_session_expiry_seconds: int = Field(default=24 * 3600, ge=0)
-    ingest_dedup_window_seconds: int = Field(default=24 * 3600, ge=60)
-    ingest_device_cache_seconds: float = Field(default=10, ge=0)
-    ingest_status_flush_seconds: float = Field(default=2, gt=0)
-    ingest_offline_after_seconds: float = Field(default=120, gt=0)
-    ingest_reconnect_max_seconds: float = Field(default=10, gt=0)
-    # Per-device token bucket: messages a second and burst; beyond, dropped (rate_limited).
-    ingest_device_rate_per_second: float = Field(default=20, ge=0)  # 0: no limit
-    ingest_device_burst: int = Field(default=100, ge=1)
-    # The worker's Prometheus /metrics; keep it off public interfaces. Port 0: not served.
-    ingest_metrics_host: str = "127.0.0.1"
-    ingest_metrics_port: int = Field(default=9101, ge=0, le=65535)
-
-    # --- operations
-    # "json": one JSON object per line, with request/operation ids (core/logging.py).
-    log_format: Literal["text", "json"] = "text"
-
     # --- alerts (docs/alerts.md)
     alert_rules_per_device_max: int = Field(default=50, ge=1, le=1000)
-    # A worker reloads a device's rules on every change notice (and all of them when
-    # its Redis subscription comes back); this reload is only the safety net.
-    alert_rule_refresh_seconds: float = Field(default=300, gt=0)
-    # Raise/clear work waiting in a worker; full means dropped and counted, never waiting.
-    alert_queue_size: int = Field(default=10_000, ge=10, le=1_000_000)
-    alert_no_data_check_seconds: float = Field(default=5, gt=0)
-    # Streaming anomaly detection: EWMA mean/variance per device and metric.
-    anomaly_detection: bool = True
-    anomaly_alpha: float = Field(default=0.05, gt=0, lt=1)
-    anomaly_z_threshold: float = Field(default=5.0, gt=0)
-    anomaly_warmup: int = Field(default=30, ge=2)
-    # The spread never counts as smaller than this fraction of |mean| (or the absolute floor).
-    anomaly_min_std_ratio: float = Field(default=0.01, ge=0)
-    anomaly_min_std: float = Field(default=1e-6, ge=0)
-    anomaly_max_series: int = Field(default=200_000, ge=1)
-    # One device's series; a new metric beyond it evicts that device's least recently used.
-    anomaly_max_metrics_per_device: int = Field(default=64, ge=1)
-    anomaly_alerts: bool = True
-    # At most one anomaly alert per device per interval, across workers.
-    anomaly_alert_interval_seconds: float = Field(default=300, ge=0)
-    anomaly_alert_severity: Literal["INFO", "WARNING", "CRITICAL"] = "WARNING"
-    # Webhooks: secrets are derived from this key (unset: a key derived from
-    # DEVICE_CREDENTIAL_KEY). Private, loopback and link-local targets are refused
-    # unless allowed (SSRF).
-    webhook_signing_key: SecretStr | None = None
-    webhook_allow_private_networks: bool = False
-    # The whole of one attempt (resolve, connect, send, read), however the receiver trickles.
-    webhook_timeout_seconds: float = Field(default=5, gt=0)
-    # Response bytes read per attempt (the status decides; the body is read, then dropped).
-    webhook_response_max_bytes: int = Field(default=4096, ge=0, le=1024 * 1024)
-    webhook_max_attempts: int = Field(default=6, ge=1, le=20)
-    webhook_retry_base_seconds: float = Field(default=1, gt=0)
-    webhook_outbox_size: int = Field(default=1000, ge=1)
-    webhook_concurrency: int = Field(default=4, ge=1, le=100)
-    # One owner's share: requests in flight and deliveries waiting (beyond: owner_full).
-    webhook_concurrency_per_owner: int = Field(default=1, ge=1, le=100)
-    webhook_outbox_per_owner: int = Field(default=100, ge=1)
 
     # --- firmware / OTA (docs/ota.md)
     # The largest image uploadFirmware accepts, enforced while it streams into GridFS.
@@ -205,12 +186,6 @@ class Settings(BaseSettings):
     # How often each API process's dispatcher looks for due work.
     firmware_dispatch_poll_seconds: float = Field(default=0.5, gt=0, le=60)
 
-    # --- ingest performance
-    # After each MQTT read the worker rests this long before the next one, so a busy
-    # stream is handled in batches (CPU per message) at the price of up to this much
-    # latency on the live path. 0: read as soon as anything arrives.
-    ingest_read_pause_ms: float = Field(default=5, ge=0, le=1000)
-
     @model_validator(mode="before")
     @classmethod
     def _exposure_defaults(cls, data: Any) -> Any:
@@ -219,26 +194,107 @@ class Settings(BaseSettings):
             data = {"graphql_introspection": False, "graphiql": False, **data}
         return data
 
-    @model_validator(mode="after")
-    def _refuse_development_secrets(self) -> Self:
-        if self.environment == "production":
-            secret = self.jwt_secret.get_secret_value()
-            if secret == DEVELOPMENT_JWT_SECRET or len(secret) < 32:
-                raise ValueError(
+    def _weak_secrets(self) -> list[str]:
+        secret = self.jwt_secret.get_secret_value()
+        weak = secret == DEVELOPMENT_JWT_SECRET or len(secret) < 32
+        return [
+            *(
+                [
                     "JWT_SECRET must be set to a random value of at least 32 characters "
                     "when ENVIRONMENT=production (e.g. `python -c 'import secrets; "
                     "print(secrets.token_urlsafe(48))'`)."
-                )
-            key = self.device_credential_key.get_secret_value()
-            if key == DEVELOPMENT_DEVICE_CREDENTIAL_KEY or len(key) < 32:
-                raise ValueError(
-                    "DEVICE_CREDENTIAL_KEY must be set to a random value of at least 32 "
-                    "characters when ENVIRONMENT=production."
-                )
-        return self
+                ]
+                if weak
+                else []
+            ),
+            *super()._weak_secrets(),
+        ]
+
+
+class WorkerSettings(CommonSettings):
+    """An ingest worker (`python -m ingest`): MQTT consumption, storage, alerts, webhooks."""
+
+    # Ingest worker.
+    # Worker n's is `ingest-<n>`, bound to its identity `iot-ingest-<n>`; stable: the broker
+    # keeps its session by it.
+    ingest_client_id: str = "ingest-1"
+    ingest_batch_size: int = Field(default=100, ge=1, le=10_000)
+    ingest_batch_delay_ms: float = Field(default=20, ge=0)
+    # Messages in flight, unacknowledged: also the MQTT 5 Receive Maximum.
+    ingest_queue_size: int = Field(default=1000, ge=1, le=65535)
+    ingest_session_expiry_seconds: int = Field(default=24 * 3600, ge=0)
+    ingest_dedup_window_seconds: int = Field(default=24 * 3600, ge=60)
+    ingest_device_cache_seconds: float = Field(default=10, ge=0)
+    ingest_status_flush_seconds: float = Field(default=2, gt=0)
+    ingest_offline_after_seconds: float = Field(default=120, gt=0)
+    ingest_reconnect_max_seconds: float = Field(default=10, gt=0)
+    # Per-device token bucket: messages a second and burst; beyond, dropped (rate_limited).
+    ingest_device_rate_per_second: float = Field(default=20, ge=0)  # 0: no limit
+    ingest_device_burst: int = Field(default=100, ge=1)
+    # The worker's Prometheus /metrics; keep it off public interfaces. Port 0: not served.
+    ingest_metrics_host: str = "127.0.0.1"
+    ingest_metrics_port: int = Field(default=9101, ge=0, le=65535)
+
+    # --- ingest performance
+    # After each MQTT read the worker rests this long before the next one, so a busy
+    # stream is handled in batches (CPU per message) at the price of up to this much
+    # latency on the live path. 0: read as soon as anything arrives.
+    ingest_read_pause_ms: float = Field(default=5, ge=0, le=1000)
+
+    # --- alerts (docs/alerts.md)
+    # A worker reloads a device's rules on every change notice (and all of them when
+    # its Redis subscription comes back); this reload is only the safety net.
+    alert_rule_refresh_seconds: float = Field(default=300, gt=0)
+    # Raise/clear work waiting in a worker; full means dropped and counted, never waiting.
+    alert_queue_size: int = Field(default=10_000, ge=10, le=1_000_000)
+    alert_no_data_check_seconds: float = Field(default=5, gt=0)
+    # Streaming anomaly detection: EWMA mean/variance per device and metric.
+    anomaly_detection: bool = True
+    anomaly_alpha: float = Field(default=0.05, gt=0, lt=1)
+    anomaly_z_threshold: float = Field(default=5.0, gt=0)
+    anomaly_warmup: int = Field(default=30, ge=2)
+    # The spread never counts as smaller than this fraction of |mean| (or the absolute floor).
+    anomaly_min_std_ratio: float = Field(default=0.01, ge=0)
+    anomaly_min_std: float = Field(default=1e-6, ge=0)
+    anomaly_max_series: int = Field(default=200_000, ge=1)
+    # One device's series; a new metric beyond it evicts that device's least recently used.
+    anomaly_max_metrics_per_device: int = Field(default=64, ge=1)
+    anomaly_alerts: bool = True
+    # At most one anomaly alert per device per interval, across workers.
+    anomaly_alert_interval_seconds: float = Field(default=300, ge=0)
+    anomaly_alert_severity: Literal["INFO", "WARNING", "CRITICAL"] = "WARNING"
+
+    # Webhook delivery.
+    # The whole of one attempt (resolve, connect, send, read), however the receiver trickles.
+    webhook_timeout_seconds: float = Field(default=5, gt=0)
+    # Response bytes read per attempt (the status decides; the body is read, then dropped).
+    webhook_response_max_bytes: int = Field(default=4096, ge=0, le=1024 * 1024)
+    webhook_max_attempts: int = Field(default=6, ge=1, le=20)
+    webhook_retry_base_seconds: float = Field(default=1, gt=0)
+    webhook_outbox_size: int = Field(default=1000, ge=1)
+    webhook_concurrency: int = Field(default=4, ge=1, le=100)
+    # One owner's share: requests in flight and deliveries waiting (beyond: owner_full).
+    webhook_concurrency_per_owner: int = Field(default=1, ge=1, le=100)
+    webhook_outbox_per_owner: int = Field(default=100, ge=1)
+
+
+class Settings(ApiSettings, WorkerSettings):
+    """The whole platform in one process: tests, benchmarks, one-process tools."""
+
+
+@lru_cache(maxsize=1)
+def get_api_settings() -> ApiSettings:
+    """The API process's settings, built on first use."""
+    return ApiSettings()
+
+
+@lru_cache(maxsize=1)
+def get_worker_settings() -> WorkerSettings:
+    """An ingest worker's settings, built on first use."""
+    return WorkerSettings()
 
 
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:
-    """The process-wide settings, built on first use."""
+    """Every setting, for tools that act as more than one process."""
     return Settings()

@@ -23,7 +23,7 @@ from beanie import PydanticObjectId
 from pymongo import ReturnDocument
 from pymongo.errors import PyMongoError
 
-from core.settings import Settings
+from core.settings import ApiSettings
 from firmware import rollouts
 from firmware.events import EventSink, publish_progress
 from firmware.progress import expire_one
@@ -63,7 +63,7 @@ def offer_payload(firmware: Firmware, update_id: str, base_url: str) -> bytes:
 class Dispatcher:
     """Dispatches, times out and releases rollout devices; `run` until cancelled."""
 
-    def __init__(self, settings: Settings, publisher: OfferPublisher, events: EventSink) -> None:
+    def __init__(self, settings: ApiSettings, publisher: OfferPublisher, events: EventSink) -> None:
         self.settings = settings
         self.publisher = publisher
         self.events = events

@@ -9,7 +9,7 @@ from typing import Final
 from pymongo import ReturnDocument
 from pymongo.errors import DuplicateKeyError
 
-from core.settings import Settings
+from core.settings import ApiSettings
 from firmware import storage
 from firmware.signing import Signer
 from firmware.storage import ImageTooLarge, Readable
@@ -55,7 +55,7 @@ async def upload_firmware(
     filename: str | None,
     version: str,
     device_type: str,
-    settings: Settings,
+    settings: ApiSettings,
     signer: Signer,
 ) -> Firmware:
     """Store an image in GridFS and sign its SHA-256; (device_type, version) is unique.

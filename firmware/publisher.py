@@ -19,7 +19,7 @@ import logging
 import aiomqtt
 
 from core.reconnecting import Reconnecting
-from core.settings import Settings
+from core.settings import ApiSettings
 from services.broker_identities import api_identities
 
 logger = logging.getLogger(__name__)
@@ -43,7 +43,7 @@ class OfferPublisher(Reconnecting):
     # changed the API identity's roles).
     lost_errors = (aiomqtt.MqttError,)
 
-    def __init__(self, settings: Settings, *, startup_wait_seconds: float = 3.0) -> None:
+    def __init__(self, settings: ApiSettings, *, startup_wait_seconds: float = 3.0) -> None:
         super().__init__(startup_wait_seconds=startup_wait_seconds)
         self._settings = settings
         self._client: aiomqtt.Client | None = None

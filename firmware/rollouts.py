@@ -27,7 +27,7 @@ from pymongo import ReturnDocument
 from pymongo.errors import BulkWriteError, DuplicateKeyError
 
 from core.events import OtaProgressEvent, ota_update_channel
-from core.settings import Settings
+from core.settings import ApiSettings
 from firmware.events import EventSink, progress_event, publish_progress
 from firmware.images import get_firmware
 from models.accounts import User, utcnow
@@ -72,7 +72,7 @@ class UpdateView:
     firmware: Firmware | None
 
 
-def _pace(settings: Settings, options: RolloutOptions) -> dict[str, int | float]:
+def _pace(settings: ApiSettings, options: RolloutOptions) -> dict[str, int | float]:
     def pick[T: (int, float)](value: T | None, default: T, field: str, low: T, high: T) -> T:
         chosen = default if value is None else value
         if not low <= chosen <= high:
@@ -107,7 +107,7 @@ def _pace(settings: Settings, options: RolloutOptions) -> dict[str, int | float]
     }
 
 
-async def _devices(device_ids: list[str], settings: Settings) -> list[Device]:
+async def _devices(device_ids: list[str], settings: ApiSettings) -> list[Device]:
     unique = list(dict.fromkeys(device_ids))
     if not unique:
         raise BadInput("deviceIds", "must name at least one device")
@@ -134,7 +134,7 @@ async def start_update(
     *,
     firmware_id: str,
     device_ids: list[str],
-    settings: Settings,
+    settings: ApiSettings,
     options: RolloutOptions | None = None,
 ) -> UpdateView:
     """Roll an image out to devices of its type; each device may be in one rollout at a time."""

@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
-from core.settings import Settings
+from core.settings import ApiSettings
 from firmware import storage
 from firmware.dispatcher import Dispatcher
 from firmware.events import EventSink
@@ -26,7 +26,7 @@ class FirmwareRuntime:
 
 
 @asynccontextmanager
-async def open_firmware(settings: Settings, events: EventSink) -> AsyncIterator[FirmwareRuntime]:
+async def open_firmware(settings: ApiSettings, events: EventSink) -> AsyncIterator[FirmwareRuntime]:
     """Load the signing key (a production API without one does not start), open the
     offer connection and run the dispatcher until the block ends."""
     signer = signer_for(settings)

@@ -32,7 +32,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import (
 )
 
 from core.private_dir import make_private_dir
-from core.settings import Settings
+from core.settings import ApiSettings
 
 logger = logging.getLogger(__name__)
 
@@ -132,7 +132,7 @@ def _development_key(path: Path) -> Ed25519PrivateKey:
     return key
 
 
-def load_signer(settings: Settings, *, development_key_file: Path | None = None) -> Signer:
+def load_signer(settings: ApiSettings, *, development_key_file: Path | None = None) -> Signer:
     """The signer `settings` describe (see the module docstring for the order)."""
     if settings.firmware_signing_key is not None:
         return Signer(parse_private_key(settings.firmware_signing_key.get_secret_value()))
@@ -151,7 +151,7 @@ def load_signer(settings: Settings, *, development_key_file: Path | None = None)
 _signers: dict[tuple[str, str | None, str | None], Signer] = {}
 
 
-def signer_for(settings: Settings) -> Signer:
+def signer_for(settings: ApiSettings) -> Signer:
     """The process's signer for `settings`, loaded once (a test key stays the same)."""
     secret = settings.firmware_signing_key
     cache_key = (

@@ -13,7 +13,7 @@ from starlette.responses import Response
 from starlette.websockets import WebSocket
 from strawberry.types import Info as StrawberryInfo
 
-from core.settings import Settings
+from core.settings import ApiSettings
 from graph.loaders import Loaders
 from graph.metrics import ApiMetrics
 from graph.sessions import UserSessions
@@ -32,7 +32,7 @@ class Context:
 
     request: Request | WebSocket
     response: Response | WebSocket | None
-    settings: Settings
+    settings: ApiSettings
     redis: Redis
     bus: Bus
     # The broker's admin connection (device identities live there).

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from core.settings import Settings
+from core.settings import ApiSettings
 from graph.schema import build_schema
 
 
 def schema_sdl() -> str:
     """The schema as checked in at the repository root."""
-    return build_schema(Settings()).as_str() + "\n"
+    return build_schema(ApiSettings()).as_str() + "\n"
 
 
 if __name__ == "__main__":

@@ -38,13 +38,13 @@ from strawberry.extensions import (
 )
 from strawberry.types.graphql import OperationType
 
-from core.settings import Settings
+from core.settings import ApiSettings
 from graph.errors import QUERY_TOO_COMPLEX
 from live.compat import graphql_schema
 from services import readings
 
 
-def _page_multiplier(node: FieldNode, field_args: dict[str, Any], settings: Settings) -> int:
+def _page_multiplier(node: FieldNode, field_args: dict[str, Any], settings: ApiSettings) -> int:
     if "first" not in field_args:
         return 1
     for argument in node.arguments or ():
@@ -129,7 +129,7 @@ def selection_cost(
     selection_set: SelectionSetNode | None,
     parent: Any,
     context: _Fragments,
-    settings: Settings,
+    settings: ApiSettings,
     seen_fragments: frozenset[str] = frozenset(),
     *,
     variables: dict[str, Any] | None = None,
@@ -193,7 +193,7 @@ def selection_cost(
     return total
 
 
-def cost_limit_rule(settings: Settings) -> type[ValidationRule]:
+def cost_limit_rule(settings: ApiSettings) -> type[ValidationRule]:
     """A validation rule refusing operations whose estimated cost is over the limit."""
 
     class CostLimit(ValidationRule):
@@ -206,7 +206,7 @@ def cost_limit_rule(settings: Settings) -> type[ValidationRule]:
     return CostLimit
 
 
-def _too_costly(cost: int, settings: Settings, node: OperationDefinitionNode) -> GraphQLError:
+def _too_costly(cost: int, settings: ApiSettings, node: OperationDefinitionNode) -> GraphQLError:
     return GraphQLError(
         f"Operation cost {cost} exceeds the limit of {settings.graphql_max_cost}.",
         node,
@@ -237,7 +237,7 @@ class QueryCost(SchemaExtension):
     longer), nor are subscriptions (their streams outlive any budget).
     """
 
-    def __init__(self, *, settings: Settings) -> None:
+    def __init__(self, *, settings: ApiSettings) -> None:
         self.settings = settings
 
     def on_execute(self) -> Iterator[None]:
@@ -284,7 +284,7 @@ class QueryCost(SchemaExtension):
         return cost, chosen[0]
 
 
-def limit_extensions(settings: Settings) -> list[Callable[[], SchemaExtension]]:
+def limit_extensions(settings: ApiSettings) -> list[Callable[[], SchemaExtension]]:
     """Factories of the extensions enforcing every limit of the settings.
 
     The depth and alias limiters build a new validation rule class in their

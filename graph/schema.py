@@ -14,7 +14,7 @@ from strawberry.schema.schema import StreamResult
 from strawberry.types import ExecutionContext, ExecutionResult
 from strawberry.types.execution import PreExecutionError
 
-from core.settings import Settings
+from core.settings import ApiSettings
 from graph.accounts.mutations import AccountMutation
 from graph.accounts.queries import AccountQuery
 from graph.alerts.mutations import AlertMutation
@@ -83,7 +83,7 @@ class Schema(LeanHooksSchema):
         return None
 
 
-def build_schema(settings: Settings, *, metrics: ApiMetrics | None = None) -> Schema:
+def build_schema(settings: ApiSettings, *, metrics: ApiMetrics | None = None) -> Schema:
     """The executable schema with the limits of `settings`, counting into `metrics`."""
     schema = Schema(
         query=Query,

@@ -24,7 +24,7 @@ from typing import Final, Self
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from core.events import USERS_REVOKED_CHANNEL
-from core.settings import Settings
+from core.settings import ApiSettings
 from live.bus import Bus
 from services.errors import RateLimited, Unauthenticated
 
@@ -42,7 +42,7 @@ _REVOKED_MEMORY: Final = 60.0
 class UserSessions:
     """The process's WebSockets by user; listens for revocations while entered."""
 
-    def __init__(self, settings: Settings, bus: Bus) -> None:
+    def __init__(self, settings: ApiSettings, bus: Bus) -> None:
         self._settings = settings
         self._bus = bus
         self._sockets: defaultdict[str, set[WebSocket]] = defaultdict(set)

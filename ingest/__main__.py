@@ -10,7 +10,7 @@ import signal
 from core.database import open_database
 from core.logging import configure_logging
 from core.redis import open_redis
-from core.settings import Settings, get_settings
+from core.settings import WorkerSettings, get_worker_settings
 from ingest.metrics import serve_metrics
 from ingest.stats import IngestStats
 from ingest.worker import IngestWorker
@@ -19,7 +19,7 @@ logger = logging.getLogger("ingest")
 
 
 def metrics_server(
-    settings: Settings, stats: IngestStats
+    settings: WorkerSettings, stats: IngestStats
 ) -> contextlib.AbstractContextManager[str | None]:
     """The worker's /metrics on `settings.ingest_metrics_host:ingest_metrics_port` (0: off)."""
     return serve_metrics(
@@ -28,7 +28,7 @@ def metrics_server(
 
 
 async def serve() -> None:
-    settings = get_settings()
+    settings = get_worker_settings()
     stats = IngestStats()
     with metrics_server(settings, stats):
         async with open_database(settings), open_redis(settings) as redis:
@@ -44,7 +44,7 @@ async def serve() -> None:
 
 
 def main() -> None:
-    settings = get_settings()
+    settings = get_worker_settings()
     configure_logging(settings, service="ingest", instance=settings.ingest_client_id)
     asyncio.run(serve())
 

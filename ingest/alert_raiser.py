@@ -21,7 +21,7 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from core.backoff import RETRY, Backoff
-from core.settings import Settings
+from core.settings import WorkerSettings
 from ingest.stats import IngestStats
 from ingest.thresholds import RuleSpec, RuleState
 from ingest.webhooks import WebhookDelivery, WebhookSender
@@ -55,7 +55,7 @@ class AlertRaiser:
 
     def __init__(
         self,
-        settings: Settings,
+        settings: WorkerSettings,
         redis: Redis,
         stats: IngestStats,
         webhooks: WebhookSender,

@@ -44,7 +44,7 @@ from core.events import (
     DEVICE_CHANGES_CHANNEL,
     AlertEvent,
 )
-from core.settings import Settings
+from core.settings import WorkerSettings
 from ingest.alert_raiser import AlertRaiser, AlertWork
 from ingest.alert_rules import DeviceRules, Entry, device_rules, fetch_rules
 from ingest.anomaly import AnomalyDetector, AnomalyParameters, Score
@@ -75,7 +75,7 @@ class _Held:
 class AlertEngine:
     """Rules, anomaly detection, alert raising and webhooks of one worker."""
 
-    def __init__(self, settings: Settings, redis: Redis, stats: IngestStats, *, origin: str):
+    def __init__(self, settings: WorkerSettings, redis: Redis, stats: IngestStats, *, origin: str):
         self._settings = settings
         self._redis = redis
         self._stats = stats

@@ -17,7 +17,7 @@ from redis.exceptions import RedisError
 
 from core.backoff import MQTT_RECONNECT, RESUBSCRIBE, RETRY, Backoff
 from core.events import DEVICE_CHANGES_CHANNEL, ReadingEvent
-from core.settings import Settings
+from core.settings import WorkerSettings
 from core.topics import CONSUMED, check_handlers
 from ingest.alerts import AlertEngine
 from ingest.devices import DeviceDirectory, DeviceInfo
@@ -38,7 +38,7 @@ type Handler = Callable[[IngestWorker, Delivery, DeviceInfo, datetime], Awaitabl
 TOPICS = tuple(kind.pattern for kind in CONSUMED)
 
 
-def subscription_filters(settings: Settings) -> list[tuple[str, int]]:
+def subscription_filters(settings: WorkerSettings) -> list[tuple[str, int]]:
     """The worker's subscriptions (QoS 1), shared among workers of one group."""
     group = settings.ingest_share_group
     return [
@@ -58,7 +58,7 @@ def topic_of(delivery: Delivery) -> DeviceTopic | Rejected:
 class IngestWorker:
     """Consumes device messages until cancelled; survives broker, Redis and database outages."""
 
-    def __init__(self, settings: Settings, redis: Redis, *, stats: IngestStats | None = None):
+    def __init__(self, settings: WorkerSettings, redis: Redis, *, stats: IngestStats | None = None):
         self.settings = settings
         self.stats = stats or IngestStats()
         self.redis = redis

@@ -21,7 +21,7 @@ from typing import Protocol, Self
 
 from redis.asyncio import Redis
 
-from core.settings import Settings
+from core.settings import CommonSettings
 
 logger = logging.getLogger(__name__)
 
@@ -217,7 +217,7 @@ class InMemoryBus:
 
 
 @asynccontextmanager
-async def open_bus(settings: Settings, redis: Redis) -> AsyncIterator[Bus]:
+async def open_bus(settings: CommonSettings, redis: Redis) -> AsyncIterator[Bus]:
     """The process's bus, as `settings.bus_backend` chooses; its tasks stop on exit."""
     if settings.bus_backend == "memory":
         async with InMemoryBus() as memory_bus:

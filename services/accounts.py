@@ -15,7 +15,7 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from core.events import USERS_REVOKED_CHANNEL
-from core.settings import Settings
+from core.settings import ApiSettings
 from live.bus import Bus
 from models.accounts import RefreshToken, Role, User, utcnow
 from models.platform import Marker
@@ -44,7 +44,7 @@ class AuthSession:
 
 
 async def _start_session(
-    user: User, settings: Settings, *, family_id: str | None = None
+    user: User, settings: ApiSettings, *, family_id: str | None = None
 ) -> AuthSession:
     refresh = new_opaque_token()
     await RefreshToken(
@@ -58,7 +58,7 @@ async def _start_session(
 
 
 async def register(
-    email: str, password: str, *, client_address: str, settings: Settings, redis: Redis
+    email: str, password: str, *, client_address: str, settings: ApiSettings, redis: Redis
 ) -> AuthSession:
     """Create a USER and log it in; in development and test the very first one
     becomes ADMIN (elsewhere the first ADMIN is made by `python -m api.admin`)."""
@@ -103,7 +103,7 @@ async def register(
 
 
 async def login(
-    email: str, password: str, *, client_address: str, settings: Settings, redis: Redis
+    email: str, password: str, *, client_address: str, settings: ApiSettings, redis: Redis
 ) -> AuthSession:
     """Check the password; failures count against the client address, and lock out the
     (e-mail, address) pair for growing times: guesses from one address never lock the
@@ -143,7 +143,7 @@ async def login(
     return await _start_session(user, settings)
 
 
-async def refresh(refresh_token: str, *, settings: Settings) -> AuthSession:
+async def refresh(refresh_token: str, *, settings: ApiSettings) -> AuthSession:
     """Swap a refresh token for a new pair; a reused one revokes its whole family."""
     token_hash = hash_opaque_token(refresh_token)
     now = utcnow()
@@ -231,7 +231,7 @@ async def update_user(
     password: str | None,
     role: Role | None,
     current_password: str | None = None,
-    settings: Settings,
+    settings: ApiSettings,
     # None only where the service is driven alone (tests): nothing is announced.
     bus: Bus | None = None,
 ) -> User:
@@ -303,7 +303,7 @@ async def promote_admin(email: str) -> Literal["promoted", "unchanged"] | None:
     return "promoted"
 
 
-async def create_admin(email: str, password: str, *, settings: Settings) -> User:
+async def create_admin(email: str, password: str, *, settings: ApiSettings) -> User:
     """Create an ADMIN (the operator's first one, from the command line)."""
     user = User(
         email=normalise_email(email),

@@ -18,7 +18,7 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from core.events import ALERT_RULES_CHANNEL
-from core.settings import Settings
+from core.settings import ApiSettings
 from models.accounts import User, utcnow
 from models.alerts import AlertRule, rule_open_key
 from services import access
@@ -67,7 +67,7 @@ async def notify_rule_change(redis: Redis, device_id: object) -> None:
 
 
 async def create_rule(
-    viewer: User, device_id: str, fields: RuleFields, *, settings: Settings, redis: Redis
+    viewer: User, device_id: str, fields: RuleFields, *, settings: ApiSettings, redis: Redis
 ) -> AlertRule:
     """A new enabled rule on a device the viewer may see; it belongs to the device's owner."""
     device = await get_device(viewer, device_id)

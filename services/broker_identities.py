@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from core.dynsec import BrokerUnavailable, DynsecError
-from core.settings import Settings
+from core.settings import ApiSettings
 from core.topics import granted
 from services.credentials import derive_mqtt_password, secret_fingerprint
 from services.errors import Unavailable
@@ -90,7 +90,7 @@ def device_acls(device_id: str) -> frozenset[Acl]:
     )
 
 
-def ingest_acls(settings: Settings) -> frozenset[Acl]:
+def ingest_acls(settings: ApiSettings) -> frozenset[Acl]:
     """Subscribe to and receive device uplinks, shared in the worker group or alone."""
     # Mosquitto checks a shared subscription against its full `$share/...` filter, and
     # what it delivers against the message's own topic.
@@ -127,7 +127,7 @@ class ServiceIdentity:
     client_id: str
 
 
-def ingest_identities(settings: Settings) -> list[ServiceIdentity]:
+def ingest_identities(settings: ApiSettings) -> list[ServiceIdentity]:
     """One identity per ingest worker, `<MQTT_INGEST_USERNAME>-<n>`, n = 1..INGEST_WORKERS,
     bound to the client id `ingest-<n>`.
 
@@ -146,12 +146,12 @@ def ingest_identities(settings: Settings) -> list[ServiceIdentity]:
     ]
 
 
-def api_instance(settings: Settings) -> str:
+def api_instance(settings: ApiSettings) -> str:
     """This API process's name at the broker: API_INSTANCE, or else the host name."""
     return settings.api_instance or socket.gethostname()
 
 
-def api_identities(settings: Settings) -> tuple[ServiceIdentity, ServiceIdentity] | None:
+def api_identities(settings: ApiSettings) -> tuple[ServiceIdentity, ServiceIdentity] | None:
     """This API process's dynsec connection and OTA connection; None without MQTT_PASSWORD.
 
     Their passwords derive from the bootstrap admin's (MQTT_PASSWORD), so any process
@@ -167,13 +167,13 @@ def api_identities(settings: Settings) -> tuple[ServiceIdentity, ServiceIdentity
     )
 
 
-def device_password(settings: Settings, device_id: str, version: int) -> str:
+def device_password(settings: ApiSettings, device_id: str, version: int) -> str:
     """The device's current MQTT password (see services.credentials)."""
     key = settings.device_credential_key.get_secret_value()
     return derive_mqtt_password(key, device_id, version)
 
 
-def marker(settings: Settings, password: str) -> str:
+def marker(settings: ApiSettings, password: str) -> str:
     """Stored as the client's textdescription: which password the broker holds."""
     key = settings.device_credential_key.get_secret_value()
     return MARKER_PREFIX + secret_fingerprint(key, password)
@@ -188,7 +188,7 @@ def create_role(rolename: str, acls: frozenset[Acl]) -> dict[str, Any]:
 
 
 def create_client(
-    settings: Settings, username: str, password: str, rolename: str, *, client_id: str = ""
+    settings: ApiSettings, username: str, password: str, rolename: str, *, client_id: str = ""
 ) -> dict[str, Any]:
     """A client that may connect only with `client_id` (by default its username)."""
     return {
@@ -201,7 +201,7 @@ def create_client(
     }
 
 
-def set_password(settings: Settings, username: str, password: str) -> list[dict[str, Any]]:
+def set_password(settings: ApiSettings, username: str, password: str) -> list[dict[str, Any]]:
     """New password and its marker; Mosquitto 2.0 disconnects the client's open sessions."""
     return [
         {"command": "setClientPassword", "username": username, "password": password},
@@ -224,7 +224,7 @@ def broker_errors(outcome: str) -> Iterator[None]:
 
 
 async def provision_device(
-    broker: DynsecCommands, settings: Settings, device_id: str, password: str
+    broker: DynsecCommands, settings: ApiSettings, device_id: str, password: str
 ) -> None:
     """Create the device's role and client; on a refusal, leave nothing behind."""
     role = device_role(device_id)
@@ -242,7 +242,7 @@ async def provision_device(
 
 
 async def set_device_password(
-    broker: DynsecCommands, settings: Settings, device_id: str, password: str
+    broker: DynsecCommands, settings: ApiSettings, device_id: str, password: str
 ) -> None:
     """Replace the device's password; a session opened with the old one is closed."""
     await broker.execute(*set_password(settings, device_id, password))

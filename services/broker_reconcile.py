@@ -17,7 +17,7 @@ from typing import Any
 from bson import ObjectId
 
 from core.dynsec import DynsecError
-from core.settings import Settings
+from core.settings import ApiSettings
 from models.devices import Device
 from services.broker_identities import (
     API_OTA_ROLE,
@@ -93,7 +93,7 @@ def _role_commands(rolename: str, wanted: frozenset[Acl], roles: dict[str, Any])
 
 
 def _client_commands(
-    settings: Settings,
+    settings: ApiSettings,
     client: dict[str, Any] | None,
     username: str,
     password: str,
@@ -178,7 +178,7 @@ async def _execute_racing(broker: DynsecCommands, commands: list[Command]) -> No
 
 
 def _service_commands(
-    settings: Settings,
+    settings: ApiSettings,
     clients: dict[str, Any],
     roles: dict[str, Any],
     *,
@@ -210,7 +210,7 @@ def _service_commands(
 
 async def reconcile(
     broker: DynsecCommands,
-    settings: Settings,
+    settings: ApiSettings,
     *,
     api: bool = False,
     orphan_grace: timedelta = ORPHAN_GRACE,

@@ -7,7 +7,7 @@ from typing import Any
 
 from pymongo import ReturnDocument
 
-from core.settings import Settings
+from core.settings import ApiSettings
 from models.accounts import User, utcnow
 from models.dashboards import Dashboard
 from services import access
@@ -26,7 +26,7 @@ def _owned(viewer: User, dashboard_id: str, *, action: access.Action = "read") -
     return {"_id": object_id, **access.visible_filter(viewer, "dashboard", action=action)}
 
 
-async def _config(viewer: User, config: object, settings: Settings) -> dict[str, Any]:
+async def _config(viewer: User, config: object, settings: ApiSettings) -> dict[str, Any]:
     return await validate_config(
         viewer,
         config,
@@ -36,7 +36,7 @@ async def _config(viewer: User, config: object, settings: Settings) -> dict[str,
 
 
 async def create_dashboard(
-    owner: User, *, name: str, config: object, settings: Settings
+    owner: User, *, name: str, config: object, settings: ApiSettings
 ) -> Dashboard:
     """A new dashboard of `owner`'s, its config checked against the widget schema."""
     clean_name = clean_text(name, field="name", max_length=MAX_NAME_LENGTH)
@@ -71,7 +71,7 @@ async def update_dashboard(
     *,
     name: str | None,
     config: object | None,
-    settings: Settings,
+    settings: ApiSettings,
 ) -> Dashboard:
     """Rename a dashboard and/or replace its config; updated_at moves on any change."""
     query = _owned(viewer, dashboard_id, action="write")

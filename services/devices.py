@@ -13,7 +13,7 @@ from redis.exceptions import RedisError
 
 from core.dynsec import BrokerUnavailable, DynsecError
 from core.events import DEVICE_CHANGES_CHANNEL
-from core.settings import Settings
+from core.settings import ApiSettings
 from models.accounts import User
 from models.devices import Device
 from models.readings import Reading
@@ -60,7 +60,7 @@ async def _undo_on_broker(step: Awaitable[None]) -> None:
         logger.warning("broker: undo failed (%s); the next reconcile repairs it", err)
 
 
-def _new_credentials(device: Device, settings: Settings) -> DeviceCredentials:
+def _new_credentials(device: Device, settings: ApiSettings) -> DeviceCredentials:
     password = broker_identities.device_password(
         settings, str(device.id), device.credentials_version
     )
@@ -72,7 +72,7 @@ def _new_credentials(device: Device, settings: Settings) -> DeviceCredentials:
 
 
 async def create_device(
-    owner: User, *, name: str, type: str, settings: Settings, broker: DynsecCommands
+    owner: User, *, name: str, type: str, settings: ApiSettings, broker: DynsecCommands
 ) -> tuple[Device, DeviceCredentials]:
     """Register a device for `owner`; its credentials are returned this once.
 
@@ -161,7 +161,7 @@ async def delete_device(
 
 
 async def rotate_credentials(
-    viewer: User, device_id: str, *, settings: Settings, broker: DynsecCommands, redis: Redis
+    viewer: User, device_id: str, *, settings: ApiSettings, broker: DynsecCommands, redis: Redis
 ) -> DeviceCredentials:
     """New MQTT password and token; the old ones stop working at once.
 
@@ -215,7 +215,7 @@ async def rotate_credentials(
 
 
 async def authenticate_device_token(
-    token: str, *, settings: Settings
+    token: str, *, settings: ApiSettings
 ) -> tuple[Device, DeviceClaims]:
     """The device a token belongs to, if the token is valid now and not revoked."""
     claims = decode_device_token(token, settings)
@@ -227,7 +227,7 @@ async def authenticate_device_token(
     return device, claims
 
 
-async def verify_device_token(token: str, *, settings: Settings) -> TokenCheck:
+async def verify_device_token(token: str, *, settings: ApiSettings) -> TokenCheck:
     """Whether a device token is valid now; never raises for a bad token."""
     try:
         device, claims = await authenticate_device_token(token, settings=settings)

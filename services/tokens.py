@@ -10,7 +10,7 @@ from datetime import UTC, datetime, timedelta
 
 import jwt
 
-from core.settings import Settings
+from core.settings import ApiSettings
 from services.errors import Unauthenticated
 
 _REQUIRED_CLAIMS = ["exp", "iat", "iss", "aud", "sub", "jti"]
@@ -30,7 +30,7 @@ class DeviceClaims:
 
 
 def _encode(
-    settings: Settings, *, subject: str, audience: str, ttl: int, extra: dict[str, object]
+    settings: ApiSettings, *, subject: str, audience: str, ttl: int, extra: dict[str, object]
 ) -> IssuedToken:
     now = datetime.now(UTC).replace(microsecond=0)
     expires_at = now + timedelta(seconds=ttl)
@@ -49,7 +49,7 @@ def _encode(
     return IssuedToken(token=token, expires_at=expires_at)
 
 
-def _decode(token: str, settings: Settings, *, audience: str) -> dict[str, object]:
+def _decode(token: str, settings: ApiSettings, *, audience: str) -> dict[str, object]:
     try:
         # One algorithm only: "none" and every other algorithm are refused.
         claims: dict[str, object] = jwt.decode(
@@ -70,7 +70,7 @@ def _decode(token: str, settings: Settings, *, audience: str) -> dict[str, objec
 
 
 def issue_access_token(
-    user_id: str, settings: Settings, *, session_version: int = 0
+    user_id: str, settings: ApiSettings, *, session_version: int = 0
 ) -> IssuedToken:
     """A short-lived access token for one user, valid while its session version is."""
     return _encode(
@@ -89,7 +89,7 @@ class AccessClaims:
     session_version: int
 
 
-def decode_access_claims(token: str, settings: Settings) -> AccessClaims:
+def decode_access_claims(token: str, settings: ApiSettings) -> AccessClaims:
     """Who an access token names and until when; Unauthenticated when it is not valid now."""
     claims = _decode(token, settings, audience=settings.jwt_audience)
     expires = claims["exp"]
@@ -102,12 +102,12 @@ def decode_access_claims(token: str, settings: Settings) -> AccessClaims:
     )
 
 
-def decode_access_token(token: str, settings: Settings) -> str:
+def decode_access_token(token: str, settings: ApiSettings) -> str:
     """The user id an access token names; Unauthenticated when it is not valid now."""
     return decode_access_claims(token, settings).user_id
 
 
-def issue_device_token(device_id: str, version: int, settings: Settings) -> IssuedToken:
+def issue_device_token(device_id: str, version: int, settings: ApiSettings) -> IssuedToken:
     """A device token; rotation bumps `version` and so revokes every older one."""
     return _encode(
         settings,
@@ -118,7 +118,7 @@ def issue_device_token(device_id: str, version: int, settings: Settings) -> Issu
     )
 
 
-def decode_device_token(token: str, settings: Settings) -> DeviceClaims:
+def decode_device_token(token: str, settings: ApiSettings) -> DeviceClaims:
     """The device and credentials version a device token names (signature and time only)."""
     claims = _decode(token, settings, audience=settings.device_token_audience)
     version, expires = claims.get("ver"), claims["exp"]

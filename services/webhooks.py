@@ -23,7 +23,7 @@ from urllib.parse import urlsplit
 
 from pymongo import ReturnDocument
 
-from core.settings import Settings
+from core.settings import ApiSettings, CommonSettings
 from models.accounts import User, utcnow
 from models.alerts import Alert, NotificationWebhook
 from services.errors import BadInput
@@ -37,7 +37,7 @@ DELIVERY_HEADER = "X-Iot-Delivery"
 _KEY_LABEL = b"iotplatform webhook signing key v1"
 
 
-def signing_key(settings: Settings) -> bytes:
+def signing_key(settings: CommonSettings) -> bytes:
     """WEBHOOK_SIGNING_KEY, or a key derived from DEVICE_CREDENTIAL_KEY (domain-separated,
     so neither reveals the other)."""
     if settings.webhook_signing_key is not None:
@@ -46,7 +46,7 @@ def signing_key(settings: Settings) -> bytes:
     return hmac.new(device_key, _KEY_LABEL, hashlib.sha256).digest()
 
 
-def webhook_secret(settings: Settings, user_id: str, nonce: str) -> str:
+def webhook_secret(settings: CommonSettings, user_id: str, nonce: str) -> str:
     """The signing secret of one user's webhook, as the user was shown it."""
     digest = hmac.new(signing_key(settings), f"{user_id}:{nonce}".encode(), hashlib.sha256)
     return "whsec_" + base64.urlsafe_b64encode(digest.digest()).rstrip(b"=").decode()
@@ -97,7 +97,7 @@ def check_url(url: str, *, allow_private: bool) -> str:
 
 
 async def set_webhook(
-    viewer: User, url: str, *, settings: Settings
+    viewer: User, url: str, *, settings: ApiSettings
 ) -> tuple[NotificationWebhook, str]:
     """Set (or replace) the viewer's webhook; returns it and its new secret, shown once."""
     checked = check_url(url, allow_private=settings.webhook_allow_private_networks)

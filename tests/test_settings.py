@@ -1,13 +1,20 @@
-"""The settings refuse development secrets outside development."""
+"""Each process reads its own settings; they refuse development secrets outside development."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
 from pydantic import ValidationError
 
-from core.settings import DEVELOPMENT_JWT_SECRET, Settings
+from core.settings import (
+    DEVELOPMENT_JWT_SECRET,
+    ApiSettings,
+    CommonSettings,
+    Settings,
+    WorkerSettings,
+)
 
 
 def test_refuse_production_default_jwt_secret() -> None:
@@ -57,3 +64,55 @@ def test_readme_configuration_names_every_setting() -> None:
     table = table[: table.index("\n## ", 1)]
     missing = [name.upper() for name in Settings.model_fields if name.upper() not in table]
     assert not missing, f"settings missing from README's configuration section: {missing}"
+
+
+def _process(name: str) -> str:
+    if name in CommonSettings.model_fields:
+        return "all"
+    in_api, in_worker = name in ApiSettings.model_fields, name in WorkerSettings.model_fields
+    assert in_api != in_worker, f"{name}: in both process classes, belongs in CommonSettings"
+    return "API" if in_api else "worker"
+
+
+def test_readme_configuration_names_the_process_reading_each_setting() -> None:
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    section = readme[readme.index("## Configuration") :]
+    section = section[: section.index("\n## ", 1)]
+    rows = [line.split(" | ") for line in section.splitlines() if line.startswith("| `")]
+    assert rows
+    for row in rows:
+        names = re.findall(r"`([A-Z0-9_]+)`", row[0])
+        claimed = row[1].strip()
+        actual = {_process(name.lower()) for name in names}
+        assert actual == {claimed}, f"{names}: README says {claimed}, core/settings.py {actual}"
+
+
+def test_settings_whole_platform_is_both_processes_and_nothing_more() -> None:
+    assert set(Settings.model_fields) == set(ApiSettings.model_fields) | set(
+        WorkerSettings.model_fields
+    )
+    # What each process reads beyond the common base, the other never does.
+    api_only = set(ApiSettings.model_fields) - set(CommonSettings.model_fields)
+    worker_only = set(WorkerSettings.model_fields) - set(CommonSettings.model_fields)
+    assert not api_only & worker_only
+    assert "jwt_secret" in api_only and "ingest_batch_size" in worker_only
+
+
+def test_accept_production_worker_without_jwt_secret(monkeypatch: pytest.MonkeyPatch) -> None:
+    # A worker holds no token secret: production needs only what the worker reads.
+    monkeypatch.setenv("ENVIRONMENT", "production")
+    monkeypatch.setenv("DEVICE_CREDENTIAL_KEY", "k" * 48)
+    monkeypatch.setenv("INGEST_BATCH_SIZE", "7")
+    worker = WorkerSettings(_env_file=None)  # type: ignore[call-arg]
+    assert worker.ingest_batch_size == 7
+    assert not hasattr(worker, "jwt_secret")
+    with pytest.raises(ValidationError, match="JWT_SECRET"):
+        ApiSettings(_env_file=None)  # type: ignore[call-arg]
+
+
+def test_refuse_production_worker_weak_device_credential_key(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("ENVIRONMENT", "production")
+    with pytest.raises(ValidationError, match="DEVICE_CREDENTIAL_KEY"):
+        WorkerSettings(_env_file=None)  # type: ignore[call-arg]
