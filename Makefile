@@ -57,15 +57,15 @@ schema: install
 	$(BIN)/python -m graph.export > schema.graphql.tmp || { rm -f schema.graphql.tmp; exit 1; }
 	mv schema.graphql.tmp schema.graphql
 
-# The npm packages of the Node-driven tests (tests/browser: Playwright for Chromium,
+# The npm packages of the Node-driven tests (tests/system/browser: Playwright for Chromium,
 # graphql-http's audits), exactly as package-lock.json has them; again when the lock is
 # newer than the install. Not .PHONY: a file target does the work.
-BROWSER_MODULES := tests/browser/node_modules/.package-lock.json
+BROWSER_MODULES := tests/system/browser/node_modules/.package-lock.json
 
 browser-deps: $(BROWSER_MODULES)
 
-$(BROWSER_MODULES): tests/browser/package-lock.json tests/browser/package.json | ensure-services
-	cd tests/browser && npm ci --no-audit --no-fund
+$(BROWSER_MODULES): tests/system/browser/package-lock.json tests/system/browser/package.json | ensure-services
+	cd tests/system/browser && npm ci --no-audit --no-fund
 	touch $@
 
 # Redis and Mosquitto started if nothing answers, then lint, types and the tests.

@@ -1,7 +1,7 @@
 """Other projects' internals, in one quarantine: every override of a framework's internal
 behaviour and every read of a private attribute in the product is here.
 
-Each names the version it was written for (WRITTEN_FOR). tests/unit/test_compat.py
+Each names the version it was written for (WRITTEN_FOR). tests/unit/live/test_compat.py
 fails when an installed version differs from it, and checks the attribute, signature
 or behaviour each one relies on, so an upgrade shows what to look at again. The
 overrides made for speed or memory stay only while their gain shows (measured with and
@@ -93,7 +93,7 @@ class _OperationHooks(OperationContextManager):
     wrapper function with its copied attributes, a bound method, an exit stack): ~6 KiB
     per idle subscription for its five on_operation hooks. A stage with any hook that
     is not a plain generator function gets strawberry's own handling.
-    (tests/graph/test_operation_hooks.py compares both, hook by hook.)
+    (tests/unit/graph/test_operation_hooks.py compares both, hook by hook.)
     """
 
     __slots__ = ("_extensions", "_generators", "_lean")

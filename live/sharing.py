@@ -56,7 +56,7 @@ def shareable[T: type](cls: T) -> T:
     Refused for a type with a field that has a resolver, arguments, permissions or
     directives: such a field could read the viewer. Fields of object types must be of
     marked types too, which sharing checks as it walks a selection (and
-    tests/unit/test_shareable_types.py checks for every subscription's types).
+    tests/unit/live/test_shareable_types.py checks for every subscription's types).
     """
     definition = get_object_definition(cls, strict=True)
     for field in definition.fields:

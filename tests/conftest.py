@@ -1,7 +1,11 @@
 """Session-wide real services: the MongoDB stand-in (or MONGODB_URL), Redis, the API.
 
-Every test runs on one session event loop, against an API served by uvicorn on a
-free port in this process, so HTTP and WebSocket clients speak to the real stack.
+Three tiers: tests/unit needs none of them; tests/integration runs on the stack served
+in this process (an API by uvicorn on a free port, so HTTP and WebSocket clients speak
+to the real thing); tests/system starts processes (APIs, workers, brokers, a browser).
+The fixtures here start a service only when a test asks for it; the integration and
+system tiers ask for `clean_state` in every test (their conftest). Every test runs on
+one session event loop.
 """
 
 from __future__ import annotations
@@ -99,7 +103,7 @@ def settings(mongodb_url: str, managed_broker: ManagedBroker) -> Settings:
         # Workers spawned by tests serve no metrics: a fixed port would collide.
         ingest_metrics_port=0,
         # Many tests pump hundreds of messages through one device; the per-device limit
-        # is on by default and tested in tests/security/test_device_isolation.py.
+        # is on by default and tested in tests/integration/security/test_device_isolation.py.
         ingest_device_rate_per_second=0,
     )
 
@@ -126,7 +130,7 @@ async def redis(settings: Settings) -> AsyncIterator[Redis]:
         await client.aclose()
 
 
-@pytest.fixture(autouse=True)
+@pytest.fixture
 async def clean_state(api_server: str, redis: Redis) -> AsyncIterator[None]:
     """Every test starts with empty collections (indexes kept) and an empty Redis db."""
     for model in DOCUMENT_MODELS:

@@ -1,0 +1,372 @@
+"""docker-compose.yml, the Dockerfile and the broker config, checked without Docker.
+
+No Docker engine runs the suite, so these parse the files and hold them to the
+code they deploy: entry points that exist, settings that exist, pinned images,
+health checks, and a broker that refuses anonymous clients.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import re
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import yaml
+
+from core.settings import Settings
+from devstack.mosquitto import BrokerLayout, write_config
+
+ROOT = Path(__file__).resolve().parents[2]
+COMPOSE_FILE = ROOT / "docker-compose.yml"
+DOCKERFILE = ROOT / "Dockerfile"
+
+API_ENTRY_POINT = ["python", "-m", "api"]
+INGEST_ENTRY_POINT = ["python", "-m", "ingest"]
+DEPENDENCIES = ("mongo", "redis", "mosquitto")
+PINNED_IMAGES = {"mongo": "mongo:8", "redis": "redis:7", "mosquitto": "eclipse-mosquitto:2"}
+
+
+def load_compose() -> dict[str, Any]:
+    document = yaml.safe_load(COMPOSE_FILE.read_text())
+    assert isinstance(document, dict), "docker-compose.yml is not a mapping"
+    return document
+
+
+COMPOSE = load_compose()
+SERVICES: dict[str, dict[str, Any]] = COMPOSE.get("services") or {}
+# Every ingest worker is a service of its own (its MQTT client id must be unique).
+WORKERS = tuple(n for n, s in SERVICES.items() if s.get("command") == INGEST_ENTRY_POINT)
+PLATFORM_SERVICES = ("api", *WORKERS)
+
+
+def environment(service: str) -> dict[str, str | None]:
+    """A service's environment as a mapping, from either compose syntax."""
+    raw = SERVICES[service].get("environment") or {}
+    if isinstance(raw, dict):
+        return {str(name): None if value is None else str(value) for name, value in raw.items()}
+    pairs = (str(item).partition("=") for item in raw)
+    return {name: value if sep else None for name, sep, value in pairs}
+
+
+def dockerfile_instructions() -> list[tuple[str, str]]:
+    """(INSTRUCTION, arguments) pairs, with continuation lines joined."""
+    instructions: list[tuple[str, str]] = []
+    pending = ""
+    for line in DOCKERFILE.read_text().splitlines():
+        stripped = line.strip()
+        if not stripped or stripped.startswith("#"):
+            continue
+        if stripped.endswith("\\"):
+            pending += stripped[:-1] + " "
+            continue
+        keyword, _, arguments = (pending + stripped).partition(" ")
+        instructions.append((keyword.upper(), arguments.strip()))
+        pending = ""
+    assert not pending, "the Dockerfile ends inside a continued line"
+    return instructions
+
+
+def volume_source(volume: str | dict[str, Any]) -> tuple[str, str]:
+    """(kind, source) of a service volume: ("volume", name) or ("bind", path)."""
+    if isinstance(volume, dict):
+        return str(volume.get("type", "volume")), str(volume["source"])
+    source = volume.split(":", 1)[0]
+    kind = "bind" if source.startswith((".", "/", "~")) else "volume"
+    return kind, source
+
+
+# --- services and images -------------------------------------------------------
+
+
+def test_compose_defines_the_platform_services() -> None:
+    for name in ("api", "ingest", *DEPENDENCIES):
+        assert name in SERVICES, f"service {name!r} missing from docker-compose.yml"
+
+
+def test_every_service_has_an_image_or_a_build() -> None:
+    for name, service in SERVICES.items():
+        assert "image" in service or "build" in service, f"{name} has neither image nor build"
+
+
+def test_platform_services_build_this_repository() -> None:
+    for name in PLATFORM_SERVICES:
+        build = SERVICES[name].get("build")
+        context = build.get("context") if isinstance(build, dict) else build
+        assert context == ".", f"{name} must build the image from this repository"
+
+
+def test_dependency_images_are_pinned_to_their_major_version() -> None:
+    for name, image in PINNED_IMAGES.items():
+        assert SERVICES[name].get("image") == image, f"{name} must run {image}"
+
+
+# --- entry points ----------------------------------------------------------------
+
+
+def test_api_runs_the_real_entry_point() -> None:
+    assert SERVICES["api"]["command"] == API_ENTRY_POINT
+    assert importlib.util.find_spec("api.__main__") is not None
+
+
+def test_ingest_runs_the_real_entry_point_in_a_plain_up() -> None:
+    assert importlib.util.find_spec("ingest.__main__") is not None
+    for name in WORKERS:
+        assert not SERVICES[name].get("profiles"), f"{name} must start with `docker compose up`"
+
+
+# --- scale-out ---------------------------------------------------------------------
+
+
+def replicas(service: str) -> int:
+    return int((SERVICES[service].get("deploy") or {}).get("replicas", 1))
+
+
+def test_scale_out_api_replicas_each_get_a_host_port() -> None:
+    count = replicas("api")
+    assert count >= 2, "the API runs as several replicas (README, Deployment)"
+    port = environment("api")["API_PORT"]
+    published = [str(p) for p in SERVICES["api"]["ports"]]
+    ranges = [p.rsplit(":", 1)[0] for p in published if p.rsplit(":", 1)[1] == port]
+    assert len(ranges) == 1, published
+    first, _, last = ranges[0].partition("-")
+    assert int(last or first) - int(first) + 1 >= count, "one host port per replica"
+
+
+def test_scale_out_workers_unique_client_ids_one_share_group() -> None:
+    assert len(WORKERS) >= 2, "two ingest workers share the device traffic"
+    client_ids = [environment(name).get("INGEST_CLIENT_ID") for name in WORKERS]
+    assert all(client_ids) and len(set(client_ids)) == len(client_ids), client_ids
+    groups = {environment(name).get("INGEST_SHARE_GROUP") for name in WORKERS}
+    assert len(groups) == 1 and None not in groups and "" not in groups, groups
+    for name in WORKERS:
+        # A replica would share its client id with its twin: the broker would
+        # keep kicking one session out with the other.
+        assert replicas(name) == 1, f"{name}: add a service per worker, not replicas"
+
+
+# --- settings --------------------------------------------------------------------
+
+
+def test_platform_environment_names_are_settings_fields() -> None:
+    fields = set(Settings.model_fields)
+    for name in PLATFORM_SERVICES:
+        unknown = {var for var in environment(name) if var.lower() not in fields}
+        assert not unknown, f"{name} sets variables Settings does not read: {sorted(unknown)}"
+
+
+def test_jwt_secret_is_required_and_api_runs_in_production() -> None:
+    for name in PLATFORM_SERVICES:
+        secret = environment(name).get("JWT_SECRET") or ""
+        assert re.fullmatch(r"\$\{JWT_SECRET:\?[^}]+\}", secret), (
+            f"{name}: JWT_SECRET must use the required form ${{JWT_SECRET:?message}}"
+        )
+    assert environment("api").get("ENVIRONMENT") == "production"
+    # The API refuses to start in production without a firmware signing key.
+    key = environment("api").get("FIRMWARE_SIGNING_KEY") or ""
+    assert re.fullmatch(r"\$\{FIRMWARE_SIGNING_KEY:\?[^}]+\}", key), key
+
+
+def test_platform_connects_to_the_compose_services() -> None:
+    env = environment("api")
+    mongo = urlsplit(env["MONGODB_URL"] or "")
+    redis = urlsplit(env["REDIS_URL"] or "")
+    assert (mongo.scheme, mongo.hostname) == ("mongodb", "mongo")
+    assert (redis.scheme, redis.hostname) == ("redis", "redis")
+    assert env.get("MQTT_HOST") == "mosquitto"
+    assert env.get("MQTT_PORT") == "1883"
+    assert env.get("API_HOST") == "0.0.0.0"  # noqa: S104 - the container listens on all interfaces
+    port = env["API_PORT"] or ""
+    published = [str(p) for p in SERVICES["api"].get("ports", [])]
+    # "8000:8000", or a host port range starting there for the replicas ("8000-8001:8000").
+    host_ranges = [p.rsplit(":", 1)[0] for p in published if p.endswith(f":{port}")]
+    assert [r.split("-")[0] for r in host_ranges] == [port], published
+
+
+def test_replica_set_in_the_url_is_the_one_mongod_runs() -> None:
+    query = parse_qs(urlsplit(environment("api")["MONGODB_URL"] or "").query)
+    replica_set = query.get("replicaSet", [None])[0]
+    command = SERVICES["mongo"].get("command") or []
+    if replica_set is None:
+        assert "--replSet" not in command
+        return
+    assert command[command.index("--replSet") + 1] == replica_set
+    check = " ".join(SERVICES["mongo"]["healthcheck"]["test"])
+    assert f"_id: '{replica_set}'" in check, "the health check must initiate the replica set"
+
+
+# --- health and start order ------------------------------------------------------
+
+
+def test_services_have_health_checks() -> None:
+    for name in ("api", *DEPENDENCIES):
+        check = SERVICES[name].get("healthcheck") or {}
+        assert check.get("test"), f"{name} has no healthcheck"
+        assert not check.get("disable"), f"{name} disables its healthcheck"
+    assert "/health" in " ".join(SERVICES["api"]["healthcheck"]["test"])
+    assert "db.adminCommand('ping')" in " ".join(SERVICES["mongo"]["healthcheck"]["test"])
+    assert "redis-cli ping" in " ".join(SERVICES["redis"]["healthcheck"]["test"])
+    assert "mosquitto_sub" in " ".join(SERVICES["mosquitto"]["healthcheck"]["test"])
+
+
+def test_platform_services_wait_for_healthy_dependencies() -> None:
+    for name in PLATFORM_SERVICES:
+        depends_on = SERVICES[name].get("depends_on")
+        assert isinstance(depends_on, dict), f"{name}: depends_on needs conditions"
+        for dependency in DEPENDENCIES:
+            assert depends_on.get(dependency, {}).get("condition") == "service_healthy", (
+                f"{name} must wait for {dependency} to be healthy"
+            )
+
+
+def test_api_restarts() -> None:
+    assert SERVICES["api"].get("restart") == "unless-stopped"
+
+
+# --- volumes and the broker config ------------------------------------------------
+
+
+def test_named_volumes_are_declared() -> None:
+    declared = set(COMPOSE.get("volumes") or {})
+    used = {
+        source
+        for service in SERVICES.values()
+        for kind, source in map(volume_source, service.get("volumes") or [])
+        if kind == "volume"
+    }
+    assert used, "no service keeps its data in a named volume"
+    assert used <= declared, f"undeclared volumes: {sorted(used - declared)}"
+
+
+def test_bind_mounts_exist_in_the_repository() -> None:
+    for name, service in SERVICES.items():
+        for kind, source in map(volume_source, service.get("volumes") or []):
+            if kind == "bind":
+                assert (ROOT / source).resolve().is_file(), f"{name} mounts missing {source}"
+
+
+def test_broker_config_refuses_anonymous_clients() -> None:
+    mounts = [str(volume) for volume in SERVICES["mosquitto"]["volumes"]]
+    config_mount = next(m for m in mounts if m.endswith(":/mosquitto/config/mosquitto.conf:ro"))
+    config = (ROOT / config_mount.split(":", 1)[0]).read_text()
+    directives = [line.split() for line in config.splitlines() if line.strip()]
+    directives = [words for words in directives if not words[0].startswith("#")]
+    assert ["allow_anonymous", "false"] in directives
+    assert ["listener", "1883"] in directives
+    assert ["plugin", "/usr/lib/mosquitto_dynamic_security.so"] in directives
+    assert ["allow_anonymous", "true"] not in directives
+
+
+DELIVERY_DIRECTIVES = (
+    "max_queued_messages",
+    "max_inflight_messages",
+    "max_packet_size",
+    "set_tcp_nodelay",
+    "persistence",
+)
+
+
+def test_broker_config_keeps_what_the_development_broker_keeps(tmp_path: Path) -> None:
+    """Production queues, in-flight windows and packet limits match what the tests ran on."""
+    mounts = [str(volume) for volume in SERVICES["mosquitto"]["volumes"]]
+    config_mount = next(m for m in mounts if m.endswith(":/mosquitto/config/mosquitto.conf:ro"))
+    deployed = directives_of((ROOT / config_mount.split(":", 1)[0]).read_text())
+    developed = directives_of(write_config(BrokerLayout(tmp_path, 1884)).read_text())
+    for name in DELIVERY_DIRECTIVES:
+        assert deployed.get(name) == developed.get(name) is not None, name
+
+
+def directives_of(config: str) -> dict[str, str]:
+    words = (line.split(None, 1) for line in config.splitlines() if line.strip())
+    return {w[0]: w[1].strip() if len(w) > 1 else "" for w in words if not w[0].startswith("#")}
+
+
+# --- Dockerfile --------------------------------------------------------------------
+
+
+def test_dockerfile_runs_the_same_entry_point_as_compose() -> None:
+    commands = [args for keyword, args in dockerfile_instructions() if keyword == "CMD"]
+    assert commands, "the Dockerfile has no CMD"
+    assert json.loads(commands[-1]) == API_ENTRY_POINT == SERVICES["api"]["command"]
+
+
+def test_dockerfile_installs_the_project_without_dev_extras() -> None:
+    installs = [
+        args
+        for keyword, args in dockerfile_instructions()
+        if keyword == "RUN" and "pip install" in args
+    ]
+    assert any(re.search(r"pip install[^&;|]*\s\.(\s|$)", args) for args in installs), (
+        "the Dockerfile must `pip install .`"
+    )
+    for args in installs:
+        assert not re.search(r"\[[^\]]*\b(dev|standin)\b[^\]]*\]", args), args
+
+
+def test_dockerfile_builds_on_python_slim_as_a_non_root_user() -> None:
+    instructions = dockerfile_instructions()
+    build_args: dict[str, str] = {}
+    for keyword, args in instructions:
+        if keyword == "ARG":
+            name, _, default = args.partition("=")
+            build_args[name] = default
+    bases = [
+        re.sub(r"\$\{(\w+)\}", lambda m: build_args.get(m[1], m[0]), args.split()[0])
+        for keyword, args in instructions
+        if keyword == "FROM"
+    ]
+    assert bases and all(base == "python:3.13-slim" for base in bases), bases
+    users = [args for keyword, args in instructions if keyword == "USER"]
+    assert users, "the Dockerfile never leaves root"
+    assert users[-1].split(":")[0] not in {"root", "0"}
+    env = " ".join(args for keyword, args in instructions if keyword == "ENV").split()
+    assert "API_HOST=0.0.0.0" in env
+    assert any(keyword == "EXPOSE" and "8000" in args.split() for keyword, args in instructions)
+
+
+def test_dockerfile_health_check_uses_urllib_on_health() -> None:
+    checks = [args for keyword, args in dockerfile_instructions() if keyword == "HEALTHCHECK"]
+    assert checks, "the Dockerfile has no HEALTHCHECK"
+    assert "urllib.request" in checks[-1]
+    assert "http://127.0.0.1:" in checks[-1] and "/health" in checks[-1]
+
+
+# --- broker identities (docs/security.md) ------------------------------------------
+
+
+def required(value: str | None, name: str) -> bool:
+    return bool(re.fullmatch(rf"\$\{{{name}:\?[^}}]+\}}", value or ""))
+
+
+def test_api_administers_broker_with_bootstrapped_admin() -> None:
+    api, broker = environment("api"), environment("mosquitto")
+    assert api.get("MQTT_USERNAME") == "admin"
+    assert required(api.get("MQTT_PASSWORD"), "MOSQUITTO_DYNSEC_PASSWORD")
+    assert required(broker.get("MOSQUITTO_DYNSEC_PASSWORD"), "MOSQUITTO_DYNSEC_PASSWORD")
+    assert required(api.get("MQTT_INGEST_PASSWORD"), "MQTT_INGEST_PASSWORD")
+
+
+def test_ingest_uses_identity_the_api_provisions() -> None:
+    api = environment("api")
+    assert "MQTT_INGEST_USERNAME" not in api or api["MQTT_INGEST_USERNAME"] == "iot-ingest"
+    prefix = Settings.model_fields["mqtt_ingest_username"].default
+    workers = range(1, int(api.get("INGEST_WORKERS", "2")) + 1)
+    # Worker n's identity and the client id the broker binds to it.
+    provisioned = {f"{prefix}-{n}": f"ingest-{n}" for n in workers}
+    for name in WORKERS:
+        ingest = environment(name)
+        assert ingest.get("MQTT_USERNAME") in provisioned
+        assert ingest.get("INGEST_CLIENT_ID") == provisioned[str(ingest["MQTT_USERNAME"])]
+        assert required(ingest.get("MQTT_PASSWORD"), "MQTT_INGEST_PASSWORD")
+        assert "MQTT_INGEST_PASSWORD" not in ingest, "the worker does not provision identities"
+        # The API grants the ingest identity `$share/<its INGEST_SHARE_GROUP>/...` only.
+        assert ingest.get("INGEST_SHARE_GROUP") == api.get(
+            "INGEST_SHARE_GROUP", Settings.model_fields["ingest_share_group"].default
+        )
+
+
+def test_device_credential_key_is_required_everywhere() -> None:
+    for name in PLATFORM_SERVICES:
+        assert required(environment(name).get("DEVICE_CREDENTIAL_KEY"), "DEVICE_CREDENTIAL_KEY")
