@@ -152,3 +152,16 @@ def test_ensure_certificates_new_name_reissues_server_only(tmp_path: Path) -> No
     assert after["ca.crt"] == before["ca.crt"]
     assert after["server.crt"] != before["server.crt"]
     handshake(files, "broker.example.com")
+
+
+def test_devstack_certs_command_writes_named_certificate(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from devstack.__main__ import main
+
+    argv = ["certs", "--dir", str(tmp_path / "c"), "--name", "mqtt.example.com", "--name", "::1"]
+    assert main(argv) == 0
+    files = CertificateFiles(tmp_path / "c")
+    assert subject_alternative_names(load(files.server_cert)) == {"mqtt.example.com", "::1"}
+    assert str(files.ca_cert) in capsys.readouterr().out
+    handshake(files, "mqtt.example.com")
