@@ -161,6 +161,9 @@ async def serving(options: BridgeOptions) -> AsyncIterator[list[Server]]:
                     subprotocols=[SUBPROTOCOL],
                     # Deflating MQTT costs each connection a zlib context for little gain.
                     compression=None,
+                    # No WebSocket pings, as Mosquitto's own listener sends none: the broker's
+                    # MQTT keepalive finds a dead client and closes, and so does the bridge.
+                    ping_interval=None,
                     max_size=MAX_MESSAGE_BYTES,
                     max_queue=MAX_QUEUE,
                     logger=library_logger,

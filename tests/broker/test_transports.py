@@ -9,7 +9,9 @@ client id, publishes only to its own topics and receives only its own.
 from __future__ import annotations
 
 import asyncio
+import os
 import secrets
+import signal
 import ssl
 import subprocess
 import sys
@@ -54,6 +56,7 @@ class Bridge:
     port: int
     tls_port: int
     log: Path
+    pid: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,7 +106,7 @@ def bridge(managed_broker: ManagedBroker) -> Iterator[Bridge]:
         try:
             wait_for_port("127.0.0.1", port)
             wait_for_port("127.0.0.1", tls_port)
-            yield Bridge(port, tls_port, log)
+            yield Bridge(port, tls_port, log, process.pid)
         finally:
             process.terminate()
             process.wait(timeout=10)
@@ -324,6 +327,17 @@ def remaining_length(size: int) -> bytes:
             return bytes(encoded)
 
 
+def packet(first: int, body: bytes) -> bytes:
+    return bytes([first]) + remaining_length(len(body)) + body
+
+
+def rss_bytes(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    raise AssertionError("no VmRSS")
+
+
 def connect_packet(device: CreatedDevice, password: str, will: tuple[str, bytes]) -> bytes:
     """An MQTT 3.1.1 CONNECT with username, password and a QoS 1 Last Will."""
 
@@ -334,7 +348,7 @@ def connect_packet(device: CreatedDevice, password: str, will: tuple[str, bytes]
     header = field(b"MQTT") + bytes([4, flags]) + (30).to_bytes(2, "big")
     payload = field(device.id.encode()) + field(will[0].encode()) + field(will[1])
     body = header + payload + field(device.mqtt_username.encode()) + field(password.encode())
-    return b"\x10" + remaining_length(len(body)) + body
+    return packet(0x10, body)
 
 
 @asynccontextmanager
@@ -422,3 +436,79 @@ async def test_bridge_never_logs_payloads(api: Api, bridge: Bridge) -> None:
     assert "connection open" in log  # it does log, at DEBUG even
     assert device.mqtt_password not in log
     assert secret_reading.split('"')[1] not in log
+
+
+async def test_bridge_stalled_broker_bounded_nothing_lost(
+    api: Api, settings: Settings, managed_broker: ManagedBroker, bridge: Bridge
+) -> None:
+    """The broker stops reading (SIGSTOP): the bridge stops reading the client instead of
+    buffering, so the client's sends wait; once the broker runs again, all of it arrives."""
+    device = (await two_devices(api))[0]
+    topic = f"devices/{device.id}/telemetry".encode()
+    messages, size = 512, 64 * 1024  # 32 MiB
+    publish = packet(0x30, len(topic).to_bytes(2, "big") + topic + b"9" * size)
+    assert managed_broker.process is not None
+    async with (
+        mqtt(managed_broker, *ingest_login(settings)) as ingest,
+        raw(bridge) as websocket,
+    ):
+        await ingest.subscribe(topic.decode(), qos=0)
+        will = (f"devices/{device.id}/status", b"offline")
+        await websocket.send(connect_packet(device, device.mqtt_password, will))
+        assert await asyncio.wait_for(websocket.recv(), 5) == b"\x20\x02\x00\x00"
+        before = rss_bytes(bridge.pid)
+        os.kill(managed_broker.process.pid, signal.SIGSTOP)
+        try:
+
+            async def send_all() -> None:
+                for _ in range(messages):
+                    await websocket.send(publish)
+
+            sending = asyncio.create_task(send_all())
+            await asyncio.sleep(1.5)
+            assert not sending.done(), "32 MiB went somewhere while the broker was stopped"
+            grown = rss_bytes(bridge.pid) - before
+            assert grown < 8 * 1024 * 1024, f"the bridge buffered {grown} bytes"
+        finally:
+            os.kill(managed_broker.process.pid, signal.SIGCONT)
+        await asyncio.wait_for(sending, 30)
+        received = 0
+        async with asyncio.timeout(30):
+            async for message in ingest.messages:
+                assert message.payload == b"9" * size
+                received += 1
+                if received == messages:
+                    break
+
+
+async def test_bridge_stalled_client_bounded_nothing_lost(
+    api: Api, settings: Settings, managed_broker: ManagedBroker, bridge: Bridge
+) -> None:
+    """A client that stops reading: the bridge stops reading the broker instead of
+    buffering (the broker holds the rest); once the client reads again, all of it arrives."""
+    device = (await two_devices(api))[0]
+    platform_login = await ota_identity(settings, managed_broker)
+    topic = f"devices/{device.id}/ota".encode()
+    messages, size = 512, 64 * 1024  # 32 MiB
+    body = len(topic).to_bytes(2, "big") + topic + b"z" * size
+    expected = messages * len(packet(0x30, body))
+    # The client's own queue holds one message; its socket buffers are all that is left.
+    async with raw(bridge, max_queue=1, max_size=None) as websocket:
+        will = (f"devices/{device.id}/status", b"offline")
+        await websocket.send(connect_packet(device, device.mqtt_password, will))
+        assert await asyncio.wait_for(websocket.recv(), 5) == b"\x20\x02\x00\x00"
+        subscribe = (1).to_bytes(2, "big") + len(topic).to_bytes(2, "big") + topic + b"\x00"
+        await websocket.send(packet(0x82, subscribe))
+        assert await asyncio.wait_for(websocket.recv(), 5) == b"\x90\x03\x00\x01\x00"
+        before = rss_bytes(bridge.pid)
+        async with mqtt(managed_broker, *platform_login) as platform:
+            for _ in range(messages):
+                await platform.publish(topic.decode(), b"z" * size, qos=0)
+            await asyncio.sleep(1.0)  # everything the broker sends has gone as far as it can
+            grown = rss_bytes(bridge.pid) - before
+            assert grown < 8 * 1024 * 1024, f"the bridge buffered {grown} bytes"
+            received = 0
+            async with asyncio.timeout(30):
+                while received < expected:
+                    received += len(await websocket.recv())
+    assert received == expected
