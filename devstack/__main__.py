@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
-from devstack.run import run
+from devstack.certs import default_names, ensure_certificates
+from devstack.run import CERTS_DIR, run
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -38,9 +40,27 @@ def main(argv: list[str] | None = None) -> int:
         metavar="N",
         help="run N ingest workers in one MQTT share group (ingest-1 ... ingest-N)",
     )
+    certs_parser = commands.add_parser(
+        "certs",
+        help="write a CA and a server certificate (ca.crt, ca.key, server.crt, server.key) "
+        "into a directory, or keep them while valid and naming every host name",
+    )
+    certs_parser.add_argument("--dir", type=Path, default=CERTS_DIR, help="(default .data/certs)")
+    certs_parser.add_argument(
+        "--name",
+        action="append",
+        metavar="HOST",
+        help="a host name or address the server certificate is for (repeat it; default: "
+        "localhost, 127.0.0.1, ::1 and this machine's host name)",
+    )
     args = parser.parse_args(argv)
     if args.command == "run":
         return run(simulate=args.simulate, apis=args.api, workers=args.workers)
+    if args.command == "certs":
+        files = ensure_certificates(args.dir, tuple(args.name) if args.name else default_names())
+        print(f"CA (clients trust it): {files.ca_cert}")
+        print(f"server certificate and key: {files.server_cert} {files.server_key}")
+        return 0
     parser.error(f"unknown command {args.command!r}")
 
 

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from core.private_dir import make_private_dir
+from devstack.certs import CertificateFiles
 
 PLUGIN_CANDIDATES = (
     "/usr/lib/x86_64-linux-gnu/mosquitto_dynamic_security.so",
@@ -40,10 +41,13 @@ def plugin_path() -> str:
 
 @dataclass(frozen=True, slots=True)
 class BrokerLayout:
-    """The files of one managed broker, all below `directory`."""
+    """The files of one managed broker, all below `directory`; with `tls_port`, a TLS
+    listener there too, presenting `certificates` (devstack.certs)."""
 
     directory: Path
     port: int
+    tls_port: int | None = None
+    certificates: CertificateFiles | None = None
 
     @property
     def config(self) -> Path:
@@ -58,6 +62,20 @@ class BrokerLayout:
         return self.directory / "mosquitto.log"
 
 
+def tls_listener(layout: BrokerLayout) -> list[str]:
+    """The TLS listener's lines (none without a TLS port). Logins and ACLs are the same
+    as on the plain one: `per_listener_settings false` makes them global."""
+    if layout.tls_port is None:
+        return []
+    if layout.certificates is None:
+        raise BrokerSetupError("a TLS listener needs certificates (devstack.certs)")
+    return [
+        f"listener {layout.tls_port} 127.0.0.1",
+        f"certfile {layout.certificates.server_cert}",
+        f"keyfile {layout.certificates.server_key}",
+    ]
+
+
 def write_config(layout: BrokerLayout) -> Path:
     """Write the broker config: no anonymous access, dynsec on, room for QoS 1 backlogs."""
     make_private_dir(layout.directory)
@@ -70,6 +88,7 @@ def write_config(layout: BrokerLayout) -> Path:
                 # which cannot read this directory.
                 f"user {getpass.getuser()}",
                 f"listener {layout.port} 127.0.0.1",
+                *tls_listener(layout),
                 "allow_anonymous false",
                 f"plugin {plugin_path()}",
                 f"plugin_opt_config_file {layout.dynsec}",

@@ -2,7 +2,10 @@
 
 Redis is reused when something already answers on its configured address and
 started as a child otherwise; Mosquitto is always the project's own (dynamic
-security on, anonymous off) on DEVSTACK_MQTT_PORT (1884), data in .data/mosquitto/;
+security on, anonymous off) on DEVSTACK_MQTT_PORT (1884), data in .data/mosquitto/,
+with a TLS listener on DEVSTACK_MQTTS_PORT (8883) and, in front of it, the WebSocket
+bridge (devstack.ws_bridge) on DEVSTACK_WS_PORT (8083, ws://) and DEVSTACK_WSS_PORT
+(8084, wss://), path /mqtt; their CA and server certificate are kept in .data/certs/;
 the MongoDB stand-in is started unless MONGODB_URL is set; then the API, the ingest
 worker and, with --simulate N, a device simulator. `--api N` starts N APIs on
 consecutive ports from API_PORT, `--workers N` N workers (ingest-1 ... ingest-N, metrics
@@ -25,11 +28,13 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from types import FrameType
 from urllib.parse import urlsplit
 
 from core.private_dir import make_private_dir, owner_only_files
+from devstack.certs import CertificateFiles, ensure_certificates
 from devstack.mosquitto import (
     BrokerLayout,
     BrokerSetupError,
@@ -42,8 +47,11 @@ ROOT = Path(__file__).resolve().parents[1]
 MONGO_DATA = ROOT / ".data" / "mongo.sqlite"
 MOSQUITTO_DATA = ROOT / ".data" / "mosquitto"
 SECRETS_FILE = ROOT / ".data" / "secrets.env"
+CERTS_DIR = ROOT / ".data" / "certs"
 # 1883 is usually the machine's own (anonymous) broker.
 DEFAULT_MQTT_PORT = 1884
+# MQTT over TLS (the contract's port), over WebSockets and over WebSockets with TLS.
+DEFAULT_MQTTS_PORT, DEFAULT_WS_PORT, DEFAULT_WSS_PORT = 8883, 8083, 8084
 ADMIN_USERNAME = "iot-admin"
 INGEST_USERNAME = "iot-ingest"
 GENERATED_SECRETS = ("MQTT_ADMIN_PASSWORD", "MQTT_INGEST_PASSWORD", "DEVICE_CREDENTIAL_KEY")
@@ -179,11 +187,24 @@ def load_secrets(path: Path = SECRETS_FILE) -> dict[str, str]:
     return values
 
 
-def start_mosquitto(stack: Supervisor, port: int, admin_password: str) -> str:
-    """The project's broker (dynsec, no anonymous access) as a child; its banner line."""
-    if answers("127.0.0.1", port):
-        raise Abort(f"something already listens on 127.0.0.1:{port}; set DEVSTACK_MQTT_PORT", 1)
-    layout = BrokerLayout(MOSQUITTO_DATA, port)
+def start_mosquitto(
+    stack: Supervisor,
+    port: int,
+    admin_password: str,
+    *,
+    tls_port: int | None = None,
+    certificates: CertificateFiles | None = None,
+) -> str:
+    """The project's broker (dynsec, no anonymous access) as a child, with a TLS listener
+    on `tls_port`; its banner line."""
+    for taken in (port, tls_port):
+        if taken is not None and answers("127.0.0.1", taken):
+            raise Abort(
+                f"something already listens on 127.0.0.1:{taken}; "
+                "set DEVSTACK_MQTT_PORT / DEVSTACK_MQTTS_PORT",
+                1,
+            )
+    layout = BrokerLayout(MOSQUITTO_DATA, port, tls_port, certificates)
     try:
         write_config(layout)
         init_dynsec(layout, ADMIN_USERNAME, admin_password)
@@ -191,8 +212,55 @@ def start_mosquitto(stack: Supervisor, port: int, admin_password: str) -> str:
     except (BrokerSetupError, subprocess.CalledProcessError) as err:
         raise Abort(f"cannot prepare mosquitto: {err}", 1) from err
     stack.start("mosquitto", argv)
-    stack.wait_for(f"mosquitto on 127.0.0.1:{port}", lambda: answers("127.0.0.1", port), 10)
+    for listening in (port, tls_port):
+        if listening is not None:
+            stack.wait_for(
+                f"mosquitto on 127.0.0.1:{listening}",
+                partial(answers, "127.0.0.1", listening),
+                10,
+            )
     return f"mosquitto: 127.0.0.1:{port} (dynsec, started by devstack, data in .data/mosquitto/)"
+
+
+def start_ws_bridge(
+    stack: Supervisor, broker_port: int, ports: tuple[int, int], certificates: CertificateFiles
+) -> None:
+    """MQTT over WebSockets (plain and TLS) in front of the broker: Debian's Mosquitto
+    has no websockets of its own (devstack/ws_bridge.py)."""
+    for port in ports:
+        if answers("127.0.0.1", port):
+            raise Abort(
+                f"something already listens on 127.0.0.1:{port}; "
+                "set DEVSTACK_WS_PORT / DEVSTACK_WSS_PORT",
+                1,
+            )
+    argv = [sys.executable, "-m", "devstack.ws_bridge", "--broker-port", str(broker_port)]
+    argv += ["--port", str(ports[0]), "--tls-port", str(ports[1])]
+    argv += ["--certfile", str(certificates.server_cert)]
+    argv += ["--keyfile", str(certificates.server_key), "--log-level", "WARNING"]
+    stack.start("ws bridge", argv)
+    for port in ports:
+        stack.wait_for(f"ws bridge on 127.0.0.1:{port}", partial(answers, "127.0.0.1", port), 10)
+
+
+def transport_lines(ports: tuple[int, int, int, int], ca: Path) -> list[str]:
+    """The banner's lines for the broker's transports: MQTT, TLS, WebSockets plain and TLS."""
+    shown = ca.relative_to(ROOT) if ca.is_relative_to(ROOT) else ca
+    mqtt, tls, ws, wss = ports
+    return [
+        f"MQTT: mqtt://localhost:{mqtt}, mqtts://localhost:{tls} (TLS: --cafile {shown})",
+        f"MQTT over WebSockets: ws://localhost:{ws}/mqtt, wss://localhost:{wss}/mqtt "
+        "(subprotocol mqtt; devstack.ws_bridge in front of the broker)",
+    ]
+
+
+def transport_ports(config: dict[str, str]) -> tuple[int, int, int]:
+    """The TLS, WebSocket and WebSocket-over-TLS ports (DEVSTACK_*_PORT or defaults)."""
+    return (
+        int(config.get("DEVSTACK_MQTTS_PORT", str(DEFAULT_MQTTS_PORT))),
+        int(config.get("DEVSTACK_WS_PORT", str(DEFAULT_WS_PORT))),
+        int(config.get("DEVSTACK_WSS_PORT", str(DEFAULT_WSS_PORT))),
+    )
 
 
 def mqtt_environment(
@@ -281,8 +349,22 @@ def bring_up(
     lines = [ensure_service(stack, "redis", redis_host, redis_port, redis_argv)]
 
     secret_values = load_secrets()
+    # Reused while valid; a new server certificate (and CA) when expired or renamed.
+    certificates = ensure_certificates(CERTS_DIR)
     mqtt_port = int(config.get("DEVSTACK_MQTT_PORT", str(DEFAULT_MQTT_PORT)))
-    lines.append(start_mosquitto(stack, mqtt_port, secret_values["MQTT_ADMIN_PASSWORD"]))
+    tls_port, ws_port, wss_port = transport_ports(config)
+    lines.append(
+        start_mosquitto(
+            stack,
+            mqtt_port,
+            secret_values["MQTT_ADMIN_PASSWORD"],
+            tls_port=tls_port,
+            certificates=certificates,
+        )
+    )
+    start_ws_bridge(stack, mqtt_port, (ws_port, wss_port), certificates)
+    ports = (mqtt_port, tls_port, ws_port, wss_port)
+    lines.extend(transport_lines(ports, certificates.ca_cert))
     lines.append(f"credentials in {SECRETS_FILE.relative_to(ROOT)}")
 
     if mongodb_url := config.get("MONGODB_URL", ""):

@@ -6,6 +6,7 @@ import secrets
 import subprocess
 from pathlib import Path
 
+from devstack.certs import CertificateFiles, ensure_certificates
 from devstack.mosquitto import (
     BrokerLayout,
     init_dynsec,
@@ -19,10 +20,13 @@ ADMIN_USERNAME = "iot-admin"
 
 
 class ManagedBroker:
-    """Mosquitto with dynamic security on a free port; stop/start keeps the port."""
+    """Mosquitto with dynamic security on a free port; stop/start keeps the port. With
+    `tls`, also a TLS listener on another free port, its certificates in `certs/`."""
 
-    def __init__(self, directory: Path) -> None:
-        self.layout = BrokerLayout(directory, free_port())
+    def __init__(self, directory: Path, *, tls: bool = False) -> None:
+        certificates = CertificateFiles(directory / "certs") if tls else None
+        tls_port = free_port() if tls else None
+        self.layout = BrokerLayout(directory, free_port(), tls_port, certificates)
         self.admin_username = ADMIN_USERNAME
         self.admin_password = secrets.token_urlsafe(24)
         self.process: subprocess.Popen[bytes] | None = None
@@ -35,13 +39,27 @@ class ManagedBroker:
     def port(self) -> int:
         return self.layout.port
 
+    @property
+    def tls_port(self) -> int:
+        assert self.layout.tls_port is not None, "this broker has no TLS listener"
+        return self.layout.tls_port
+
+    @property
+    def certificates(self) -> CertificateFiles:
+        assert self.layout.certificates is not None, "this broker has no TLS listener"
+        return self.layout.certificates
+
     def start(self) -> None:
+        if self.layout.certificates is not None:
+            ensure_certificates(self.layout.certificates.directory)
         write_config(self.layout)
         init_dynsec(self.layout, self.admin_username, self.admin_password)
         self.process = subprocess.Popen(
             mosquitto_command(self.layout), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
         )
         wait_for_port(self.host, self.port)
+        if self.layout.tls_port is not None:
+            wait_for_port(self.host, self.layout.tls_port)
 
     def stop(self) -> None:
         if self.process is not None:

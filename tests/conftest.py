@@ -70,8 +70,9 @@ def mongodb_url() -> Iterator[str]:
 
 @pytest.fixture(scope="session")
 def managed_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ManagedBroker]:
-    """The project's own Mosquitto (dynsec on, anonymous off) for the session."""
-    broker = ManagedBroker(tmp_path_factory.mktemp("mosquitto"))
+    """The project's own Mosquitto (dynsec on, anonymous off) for the session, with its
+    TLS listener (tests/integration/broker/test_transports.py)."""
+    broker = ManagedBroker(tmp_path_factory.mktemp("mosquitto"), tls=True)
     broker.start()
     try:
         yield broker

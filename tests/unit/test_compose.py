@@ -243,7 +243,8 @@ def test_named_volumes_are_declared() -> None:
 def test_bind_mounts_exist_in_the_repository() -> None:
     for name, service in SERVICES.items():
         for kind, source in map(volume_source, service.get("volumes") or []):
-            if kind == "bind":
+            # A required variable names the operator's own directory (the broker's certificates).
+            if kind == "bind" and not re.fullmatch(r"\$\{\w+:\?[^}]+\}", source):
                 assert (ROOT / source).resolve().is_file(), f"{name} mounts missing {source}"
 
 
@@ -257,6 +258,45 @@ def test_broker_config_refuses_anonymous_clients() -> None:
     assert ["listener", "1883"] in directives
     assert ["plugin", "/usr/lib/mosquitto_dynamic_security.so"] in directives
     assert ["allow_anonymous", "true"] not in directives
+
+
+def broker_config() -> str:
+    mounts = [str(volume) for volume in SERVICES["mosquitto"]["volumes"]]
+    config_mount = next(m for m in mounts if m.endswith(":/mosquitto/config/mosquitto.conf:ro"))
+    return (ROOT / config_mount.split(":", 1)[0]).read_text()
+
+
+def listeners(config: str) -> dict[str, dict[str, str]]:
+    """Each `listener` line's port and the options that follow it, up to the next one."""
+    found: dict[str, dict[str, str]] = {}
+    current: dict[str, str] | None = None
+    for line in config.splitlines():
+        words = line.split(None, 1)
+        if not words or words[0].startswith("#"):
+            continue
+        if words[0] == "listener":
+            current = found.setdefault(words[1].split()[0], {})
+        elif current is not None and words[0] in {"protocol", "certfile", "keyfile", "cafile"}:
+            current[words[0]] = words[1].strip()
+    return found
+
+
+def test_broker_listens_over_tls_and_websockets_with_mounted_certificates() -> None:
+    """contract/devices.md: TCP, TLS on 8883, WebSockets plain and with TLS."""
+    found = listeners(broker_config())
+    tls = {"certfile": "/mosquitto/certs/server.crt", "keyfile": "/mosquitto/certs/server.key"}
+    assert found == {
+        "1883": {},
+        "8883": tls,
+        "8083": {"protocol": "websockets"},
+        "8084": {"protocol": "websockets", **tls},
+    }
+    published = {str(port) for port in SERVICES["mosquitto"]["ports"]}
+    assert {f"{port}:{port}" for port in found} <= published
+    mounts = [v for v in SERVICES["mosquitto"]["volumes"] if isinstance(v, dict)]
+    certs = next(m for m in mounts if m["target"] == "/mosquitto/certs")
+    assert (certs["type"], certs["read_only"]) == ("bind", True)
+    assert required(certs["source"], "MOSQUITTO_CERTS_DIR")
 
 
 DELIVERY_DIRECTIVES = (
