@@ -119,6 +119,9 @@ class Settings(BaseSettings):
     dashboard_config_max_bytes: int = Field(default=64 * 1024, ge=1024)
     dashboards_per_user_max: int = Field(default=100, ge=1)
 
+    # A device's `attributes` (free JSON, server-side only): its size as compact UTF-8 JSON.
+    device_attributes_max_bytes: int = Field(default=16 * 1024, ge=256)
+
     # Ingest worker.
     # Worker n's is `ingest-<n>`, bound to its identity `iot-ingest-<n>`; stable: the broker
     # keeps its session by it.
