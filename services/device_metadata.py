@@ -81,9 +81,10 @@ def check_attributes(value: object, *, max_bytes: int) -> dict[str, Any]:
         raise BadInput("attributes", "must be a JSON object")
     try:
         text = json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+        # UnicodeEncodeError (a ValueError): a lone surrogate, which BSON cannot store.
+        size = len(text.encode())
     except (TypeError, ValueError, RecursionError) as err:
-        raise BadInput("attributes", "not a JSON object of finite numbers") from err
-    size = len(text.encode())
+        raise BadInput("attributes", "not JSON of finite numbers and valid text") from err
     if size > max_bytes:
         raise BadInput("attributes", f"must be at most {max_bytes} bytes as JSON, not {size}")
     _check_json(value, "attributes", 1)

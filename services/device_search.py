@@ -49,7 +49,8 @@ class DeviceFilter:
 
 def search_text(search: str) -> str:
     """The search as it is matched (models.name_search.normalise); "" matches all."""
-    if any(unicodedata.category(ch) in {"Cc", "Cf"} and not ch.isspace() for ch in search):
+    # Cs: a lone surrogate, which no stored name holds and BSON cannot carry.
+    if any(unicodedata.category(ch) in {"Cc", "Cf", "Cs"} and not ch.isspace() for ch in search):
         raise BadInput("filter.search", "must not contain control characters")
     text = normalise(search)
     if len(text) > MAX_NAME_LENGTH:

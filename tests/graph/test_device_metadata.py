@@ -224,6 +224,28 @@ async def test_update_device_metadata_bad_input_unchanged(
     assert (await stored(device.id)).model_dump() == before
 
 
+@pytest.mark.parametrize(
+    ("variables", "field"),
+    [
+        ({"attributes": {"k": "x\ud800"}}, "attributes"),
+        ({"attributes": {"\udc00": 1}}, "attributes"),
+        ({"tags": ["x\ud800"]}, "tags[0]"),
+    ],
+)
+async def test_update_device_metadata_lone_surrogate_bad_input(
+    api: Api, variables: dict[str, Any], field: str
+) -> None:
+    """JSON may escape half a UTF-16 pair ("\\ud800"); MongoDB cannot store it: refused,
+    not INTERNAL."""
+    session, device = await with_full_metadata(api)
+    before = (await stored(device.id)).model_dump()
+    result = await api.execute_escaped(
+        op("UpdateDeviceMetadata"), {"id": device.id, **variables}, token=session.access_token
+    )
+    assert_bad_input(result, field)
+    assert (await stored(device.id)).model_dump() == before
+
+
 async def test_update_device_attributes_size_limit_inclusive(api: Api, settings: Settings) -> None:
     session = await register(api)
     device = await create_device(api, session)

@@ -273,6 +273,29 @@ async def test_find_devices_bad_filter_bad_input(
     assert result.message.startswith(f"{field}:"), result.message
 
 
+@pytest.mark.parametrize("field", ["search", "type", "tag"])
+async def test_find_devices_lone_surrogate_bad_input(api: Api, field: str) -> None:
+    """JSON may escape half a UTF-16 pair ("\\ud800"); MongoDB cannot take it: refused,
+    not INTERNAL."""
+    session = await register(api)
+    result = await api.execute_escaped(
+        op("FindDevices"), {field: "x\ud800"}, token=session.access_token
+    )
+    assert result.code == "BAD_USER_INPUT"
+    assert result.message.startswith(f"filter.{field}:"), result.message
+
+
+async def test_create_device_lone_surrogate_name_bad_input(api: Api) -> None:
+    """Names feed the search keys: one MongoDB cannot store is refused up front."""
+    session = await register(api)
+    result = await api.execute_escaped(
+        op("CreateDevice"), {"name": "x\ud800", "type": "esp32"}, token=session.access_token
+    )
+    assert result.code == "BAD_USER_INPUT"
+    assert result.message.startswith("name:")
+    assert await Device.find_all().count() == 0
+
+
 async def test_find_devices_unknown_status_bad_input(api: Api) -> None:
     session = await register(api)
     assert (await find(api, session, status="BROKEN")).code == "BAD_USER_INPUT"

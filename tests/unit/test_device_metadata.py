@@ -63,6 +63,7 @@ def test_normalise_tag_valid_trimmed_nfc(given: str, stored: str) -> None:
         "nul\x00",
         "tab\tin",
         "zero\u200bwidth",
+        "lone\ud800",
         "quote'",
         "<b>",
         "#hash",
@@ -136,6 +137,11 @@ def test_check_attributes_mongodb_unsafe_refused(given: dict[str, Any], field: s
 def test_check_attributes_int64_bounds_accepted() -> None:
     value = {"max": 2**63 - 1, "min": -(2**63)}
     assert check_attributes(value, max_bytes=LIMIT) == value
+
+
+@pytest.mark.parametrize("value", [{"k": "lone \ud800"}, {"\udfff": 1}])
+def test_check_attributes_lone_surrogate_refused(value: dict[str, Any]) -> None:
+    assert bad_field(check_attributes, value, max_bytes=LIMIT) == "attributes"
 
 
 @pytest.mark.parametrize("number", [math.nan, math.inf, -math.inf])

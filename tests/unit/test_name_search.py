@@ -111,6 +111,8 @@ def test_filter_query_blank_search_matches_all() -> None:
         (DeviceFilter(type="t" * 65), "filter.type"),
         (DeviceFilter(search="s" * 101), "filter.search"),
         (DeviceFilter(search="bell\x07"), "filter.search"),
+        (DeviceFilter(search="lone \ud800"), "filter.search"),
+        (DeviceFilter(type="lone \ud800"), "filter.type"),
         (DeviceFilter(organization_id="not-an-id"), "filter.organizationId"),
     ],
 )
