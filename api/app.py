@@ -36,6 +36,7 @@ from live.compat import enter_app, release_handshake
 from live.delivery import LiveDelivery
 from services.broker_identities import api_identities
 from services.broker_reconcile import reconcile
+from services.device_search import backfill_search_keys
 
 logger = logging.getLogger(__name__)
 
@@ -106,6 +107,8 @@ def create_app(settings: ApiSettings | None = None) -> Api:
             # Results its subscribers share, slow subscribers' closes (live.delivery).
             LiveDelivery() as live,
         ):
+            # Devices stored before name search existed get their keys (once per database).
+            await backfill_search_keys()
             state = AppState(
                 settings=settings,
                 database=database,

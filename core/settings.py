@@ -163,6 +163,9 @@ class ApiSettings(CommonSettings):
     dashboard_config_max_bytes: int = Field(default=64 * 1024, ge=1024)
     dashboards_per_user_max: int = Field(default=100, ge=1)
 
+    # A device's `attributes` (free JSON, server-side only): its size as compact UTF-8 JSON.
+    device_attributes_max_bytes: int = Field(default=16 * 1024, ge=256)
+
     # --- alerts (docs/alerts.md)
     alert_rules_per_device_max: int = Field(default=50, ge=1, le=1000)
 

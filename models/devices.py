@@ -4,19 +4,27 @@ from __future__ import annotations
 
 from datetime import datetime
 from enum import StrEnum
-from typing import Annotated
+from typing import Annotated, Any
 
 import pymongo
 from beanie import Document, Indexed, PydanticObjectId
-from pydantic import Field
+from pydantic import BaseModel, Field
 
 from models.accounts import utcnow
+from models.name_search import name_keys
 
 
 class DeviceStatus(StrEnum):
     NEVER_SEEN = "NEVER_SEEN"
     ONLINE = "ONLINE"
     OFFLINE = "OFFLINE"
+
+
+class Location(BaseModel):
+    """Where a device stands (WGS 84 degrees), e.g. for the dashboards' map widget."""
+
+    latitude: float
+    longitude: float
 
 
 class Device(Document):
@@ -34,9 +42,29 @@ class Device(Document):
     mqtt_password_hash: str
     # Bumped by rotation: device tokens carrying an older version are refused.
     credentials_version: int = 1
+    # Metadata (docs/devices.md). Devices stored before these existed read as empty; their
+    # search keys are filled in once by services.device_search.backfill_search_keys.
+    tags: list[str] = Field(default_factory=list)
+    # Free JSON, the platform's only (never sent to the device).
+    attributes: dict[str, Any] = Field(default_factory=dict)
+    location: Location | None = None
+    # models.name_search.name_keys(name); kept in step with name by every writer.
+    search_keys: list[str] = Field(default_factory=lambda data: name_keys(data.get("name", "")))
 
     class Settings:
         name = "devices"
         indexes = [
             pymongo.IndexModel([("owner_id", pymongo.ASCENDING), ("_id", pymongo.DESCENDING)]),
+            # devices(filter): one per filter, behind the owner filter and before the
+            # page order (services.device_search).
+            *(
+                pymongo.IndexModel(
+                    [
+                        ("owner_id", pymongo.ASCENDING),
+                        (field, pymongo.ASCENDING),
+                        ("_id", pymongo.DESCENDING),
+                    ]
+                )
+                for field in ("tags", "status", "type", "search_keys")
+            ),
         ]

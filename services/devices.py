@@ -16,13 +16,14 @@ from core.events import DEVICE_CHANGES_CHANNEL
 from core.settings import ApiSettings
 from models.accounts import User
 from models.devices import Device
+from models.name_search import name_keys
 from models.readings import Reading
 from services import access, broker_identities, ratelimit
 from services.alert_cleanup import delete_device_alerts
 from services.broker_identities import DynsecCommands, broker_errors
 from services.credentials import hash_mqtt_password
+from services.device_metadata import MetadataChange, metadata_updates
 from services.errors import Conflict, QuotaExceeded, Unauthenticated
-from services.pagination import Page, paginate
 from services.tokens import (
     DeviceClaims,
     decode_device_token,
@@ -34,6 +35,7 @@ logger = logging.getLogger(__name__)
 
 MAX_NAME_LENGTH = 100
 MAX_TYPE_LENGTH = 64
+NO_METADATA_CHANGE = MetadataChange()
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,12 +110,6 @@ async def create_device(
     return device, credentials
 
 
-async def list_devices(viewer: User, *, first: int, after: str | None) -> Page[Device]:
-    """The viewer's devices (an ADMIN's: all), newest first."""
-    visible = access.visible_filter(viewer, "device")
-    return await paginate(Device, visible, first=first, after=after, newest_first=True)
-
-
 async def get_device(viewer: User, device_id: str, *, action: access.Action = "read") -> Device:
     """One device the viewer may see, and `action`; NotFound for a missing or foreign one
     alike, Forbidden for one it may see but not `action`."""
@@ -125,15 +121,23 @@ async def get_device(viewer: User, device_id: str, *, action: access.Action = "r
 
 
 async def update_device(
-    viewer: User, device_id: str, *, name: str | None, type: str | None
+    viewer: User,
+    device_id: str,
+    *,
+    name: str | None,
+    type: str | None,
+    metadata: MetadataChange = NO_METADATA_CHANGE,
+    settings: ApiSettings,
 ) -> Device:
-    """Rename or retype a device."""
+    """Rename or retype a device, and change its metadata (services.device_metadata)."""
     device = await get_device(viewer, device_id, action="write")
     changes: dict[str, object] = {}
     if name is not None:
-        changes["name"] = clean_text(name, field="name", max_length=MAX_NAME_LENGTH)
+        clean_name = clean_text(name, field="name", max_length=MAX_NAME_LENGTH)
+        changes |= {"name": clean_name, "search_keys": name_keys(clean_name)}
     if type is not None:
         changes["type"] = clean_text(type, field="type", max_length=MAX_TYPE_LENGTH)
+    changes |= metadata_updates(metadata, attributes_max_bytes=settings.device_attributes_max_bytes)
     if changes:
         await device.set(changes)
     return device

@@ -43,7 +43,8 @@ def clean_text(value: str, *, field: str, max_length: int) -> str:
         raise BadInput(field, "must not be empty")
     if len(text) > max_length:
         raise BadInput(field, f"must be at most {max_length} characters")
-    if any(unicodedata.category(ch) in {"Cc", "Cf"} for ch in text):
+    # Cs: a lone surrogate (JSON's "\ud800"), which BSON cannot store.
+    if any(unicodedata.category(ch) in {"Cc", "Cf", "Cs"} for ch in text):
         raise BadInput(field, "must not contain control characters")
     return text
 

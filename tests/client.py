@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from types import TracebackType
 from typing import Any, Self
 
@@ -76,4 +77,16 @@ class Api:
         if operation_name:
             payload["operationName"] = operation_name
         response = await self.http.post("/graphql", json=payload, headers=all_headers)
+        return Result(response.status_code, response.json())
+
+    async def execute_escaped(
+        self, query: str, variables: dict[str, Any] | None = None, *, token: str | None = None
+    ) -> Result:
+        """`execute` with the body's JSON escaped to ASCII, as some clients send it: it
+        carries what UTF-8 cannot, e.g. a lone surrogate ("\\ud800")."""
+        headers = {"Content-Type": "application/json"}
+        if token is not None:
+            headers["Authorization"] = f"Bearer {token}"
+        body = json.dumps({"query": query, "variables": variables or {}})
+        response = await self.http.post("/graphql", content=body, headers=headers)
         return Result(response.status_code, response.json())

@@ -5,6 +5,7 @@ from __future__ import annotations
 import strawberry
 
 from graph.context import Info
+from graph.devices.metadata import kept, location_change
 from graph.devices.types import (
     CreateDeviceInput,
     CreateDevicePayload,
@@ -14,6 +15,7 @@ from graph.devices.types import (
     UpdateDeviceInput,
 )
 from services import devices
+from services.device_metadata import MetadataChange
 
 
 @strawberry.type
@@ -38,7 +40,19 @@ class DeviceMutation:
         self, info: Info, id: strawberry.ID, input: UpdateDeviceInput
     ) -> Device:
         viewer = await info.context.require_user()
-        device = await devices.update_device(viewer, id, name=input.name, type=input.type)
+        metadata = MetadataChange(
+            tags=kept(input.tags),
+            attributes=kept(input.attributes),
+            location=location_change(input.location),
+        )
+        device = await devices.update_device(
+            viewer,
+            id,
+            name=input.name,
+            type=input.type,
+            metadata=metadata,
+            settings=info.context.settings,
+        )
         return Device.from_document(device)
 
     @strawberry.mutation(description="Delete a device, its broker credentials and its readings.")

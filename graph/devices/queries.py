@@ -5,9 +5,10 @@ from __future__ import annotations
 import strawberry
 
 from graph.context import Info
+from graph.devices.metadata import DeviceFilter
 from graph.devices.types import Device
 from graph.pagination import Connection
-from services import devices
+from services import device_search, devices
 from services.pagination import clamp_page_size
 
 
@@ -15,14 +16,19 @@ from services.pagination import clamp_page_size
 class DeviceQuery:
     @strawberry.field(description="The caller's devices (an ADMIN's: all), newest first.")
     async def devices(
-        self, info: Info, first: int | None = None, after: str | None = None
+        self,
+        info: Info,
+        first: int | None = None,
+        after: str | None = None,
+        filter: DeviceFilter | None = None,
     ) -> Connection[Device]:
         viewer = await info.context.require_user()
         settings = info.context.settings
         size = clamp_page_size(
             first, default=settings.page_size_default, maximum=settings.page_size_max
         )
-        page = await devices.list_devices(viewer, first=size, after=after)
+        spec = filter.to_spec() if filter is not None else device_search.DeviceFilter()
+        page = await device_search.find_devices(viewer, spec, first=size, after=after)
         return Connection[Device].from_page(page, Device.from_document)
 
     @strawberry.field

@@ -7,9 +7,11 @@ from typing import Self
 
 import strawberry
 from beanie import PydanticObjectId
+from strawberry.scalars import JSON
 
 from graph.accounts.types import User
 from graph.context import Info
+from graph.devices.metadata import ATTRIBUTES_DESCRIPTION, Location, LocationInput
 from graph.readings.types import Reading
 from models.devices import Device as DeviceDocument
 from models.devices import DeviceStatus
@@ -29,6 +31,9 @@ class Device:
     last_seen: datetime | None
     created_at: datetime
     metrics: list[str] = strawberry.field(description="Metric names this device has reported.")
+    tags: list[str] = strawberry.field(description="Labels for grouping and filtering.")
+    attributes: JSON = strawberry.field(description=ATTRIBUTES_DESCRIPTION)
+    location: Location | None = strawberry.field(description="Where it stands, if known.")
     owner_id: strawberry.Private[PydanticObjectId]
 
     @strawberry.field
@@ -54,6 +59,9 @@ class Device:
             last_seen=device.last_seen,
             created_at=device.created_at,
             metrics=sorted(device.metrics),
+            tags=list(device.tags),
+            attributes=JSON(device.attributes),
+            location=Location.from_document(device.location) if device.location else None,
             owner_id=device.owner_id,
         )
 
@@ -106,3 +114,13 @@ class CreateDeviceInput:
 class UpdateDeviceInput:
     name: str | None = None
     type: str | None = None
+    # Metadata: left out, unchanged; null, cleared (docs/devices.md).
+    tags: list[str] | None = strawberry.field(
+        default=strawberry.UNSET, description="Replaces the tags; null or [] clears them."
+    )
+    attributes: JSON | None = strawberry.field(
+        default=strawberry.UNSET, description="Replaces the attributes; null clears them."
+    )
+    location: LocationInput | None = strawberry.field(
+        default=strawberry.UNSET, description="null clears it."
+    )
