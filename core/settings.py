@@ -211,6 +211,11 @@ class Settings(BaseSettings):
     # latency on the live path. 0: read as soon as anything arrives.
     ingest_read_pause_ms: float = Field(default=5, ge=0, le=1000)
 
+    # --- device logs (docs/devices.md#logs)
+    # Lines on devices/{id}/logs are kept this long after their timestamp: a TTL index on
+    # real MongoDB (models/device_logs.py), set to this value at every start.
+    device_log_retention_days: int = Field(default=14, ge=1, le=3650)
+
     @model_validator(mode="before")
     @classmethod
     def _exposure_defaults(cls, data: Any) -> Any:
