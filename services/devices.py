@@ -15,6 +15,7 @@ from core.dynsec import BrokerUnavailable, DynsecError
 from core.events import DEVICE_CHANGES_CHANNEL
 from core.settings import Settings
 from models.accounts import User
+from models.device_logs import DeviceLog
 from models.devices import Device
 from models.readings import Reading
 from services import access, broker_identities, ratelimit
@@ -151,6 +152,7 @@ async def delete_device(
     await device.delete()
     # Readings go after the device, so no reading outlives a device that is gone.
     await Reading.find(Reading.device_id == device.id).delete()
+    await DeviceLog.find(DeviceLog.device_id == device.id).delete()
     await delete_device_alerts(device.id)
     try:
         # Ingest workers drop their cached entry now rather than at its expiry.
