@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import sys
 import uuid
 from datetime import UTC, datetime, timedelta
 
@@ -34,6 +35,7 @@ from tests.graph.test_subscriptions import client
 from tests.ingest.conftest import start_worker, stop_worker
 from tests.ingest.test_worker import eventually
 from tests.live import wait_numsub
+from tests.net import ROOT
 
 JWT = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJkZXZpY2UifQ.c2lnbmF0dXJlLXZlcnktc2VjcmV0"
 
@@ -354,3 +356,39 @@ async def test_deliver_device_log_live_on_both_protocols_then_query(
         ("INFO", "boot ok"),
     ]
     assert nodes[1]["timestamp"] == first["timestamp"]
+
+
+async def test_simulate_device_publishes_log_lines(
+    api: Api,
+    api_server: str,
+    worker: IngestWorker,
+    managed_broker: ManagedBroker,
+    publisher: aiomqtt.Client,
+) -> None:
+    # One device, a reading every 0.1 s for 3 s: its boot line and one after 20 readings.
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "simulator",
+        *("--devices", "1", "--rate", "10", "--duration", "3", "--api", api_server),
+        *("--mqtt-host", managed_broker.host, "--mqtt-port", str(managed_broker.port)),
+        *("--email", "sim-logs@example.com", "--password", "simulator-password"),
+        cwd=ROOT,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
+    output, _ = await asyncio.wait_for(process.communicate(), timeout=60)
+    assert process.returncode == 0, output.decode()
+    login = await api.execute(
+        op("Login"), {"email": "sim-logs@example.com", "password": "simulator-password"}
+    )
+    token = login.data["login"]["accessToken"]
+    [edge] = (await api.execute(op("Devices"), {"first": 10}, token=token)).data["devices"]["edges"]
+    device_id = edge["node"]["id"]
+    try:
+        stored = await lines(device_id, 2)
+    finally:  # the simulator's retained status would greet later tests' workers
+        await publisher.publish(f"devices/{device_id}/status", b"", qos=1, retain=True)
+    assert stored[0].message == "boot ok: sim-0"
+    assert stored[1].level is LogLevel.INFO
+    assert stored[1].message.startswith("20 readings sent, battery ")
