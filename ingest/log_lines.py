@@ -68,11 +68,11 @@ TIME_FIELDS: Final = frozenset({"timestamp", "ts"})
 
 _PREFIX: Final = re.compile(
     r"""\s*(?:
-        \[(?P<bracket>[A-Za-z]+)\]:?      # [warn] ...
-      | <(?P<angle>[A-Za-z]+)>:?          # <error> ...
-      | (?P<esp>[EWIDV])(?=\s\(\d+\)\s)   # E (1234) wifi: ...   (ESP-IDF)
-      | (?P<colon>[A-Za-z]+):             # ERROR: ... / warn: ...
-      | (?P<caps>[A-Z]+)(?=\s)            # ERROR disk full
+        \[(?P<bracket>[A-Za-z]{1,9})\]:?      # [warn] ...
+      | <(?P<angle>[A-Za-z]{1,9})>:?          # <error> ...
+      | (?P<esp>[EWIDV])(?=\s\(\d+\)\s)       # E (1234) wifi: ...   (ESP-IDF)
+      | (?P<colon>[A-Za-z]{1,9}):             # ERROR: ... / warn: ...
+      | (?P<caps>[A-Z]{1,9})(?=\s)            # ERROR disk full
     )\s*""",
     re.VERBOSE,
 )
@@ -81,11 +81,11 @@ _JWT: Final = re.compile(r"eyJ[A-Za-z0-9_-]{4,}\.eyJ[A-Za-z0-9_-]{4,}\.[A-Za-z0-
 _SECRET_NAME: Final = r"(?:password|passwd|pwd|secret|token|api[_-]?key|authorization)"  # noqa: S105 - names to mask
 _SECRET_PAIR: Final = re.compile(rf"(?i)(\b{_SECRET_NAME}\b\"?\s*[=:]\s*\"?)[^\s\",;&]+")
 _SECRET_KEY: Final = re.compile(rf"(?i){_SECRET_NAME}")
-# A device's MQTT password: 32 bytes in unpadded base64url (services.credentials).
-_MQTT_PASSWORD: Final = re.compile(
-    r"(?<![A-Za-z0-9_-])(?=[A-Za-z0-9_-]*[0-9])(?=[A-Za-z0-9_-]*[a-z])(?=[A-Za-z0-9_-]*[A-Z])"
-    r"[A-Za-z0-9_-]{43}(?![A-Za-z0-9_-])"
-)
+# A device's MQTT password: 32 bytes in unpadded base64url (services.credentials), so a
+# 43-character word; _password_like tells it from a long identifier.
+_BASE64URL_RUN: Final = re.compile(r"[A-Za-z0-9_-]{43,}")
+# Cheap tests first: a regex walks a 16 KiB line position by position (milliseconds).
+_SECRET_HINTS: Final = ("pass", "pwd", "secret", "token", "key", "authorization")
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,13 +118,27 @@ def split_level(text: str) -> tuple[LogLevel | None, str]:
 
 def redact(text: str) -> str:
     """`text` with secret-looking parts masked (best effort: see the module's docstring)."""
-    text = _JWT.sub(REDACTED, text)
-    text = _SECRET_PAIR.sub(lambda m: m.group(1) + REDACTED, text)
-    return _MQTT_PASSWORD.sub(REDACTED, text)
+    if "eyJ" in text:
+        text = _JWT.sub(REDACTED, text)
+    lowered = text.lower()
+    if any(hint in lowered for hint in _SECRET_HINTS):
+        text = _SECRET_PAIR.sub(lambda m: m.group(1) + REDACTED, text)
+    if max(map(len, text.split()), default=0) >= 43:
+        text = _BASE64URL_RUN.sub(_password_like, text)
+    return text
+
+
+def _password_like(match: re.Match[str]) -> str:
+    # Exactly 43 (a longer run is something else); random base64url of this length has
+    # digits and both cases, names rarely do.
+    word = match.group()
+    if len(word) != 43 or word.islower() or word.isupper():
+        return word
+    return REDACTED if any(c.isdigit() for c in word) else word
 
 
 def _clean(text: str) -> str:
-    return _COLOUR.sub("", text).rstrip()
+    return (_COLOUR.sub("", text) if "\x1b" in text else text).rstrip()
 
 
 def _from_object(document: dict[str, Any], arrived: datetime) -> LogLine:
