@@ -34,6 +34,7 @@ from graph.sessions import UserSessions
 from live.bus import open_bus
 from live.compat import enter_app, release_handshake
 from live.delivery import LiveDelivery
+from models.device_logs import apply_retention
 from services.broker_identities import api_identities
 from services.broker_reconcile import reconcile
 
@@ -106,6 +107,8 @@ def create_app(settings: Settings | None = None) -> Api:
             # Results its subscribers share, slow subscribers' closes (live.delivery).
             LiveDelivery() as live,
         ):
+            # The API owns the device log TTL: one-off commands (api.admin...) leave it be.
+            await apply_retention(settings.device_log_retention_days)
             state = AppState(
                 settings=settings,
                 database=database,

@@ -12,7 +12,6 @@ from pymongo.asynchronous.database import AsyncDatabase
 
 from core.settings import Settings
 from models import DOCUMENT_MODELS
-from models.device_logs import apply_retention
 
 type Database = AsyncDatabase[dict[str, Any]]
 
@@ -29,7 +28,6 @@ async def open_database(settings: Settings) -> AsyncIterator[Database]:
     try:
         database = client[settings.mongodb_database]
         await init_beanie(database=database, document_models=DOCUMENT_MODELS)
-        await apply_retention(settings.device_log_retention_days)
         yield database
     finally:
         await client.close()

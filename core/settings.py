@@ -213,7 +213,7 @@ class Settings(BaseSettings):
 
     # --- device logs (docs/devices.md#logs)
     # Lines on devices/{id}/logs are kept this long after their timestamp: a TTL index on
-    # real MongoDB (models/device_logs.py), set to this value at every start.
+    # real MongoDB (models/device_logs.py), set to this value by each API process at start.
     device_log_retention_days: int = Field(default=14, ge=1, le=3650)
 
     @model_validator(mode="before")
