@@ -34,6 +34,7 @@ from graph.sessions import UserSessions
 from live.bus import open_bus
 from live.compat import enter_app, release_handshake
 from live.delivery import LiveDelivery
+from models.device_logs import apply_retention
 from services.broker_identities import api_identities
 from services.broker_reconcile import reconcile
 from services.device_search import backfill_search_keys
@@ -109,6 +110,8 @@ def create_app(settings: ApiSettings | None = None) -> Api:
         ):
             # Devices stored before name search existed get their keys (once per database).
             await backfill_search_keys()
+            # The API owns the device log TTL: one-off commands (api.admin...) leave it be.
+            await apply_retention(settings.device_log_retention_days)
             state = AppState(
                 settings=settings,
                 database=database,

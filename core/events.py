@@ -7,7 +7,8 @@ Channels (one event is published on each of its three):
     readings:device:<device id>    one device
     readings:owner:<owner id>      every device of one user (readingAdded(deviceId: null))
     readings:all                   every device (an ADMIN's readingAdded(deviceId: null))
-  and likewise status:device:<id>, status:owner:<id>, status:all for status changes.
+  and likewise status:device:<id>, status:owner:<id>, status:all for status changes,
+  logs:device:<id>, logs:owner:<id>, logs:all for device log lines.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from typing import Literal, Self
 
 import orjson
 
-type Kind = Literal["readings", "status"]
+type Kind = Literal["readings", "status", "logs"]
 
 
 def device_channel(kind: Kind, device_id: str) -> str:
@@ -245,4 +246,38 @@ class OtaProgressEvent:
             progress=int(data["p"]),
             error=data["e"],
             at=datetime.fromisoformat(data["t"]),
+        )
+
+
+# ---------------------------------------------------------------- device logs
+@dataclass(frozen=True, slots=True)
+class LogEvent:
+    """One stored log line of a device (models.device_logs), on the "logs" channels."""
+
+    device_id: str
+    owner_id: str
+    timestamp: datetime
+    level: str  # LogLevel value
+    message: str
+
+    def encode(self) -> bytes:
+        return orjson.dumps(
+            {
+                "d": self.device_id,
+                "o": self.owner_id,
+                "t": self.timestamp.isoformat(),
+                "l": self.level,
+                "m": self.message,
+            }
+        )
+
+    @classmethod
+    def decode(cls, raw: bytes | str) -> Self:
+        data = orjson.loads(raw)
+        return cls(
+            device_id=data["d"],
+            owner_id=data["o"],
+            timestamp=datetime.fromisoformat(data["t"]),
+            level=data["l"],
+            message=data["m"],
         )

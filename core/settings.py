@@ -166,6 +166,10 @@ class ApiSettings(CommonSettings):
     # A device's `attributes` (free JSON, server-side only): its size as compact UTF-8 JSON.
     device_attributes_max_bytes: int = Field(default=16 * 1024, ge=256)
 
+    # Lines on devices/{id}/logs are kept this long after their timestamp: a TTL index on
+    # real MongoDB (models/device_logs.py), set to this value by each API process at start.
+    device_log_retention_days: int = Field(default=14, ge=1, le=3650)
+
     # --- alerts (docs/alerts.md)
     alert_rules_per_device_max: int = Field(default=50, ge=1, le=1000)
 

@@ -64,8 +64,7 @@ TOPIC_KINDS: Final[tuple[TopicKind, ...]] = (
     # Device to platform.
     TopicKind("telemetry", "telemetry", "uplink", "device", (0, 1), consumed=True),
     TopicKind("status", "status", "uplink", "device", (1,), retained=True, consumed=True),
-    # Allowed, not consumed yet: its handler comes with device logs (issue 14).
-    TopicKind("logs", "logs", "uplink", "device", (0, 1)),
+    TopicKind("logs", "logs", "uplink", "device", (0, 1), consumed=True),
     TopicKind("ota_progress", "ota/progress", "uplink", "device", (1,), consumed=True),
     TopicKind(
         "command_result", "commands/{commandId}/result", "uplink", "device", (1,), granted=False

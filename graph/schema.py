@@ -30,6 +30,8 @@ from graph.firmware.mutations import FirmwareMutation
 from graph.firmware.queries import FirmwareQuery
 from graph.firmware.subscriptions import FirmwareSubscription
 from graph.limits import limit_extensions
+from graph.logs.queries import DeviceLogQuery
+from graph.logs.subscriptions import DeviceLogSubscription
 from graph.metrics import ApiMetrics
 from graph.operation_ids import OperationIds
 from graph.operation_metrics import metrics_extensions
@@ -39,7 +41,15 @@ from live.compat import LeanHooksSchema
 
 
 @strawberry.type
-class Query(AccountQuery, DeviceQuery, ReadingQuery, DashboardQuery, AlertQuery, FirmwareQuery):
+class Query(
+    AccountQuery,
+    DeviceQuery,
+    ReadingQuery,
+    DashboardQuery,
+    AlertQuery,
+    FirmwareQuery,
+    DeviceLogQuery,
+):
     pass
 
 
@@ -49,7 +59,12 @@ class Mutation(AccountMutation, DeviceMutation, DashboardMutation, AlertMutation
 
 
 @strawberry.type
-class Subscription(ReadingSubscription, AlertSubscription, FirmwareSubscription):
+class Subscription(
+    ReadingSubscription,
+    AlertSubscription,
+    FirmwareSubscription,
+    DeviceLogSubscription,
+):
     pass
 
 

@@ -44,6 +44,10 @@ type Reason = Literal[
     "ota_wrong_device",
     "ota_backwards",
     "rate_limited",
+    # device logs (ingest/logs.py)
+    "bad_utf8",
+    "empty_log",
+    "log_retained",
 ]
 
 REASONS: Final[tuple[Reason, ...]] = (
@@ -52,6 +56,7 @@ REASONS: Final[tuple[Reason, ...]] = (
     "future_timestamp", "bad_status",
     "bad_ota_progress", "ota_unknown_update", "ota_wrong_device", "ota_backwards",
     "rate_limited",
+    "bad_utf8", "empty_log", "log_retained",
 )  # fmt: skip
 
 
@@ -134,6 +139,12 @@ def _timestamp(reading: dict[str, Any], arrived: datetime) -> datetime:
         raise Rejected("future_timestamp")
     # MongoDB keeps milliseconds.
     return when.replace(microsecond=when.microsecond // 1000 * 1000)
+
+
+def message_time(document: dict[str, Any], arrived: datetime) -> datetime:
+    """A message's own time, by the rules of a reading's (`timestamp` or `ts`), or
+    `arrived` without either; Rejected as a reading's would be."""
+    return _timestamp(document, arrived)
 
 
 def parse_reading(reading: Any, arrived: datetime) -> ParsedReading:

@@ -95,6 +95,14 @@ class IngestStats:
             registry=self.registry,
         )
 
+        # --- device logs (ingest/logs.py); drops are in ingest_messages_dropped
+        self.logs_stored = Counter(
+            "ingest_log_lines_stored", "Device log lines stored", registry=self.registry
+        )
+        self.log_queue_depth = Gauge(
+            "ingest_log_queue_depth", "Log messages waiting to be stored", registry=self.registry
+        )
+
     def drop(self, reason: Reason, device_id: str | None) -> None:
         """Count a dropped message and warn about it, at most once a minute per reason."""
         self.dropped.labels(reason=reason).inc()

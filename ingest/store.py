@@ -20,8 +20,9 @@ import time
 from collections import deque
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, ClassVar
 
+from beanie import Document
 from bson import ObjectId
 from pymongo.errors import PyMongoError
 from redis.asyncio import Redis
@@ -59,6 +60,10 @@ class PendingMessage:
 
 class ReadingStore:
     """A bounded queue of messages, drained in batches into `insert_many`."""
+
+    # What a subclass changes to store other documents the same way (ingest/logs.py).
+    model: ClassVar[type[Document]] = Reading
+    mark_prefix: ClassVar[str] = MARK_PREFIX
 
     def __init__(
         self,
@@ -107,13 +112,22 @@ class ReadingStore:
         try:
             while True:
                 batch = await self._next_batch()
-                self._stats.queue_depth.set(len(self._pending))
+                self._note_depth()
                 await self._store_until_done(batch)
                 for message in batch:
                     message.delivery.ack()
         finally:
             if self._marker is not None:
                 self._marker.close()
+
+    def _note_depth(self) -> None:
+        self._stats.queue_depth.set(len(self._pending))
+
+    def _note_stored(self, count: int) -> None:
+        self._stats.stored.inc(count)
+
+    def _after_store(self, messages: list[PendingMessage]) -> None:
+        """Called with the messages a batch stored (not the duplicates), before their acks."""
 
     async def _wait_for(self, readings: int, delay: float | None) -> None:
         """Until `readings` wait, or `delay` seconds (None: no limit) have passed."""
@@ -175,19 +189,20 @@ class ReadingStore:
             return
         await self._mark(fresh)
         documents = [doc for message in fresh for doc in message.documents]
-        collection = Reading.get_pymongo_collection()
+        collection = self.model.get_pymongo_collection()
         for start in range(0, len(documents), self._batch_size):
             chunk = documents[start : start + self._batch_size]
             started = time.perf_counter()
             await collection.insert_many(chunk, ordered=False)
             self._stats.store_seconds.observe(time.perf_counter() - started)
             self._stats.batch_size.observe(len(chunk))
-            self._stats.stored.inc(len(chunk))
+            self._note_stored(len(chunk))
+        self._after_store(fresh)
 
     async def _mark(self, messages: list[PendingMessage]) -> None:
         # One hash per hour, one HSET per batch: a SET per message cost a tenth of the
         # worker's CPU. The hash outlives the window by an hour, then expires whole.
-        key = MARK_PREFIX + str(int(time.time() // 3600))
+        key = self.mark_prefix + str(int(time.time() // 3600))
         ttl = self._dedup_window + 3600
         try:
             if self._marker is not None:
@@ -211,7 +226,7 @@ class ReadingStore:
         hours = range(hour - self._dedup_window // 3600 - 1, hour + 1)
         async with self._redis.pipeline(transaction=False) as pipe:
             for each in hours:
-                pipe.hmget(MARK_PREFIX + str(each), sources)
+                pipe.hmget(self.mark_prefix + str(each), sources)
             rows = await pipe.execute()
         found: list[int | None] = [None] * len(sources)
         for row in rows:
@@ -239,5 +254,5 @@ class ReadingStore:
         }
         if since is not None:
             query["timestamp"] = {"$gte": since}
-        found = await Reading.get_pymongo_collection().distinct("source", query)
+        found = await self.model.get_pymongo_collection().distinct("source", query)
         return set(found)

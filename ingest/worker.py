@@ -21,6 +21,7 @@ from core.settings import WorkerSettings
 from core.topics import CONSUMED, check_handlers
 from ingest.alerts import AlertEngine
 from ingest.devices import DeviceDirectory, DeviceInfo
+from ingest.logs import LogHandler, LogStore
 from ingest.mqtt import Delivery, MqttClientError, MqttSubscriber
 from ingest.ota import OtaProgressHandler
 from ingest.payloads import DeviceTopic, Rejected, parse_status, parse_telemetry, parse_topic
@@ -80,6 +81,18 @@ class IngestWorker:
             offline_after=settings.ingest_offline_after_seconds,
         )
         self.ota = OtaProgressHandler(redis, self.stats)
+        self.logs = LogHandler(
+            LogStore(
+                live=self.live,
+                redis=redis,
+                stats=self.stats,
+                batch_size=settings.ingest_batch_size,
+                batch_delay=settings.ingest_batch_delay_ms / 1000,
+                queue_size=settings.ingest_queue_size,
+                dedup_window=settings.ingest_dedup_window_seconds,
+            ),
+            client_id=settings.ingest_client_id,
+        )
         self.alerts = AlertEngine(settings, redis, self.stats, origin=settings.ingest_client_id)
         rate = settings.ingest_device_rate_per_second
         self.limiter = DeviceRateLimiter(rate, settings.ingest_device_burst) if rate > 0 else None
@@ -89,6 +102,7 @@ class IngestWorker:
         try:
             async with asyncio.TaskGroup() as tasks:
                 tasks.create_task(self.store.run(), name="store")
+                tasks.create_task(self.logs.store.run(), name="log-store")
                 tasks.create_task(self.live.run(), name="live")
                 tasks.create_task(self.status.run_flusher(), name="status-flush")
                 tasks.create_task(self.status.run_sweeper(), name="status-sweep")
@@ -240,11 +254,16 @@ class IngestWorker:
     async def _ota_progress(self, delivery: Delivery, device: DeviceInfo, _: datetime) -> None:
         await self.ota.handle(delivery, device)
 
+    async def _logs(self, delivery: Delivery, device: DeviceInfo, arrived: datetime) -> None:
+        await self.logs.handle(delivery, device, arrived)
+        await self._note_seen(device, arrived)
+
     # The handler of each topic kind the worker consumes (core.topics), checked below.
     HANDLERS: ClassVar[Mapping[str, Handler]] = {
         "telemetry": _telemetry,
         "status": _status,
         "ota_progress": _ota_progress,
+        "logs": _logs,
     }
 
     async def _note_seen(self, device: DeviceInfo, arrived: datetime) -> None:

@@ -5,6 +5,7 @@ from beanie import Document
 from models.accounts import RefreshToken, Role, User
 from models.alerts import Alert, AlertRule, NotificationWebhook
 from models.dashboards import Dashboard
+from models.device_logs import DeviceLog, LogLevel
 from models.devices import Device, DeviceStatus
 from models.firmware import Firmware, FirmwareUpdate, FirmwareUpdateTarget
 from models.platform import Marker
@@ -23,6 +24,7 @@ DOCUMENT_MODELS: list[type[Document]] = [
     Firmware,
     FirmwareUpdate,
     FirmwareUpdateTarget,
+    DeviceLog,
 ]
 
 __all__ = [
@@ -31,10 +33,12 @@ __all__ = [
     "AlertRule",
     "Dashboard",
     "Device",
+    "DeviceLog",
     "DeviceStatus",
     "Firmware",
     "FirmwareUpdate",
     "FirmwareUpdateTarget",
+    "LogLevel",
     "Marker",
     "MetricValue",
     "NotificationWebhook",

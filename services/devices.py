@@ -15,6 +15,7 @@ from core.dynsec import BrokerUnavailable, DynsecError
 from core.events import DEVICE_CHANGES_CHANNEL
 from core.settings import ApiSettings
 from models.accounts import User
+from models.device_logs import DeviceLog
 from models.devices import Device
 from models.name_search import name_keys
 from models.readings import Reading
@@ -155,6 +156,7 @@ async def delete_device(
     await device.delete()
     # Readings go after the device, so no reading outlives a device that is gone.
     await Reading.find(Reading.device_id == device.id).delete()
+    await DeviceLog.find(DeviceLog.device_id == device.id).delete()
     await delete_device_alerts(device.id)
     try:
         # Ingest workers drop their cached entry now rather than at its expiry.

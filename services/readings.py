@@ -2,22 +2,26 @@
 
 from __future__ import annotations
 
-import base64
-import binascii
 import math
 import re
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any, Final
 
-from beanie import SortDirection
 from bson import ObjectId
-from bson.errors import InvalidId
 
 from models.accounts import User
 from models.readings import Reading
 from services.devices import get_device
 from services.errors import BadInput
+from services.keyset import (
+    TimePage,
+    as_utc,
+    decode_time_cursor,
+    encode_time_cursor,
+    time_page,
+    time_range,
+)
 
 # bucket name -> ($dateTrunc unit, binSize, length)
 BUCKETS: Final[dict[str, tuple[str, int, timedelta]]] = {
@@ -31,11 +35,7 @@ METRIC_NAME = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 _CURSOR_PREFIX = "r:"
 
 
-@dataclass(frozen=True, slots=True)
-class ReadingPage:
-    items: list[Reading]
-    cursors: list[str]
-    has_next_page: bool
+type ReadingPage = TimePage[Reading]
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,42 +47,14 @@ class Bucket:
     avg: float
 
 
-def as_utc(moment: datetime) -> datetime:
-    """`moment` as an aware UTC datetime; a naive one is taken to be UTC already."""
-    if moment.tzinfo is None:
-        return moment.replace(tzinfo=UTC)
-    return moment.astimezone(UTC)
-
-
 def encode_reading_cursor(reading: Reading) -> str:
     """An opaque cursor for one reading's position in time, then _id, order."""
-    millis = int(as_utc(reading.timestamp).timestamp() * 1000)
-    return base64.urlsafe_b64encode(f"{_CURSOR_PREFIX}{millis}:{reading.id}".encode()).decode()
+    return encode_time_cursor(_CURSOR_PREFIX, reading.timestamp, reading.id)
 
 
 def decode_reading_cursor(cursor: str) -> tuple[datetime, ObjectId]:
     """The (timestamp, _id) a cursor names; BadInput when it was not made here."""
-    try:
-        text = base64.urlsafe_b64decode(cursor.encode("ascii")).decode()
-        if not text.startswith(_CURSOR_PREFIX):
-            raise ValueError(text)
-        millis, object_id = text.removeprefix(_CURSOR_PREFIX).split(":")
-        moment = datetime.fromtimestamp(int(millis) / 1000, tz=UTC)
-        return moment, ObjectId(object_id)
-    except (ValueError, UnicodeError, binascii.Error, InvalidId, OverflowError, OSError) as err:
-        raise BadInput("after", "malformed cursor") from err
-
-
-def _time_range(start: datetime | None, end: datetime | None) -> dict[str, datetime]:
-    """The `timestamp` condition of [start, end); BadInput when it is empty."""
-    condition: dict[str, datetime] = {}
-    if start is not None:
-        condition["$gte"] = as_utc(start)
-    if end is not None:
-        condition["$lt"] = as_utc(end)
-    if start is not None and end is not None and condition["$gte"] >= condition["$lt"]:
-        raise BadInput("from", "must be before to")
-    return condition
+    return decode_time_cursor(_CURSOR_PREFIX, cursor)
 
 
 async def list_readings(
@@ -96,30 +68,14 @@ async def list_readings(
 ) -> ReadingPage:
     """Readings of a device the viewer may see, newest first, in [start, end)."""
     device = await get_device(viewer, device_id)
-    timestamp = _time_range(start, end)
-    query: dict[str, Any] = {"device_id": device.id}
-    if after is not None:
-        moment, object_id = decode_reading_cursor(after)
-        # The plain bound lets MongoDB skip whole buckets; the $or breaks timestamp ties.
-        timestamp["$lte"] = moment
-        query["$or"] = [
-            {"timestamp": {"$lt": moment}},
-            {"timestamp": moment, "_id": {"$lt": object_id}},
-        ]
-    if timestamp:
-        query["timestamp"] = timestamp
-    # One more than asked for tells whether there is a next page.
-    found = (
-        await Reading.find(query)
-        .sort([("timestamp", SortDirection.DESCENDING), ("_id", SortDirection.DESCENDING)])
-        .limit(first + 1)
-        .to_list()
-    )
-    items = found[:first]
-    return ReadingPage(
-        items=items,
-        cursors=[encode_reading_cursor(item) for item in items],
-        has_next_page=len(found) > first,
+    return await time_page(
+        Reading,
+        {"device_id": device.id},
+        prefix=_CURSOR_PREFIX,
+        start=start,
+        end=end,
+        first=first,
+        after=after,
     )
 
 
@@ -147,7 +103,7 @@ async def aggregate(
         raise BadInput("bucket", f"must be one of {', '.join(BUCKETS)}")
     if not METRIC_NAME.fullmatch(metric):
         raise BadInput("metric", "must be 1 to 64 letters, digits, '_', '.' or '-'")
-    timestamp = _time_range(start, end)
+    timestamp = time_range(start, end)
     unit, bin_size, _length = BUCKETS[bucket]
     # Also priced in the operation's cost (graph.limits); this bound stands on its own.
     if (bucket_count(start, end, bucket) or 0) > max_buckets:

@@ -3,7 +3,8 @@
 It signs in to the API (registering its user the first time), creates its devices
 or reuses them (rotating their credentials, which are shown only once), and
 publishes realistic telemetry with each device's own MQTT identity, like a real
-fleet would: status `online` on connect, a Last Will `offline`, QoS 1.
+fleet would: status `online` on connect, a Last Will `offline`, QoS 1, and a log
+line at start and every LOG_EVERY_READINGS readings.
 
 With `--ota` the devices also take firmware updates: each subscribes to its
 devices/{id}/ota, downloads an offered image with its device token (resuming with
@@ -35,6 +36,8 @@ from simulator.ota import Offer, OtaAgent
 logger = logging.getLogger(__name__)
 
 DEVICE_PREFIX = "sim-"
+# A log line on devices/{id}/logs at start and after every this many readings.
+LOG_EVERY_READINGS = 20
 
 
 class SimulatorError(RuntimeError):
@@ -66,6 +69,12 @@ class SimulatedDevice:
             "battery": {"value": round(self.battery, 2), "unit": "%"},
             "ts": int(time.time() * 1000),
         }
+
+    def log_line(self) -> dict[str, Any]:
+        """A status line, as firmware logs one now and then."""
+        level = "WARNING" if self.battery < 20 else "INFO"
+        message = f"{self.sent} readings sent, battery {self.battery:.1f}%"
+        return {"level": level, "message": message, "ts": int(time.time() * 1000)}
 
 
 class Api:
@@ -174,6 +183,8 @@ async def run_device(
         will=will,
     ) as client:
         await client.publish(status, b"online", qos=1, retain=True)
+        logs = f"devices/{device.id}/logs"
+        await client.publish(logs, f"boot ok: {device.name}", qos=1)
         updates: asyncio.Task[None] | None = None
         if device.ota is not None:
             await client.subscribe(f"devices/{device.id}/ota", qos=1)
@@ -186,6 +197,8 @@ async def run_device(
                     f"devices/{device.id}/telemetry", json.dumps(device.reading()), qos=1
                 )
                 device.sent += 1
+                if device.sent % LOG_EVERY_READINGS == 0:
+                    await client.publish(logs, json.dumps(device.log_line()), qos=1)
                 next_at += interval
                 await asyncio.sleep(max(0.0, next_at - time.monotonic()))
         finally:

@@ -63,20 +63,20 @@ def test_registry_qos_and_retain_match_contract(suffix: str) -> None:
 
 def test_worker_handlers_cover_consumed_kinds() -> None:
     check_handlers(IngestWorker.HANDLERS)
-    assert [k.name for k in CONSUMED] == ["telemetry", "status", "ota_progress"]
+    assert [k.name for k in CONSUMED] == ["telemetry", "status", "logs", "ota_progress"]
 
 
 def test_check_handlers_missing_kind_refused() -> None:
     with pytest.raises(RuntimeError, match="missing"):
         check_handlers(["telemetry", "status"])
     with pytest.raises(RuntimeError, match="unknown"):
-        check_handlers([*IngestWorker.HANDLERS, "logs"])
+        check_handlers([*IngestWorker.HANDLERS, "no_such_kind"])
 
 
 def test_parse_topic_consumed_kinds_only() -> None:
     for entry in CONSUMED:
         assert parse_topic(entry.topic(DEVICE)).kind == entry.name
-    # Allowed at the broker but not consumed (logs), or not an uplink: not the worker's.
+    # Not consumed (not granted yet, or not an uplink): not the worker's.
     for entry in TOPIC_KINDS:
         if not entry.consumed:
             topic = f"devices/{DEVICE}/" + entry.suffix.replace("{commandId}", "c1")
@@ -89,6 +89,7 @@ def test_subscriptions_and_stats_labels_follow_registry() -> None:
     assert shared == [
         ("$share/g/devices/+/telemetry", 1),
         ("$share/g/devices/+/status", 1),
+        ("$share/g/devices/+/logs", 1),
         ("$share/g/devices/+/ota/progress", 1),
     ]
     alone = subscription_filters(Settings.model_construct(ingest_share_group=""))
@@ -115,7 +116,7 @@ def test_acls_follow_registry_unchanged() -> None:
     assert api_ota_acls() == frozenset([Acl("publishClientSend", "devices/+/ota")])
 
 
-def test_registry_logs_allowed_not_consumed() -> None:
+def test_registry_logs_allowed_and_consumed() -> None:
     logs = kind("logs")
-    assert logs.granted and not logs.consumed
+    assert logs.granted and logs.consumed and logs.qos == (0, 1)
     assert not kind("twin_desired").granted  # in the contract, not served yet

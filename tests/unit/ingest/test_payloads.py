@@ -145,7 +145,7 @@ def test_reject_status_bad_status(payload: bytes) -> None:
     "topic",
     [
         "devices/123/telemetry",
-        "devices/6b04424c61a616851779946e/logs",
+        "devices/6b04424c61a616851779946e/diary",
         "x/6b04424c61a616851779946e/telemetry",
         "devices/6B04424C61A616851779946E/telemetry",
         "devices/6b04424c61a616851779946e/telemetry/x",
