@@ -16,7 +16,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import yaml
 
-from core.settings import Settings
+from core.settings import ApiSettings, CommonSettings, Settings, WorkerSettings
 from devstack.mosquitto import BrokerLayout, write_config
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -150,19 +150,29 @@ def test_scale_out_workers_unique_client_ids_one_share_group() -> None:
 # --- settings --------------------------------------------------------------------
 
 
-def test_platform_environment_names_are_settings_fields() -> None:
-    fields = set(Settings.model_fields)
+def test_platform_environment_names_are_settings_of_each_process() -> None:
     for name in PLATFORM_SERVICES:
+        process = WorkerSettings if name in WORKERS else ApiSettings
+        fields = set(process.model_fields)
         unknown = {var for var in environment(name) if var.lower() not in fields}
-        assert not unknown, f"{name} sets variables Settings does not read: {sorted(unknown)}"
+        assert not unknown, (
+            f"{name} sets variables {process.__name__} does not read: {sorted(unknown)}"
+        )
+
+
+def test_workers_hold_no_api_secret() -> None:
+    api_only = set(ApiSettings.model_fields) - set(CommonSettings.model_fields)
+    for name in WORKERS:
+        held = {var for var in environment(name) if var.lower() in api_only}
+        assert not held, f"{name} holds API settings: {sorted(held)}"
 
 
 def test_jwt_secret_is_required_and_api_runs_in_production() -> None:
-    for name in PLATFORM_SERVICES:
-        secret = environment(name).get("JWT_SECRET") or ""
-        assert re.fullmatch(r"\$\{JWT_SECRET:\?[^}]+\}", secret), (
-            f"{name}: JWT_SECRET must use the required form ${{JWT_SECRET:?message}}"
-        )
+    # Only the API holds it (test_workers_hold_no_api_secret).
+    secret = environment("api").get("JWT_SECRET") or ""
+    assert re.fullmatch(r"\$\{JWT_SECRET:\?[^}]+\}", secret), (
+        "api: JWT_SECRET must use the required form ${JWT_SECRET:?message}"
+    )
     assert environment("api").get("ENVIRONMENT") == "production"
     # The API refuses to start in production without a firmware signing key.
     key = environment("api").get("FIRMWARE_SIGNING_KEY") or ""
