@@ -205,6 +205,11 @@ class Settings(BaseSettings):
     # How often each API process's dispatcher looks for due work.
     firmware_dispatch_poll_seconds: float = Field(default=0.5, gt=0, le=60)
 
+    # --- device twins
+    # Largest desired and reported document (compact JSON, UTF-8) each: over it an
+    # updateDesiredState is BAD_USER_INPUT, a device's report a counted drop.
+    twin_max_bytes: int = Field(default=16 * 1024, ge=1024, le=1024 * 1024)
+
     # --- ingest performance
     # After each MQTT read the worker rests this long before the next one, so a busy
     # stream is handled in batches (CPU per message) at the price of up to this much

@@ -35,6 +35,8 @@ from graph.operation_ids import OperationIds
 from graph.operation_metrics import metrics_extensions
 from graph.readings.queries import ReadingQuery
 from graph.readings.subscriptions import ReadingSubscription
+from graph.twins.mutations import TwinMutation
+from graph.twins.subscriptions import TwinSubscription
 from live.compat import LeanHooksSchema
 
 
@@ -44,12 +46,19 @@ class Query(AccountQuery, DeviceQuery, ReadingQuery, DashboardQuery, AlertQuery,
 
 
 @strawberry.type
-class Mutation(AccountMutation, DeviceMutation, DashboardMutation, AlertMutation, FirmwareMutation):
+class Mutation(
+    AccountMutation,
+    DeviceMutation,
+    DashboardMutation,
+    AlertMutation,
+    FirmwareMutation,
+    TwinMutation,
+):
     pass
 
 
 @strawberry.type
-class Subscription(ReadingSubscription, AlertSubscription, FirmwareSubscription):
+class Subscription(ReadingSubscription, AlertSubscription, FirmwareSubscription, TwinSubscription):
     pass
 
 

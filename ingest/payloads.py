@@ -44,6 +44,9 @@ type Reason = Literal[
     "ota_wrong_device",
     "ota_backwards",
     "rate_limited",
+    "bad_twin_reported",
+    "twin_too_large",
+    "twin_retained",
 ]
 
 REASONS: Final[tuple[Reason, ...]] = (
@@ -52,6 +55,7 @@ REASONS: Final[tuple[Reason, ...]] = (
     "future_timestamp", "bad_status",
     "bad_ota_progress", "ota_unknown_update", "ota_wrong_device", "ota_backwards",
     "rate_limited",
+    "bad_twin_reported", "twin_too_large", "twin_retained",
 )  # fmt: skip
 
 

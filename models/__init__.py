@@ -9,6 +9,7 @@ from models.devices import Device, DeviceStatus
 from models.firmware import Firmware, FirmwareUpdate, FirmwareUpdateTarget
 from models.platform import Marker
 from models.readings import MetricValue, Reading
+from models.twins import DeviceTwin
 
 DOCUMENT_MODELS: list[type[Document]] = [
     User,
@@ -23,6 +24,7 @@ DOCUMENT_MODELS: list[type[Document]] = [
     Firmware,
     FirmwareUpdate,
     FirmwareUpdateTarget,
+    DeviceTwin,
 ]
 
 __all__ = [
@@ -32,6 +34,7 @@ __all__ = [
     "Dashboard",
     "Device",
     "DeviceStatus",
+    "DeviceTwin",
     "Firmware",
     "FirmwareUpdate",
     "FirmwareUpdateTarget",

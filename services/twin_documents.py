@@ -22,6 +22,10 @@ class InvalidDocument(ValueError):
     """The document breaks a rule; the message names the path (`desired.a.b`)."""
 
 
+class DocumentTooLarge(InvalidDocument):
+    """The document is valid but over its size limit."""
+
+
 def merge_patch(target: Any, patch: Any) -> Any:
     """RFC 7396 section 2: `patch` applied to `target`; neither argument is changed.
 
@@ -91,7 +95,7 @@ def check_document(document: Any, *, name: str, max_bytes: int) -> dict[str, Any
     except (TypeError, ValueError, UnicodeEncodeError) as err:  # a lone surrogate
         raise InvalidDocument(f"{name}: not encodable as JSON text ({err})") from err
     if size > max_bytes:
-        raise InvalidDocument(f"{name}: {size} bytes of JSON, at most {max_bytes} allowed")
+        raise DocumentTooLarge(f"{name}: {size} bytes of JSON, at most {max_bytes} allowed")
     return document
 
 

@@ -11,10 +11,12 @@ from beanie import PydanticObjectId
 from graph.accounts.types import User
 from graph.context import Info
 from graph.readings.types import Reading
+from graph.twins.types import DeviceTwin
 from models.devices import Device as DeviceDocument
 from models.devices import DeviceStatus
 from services.devices import DeviceCredentials as Credentials
 from services.devices import TokenCheck
+from services.twins import read_twin
 
 strawberry.enum(DeviceStatus)
 
@@ -42,6 +44,11 @@ class Device:
     async def latest_reading(self, info: Info) -> Reading | None:
         reading = await info.context.loaders.latest_readings.load(PydanticObjectId(self.id))
         return Reading.from_document(reading) if reading else None
+
+    @strawberry.field(description="Desired and reported state, their delta and version.")
+    async def twin(self) -> DeviceTwin:
+        # The device itself was resolved with the viewer's access checked.
+        return DeviceTwin.from_twin(await read_twin(self.id))
 
     @classmethod
     def from_document(cls, device: DeviceDocument) -> Self:
