@@ -49,6 +49,9 @@ SERVED = {
     "FirmwareUpdate",
     "CancelFirmwareUpdate",
     "FirmwareUpdateProgress",
+    "DeviceTwin",
+    "UpdateDesiredState",
+    "TwinChanged",
 }
 # Not served yet, by the issue that brings them.
 PENDING: dict[str, int] = {
@@ -78,9 +81,6 @@ PENDING: dict[str, int] = {
             "Commands",
             "CancelCommand",
             "CommandUpdated",
-            "DeviceTwin",
-            "UpdateDesiredState",
-            "TwinChanged",
             "DeviceLogs",
             "DeviceLogAdded",
         ],

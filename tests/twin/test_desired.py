@@ -43,7 +43,11 @@ async def test_query_device_twin_new_device_empty(api: Api) -> None:
 async def test_update_desired_state_merges_patch_and_counts_versions(api: Api) -> None:
     user = await register(api)
     device = await create_device(api, user)
-    first = await update(api, user, device.id, {"interval": 5, "led": {"color": "red", "level": 3}})
+    first = await api.execute(
+        op("UpdateDesiredState"),
+        {"deviceId": device.id, "patch": {"interval": 5, "led": {"color": "red", "level": 3}}},
+        token=user.access_token,
+    )
     assert first.data["updateDesiredState"] == {
         "desired": {"interval": 5, "led": {"color": "red", "level": 3}},
         "reported": {},
