@@ -195,3 +195,20 @@ async def test_delete_device_clears_retained_desired_and_twin(
             "desired": {"interval": 9},
         }
     assert await DeviceTwin.get_pymongo_collection().count_documents({}) == 1
+
+
+async def test_update_desired_state_literal_patch_as_documented(api: Api) -> None:
+    # docs/devices.md writes the patch inline, as GraphiQL users do.
+    user = await register(api)
+    device = await create_device(api, user)
+    query = (
+        f'mutation {{ updateDesiredState(deviceId: "{device.id}", '
+        'patch: {interval: 10, led: {color: "red"}}) { desired reported delta version } }'
+    )
+    result = await api.execute(query, token=user.access_token)
+    assert result.data["updateDesiredState"] == {
+        "desired": {"interval": 10, "led": {"color": "red"}},
+        "reported": {},
+        "delta": {"interval": 10, "led": {"color": "red"}},
+        "version": 1,
+    }
