@@ -15,7 +15,7 @@ the broker keeps is the current document.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Final
@@ -109,6 +109,13 @@ async def read_twin(device_id: str | ObjectId) -> Twin:
     oid = _object_id(device_id)
     raw = await DeviceTwin.get_pymongo_collection().find_one({"_id": oid})
     return Twin.from_raw(str(oid), raw)
+
+
+async def read_twins(device_ids: Sequence[ObjectId]) -> list[Twin]:
+    """The twins of these devices, in their order, in one read; no access check."""
+    cursor = DeviceTwin.get_pymongo_collection().find({"_id": {"$in": list(device_ids)}})
+    found = {raw["_id"]: raw async for raw in cursor}
+    return [Twin.from_raw(str(oid), found.get(oid)) for oid in device_ids]
 
 
 async def get_twin(viewer: User, device_id: str) -> Twin:

@@ -16,7 +16,6 @@ from models.devices import Device as DeviceDocument
 from models.devices import DeviceStatus
 from services.devices import DeviceCredentials as Credentials
 from services.devices import TokenCheck
-from services.twins import read_twin
 
 strawberry.enum(DeviceStatus)
 
@@ -46,9 +45,10 @@ class Device:
         return Reading.from_document(reading) if reading else None
 
     @strawberry.field(description="Desired and reported state, their delta and version.")
-    async def twin(self) -> DeviceTwin:
+    async def twin(self, info: Info) -> DeviceTwin:
         # The device itself was resolved with the viewer's access checked.
-        return DeviceTwin.from_twin(await read_twin(self.id))
+        twin = await info.context.loaders.twins.load(PydanticObjectId(self.id))
+        return DeviceTwin.from_twin(twin)
 
     @classmethod
     def from_document(cls, device: DeviceDocument) -> Self:

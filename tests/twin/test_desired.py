@@ -9,6 +9,7 @@ from core.settings import Settings
 from models.twins import DeviceTwin
 from tests.brokers import ManagedBroker
 from tests.client import Api
+from tests.commands import CommandCounter
 from tests.contract import op
 from tests.factories import admin_and_user, create_device, register
 from tests.twin.conftest import (
@@ -212,3 +213,47 @@ async def test_update_desired_state_literal_patch_as_documented(api: Api) -> Non
         "delta": {"interval": 10, "led": {"color": "red"}},
         "version": 1,
     }
+
+
+DEVICES_WITH_TWINS = """
+query { devices(first: 50) { edges { node { id twin { desired version } } } } }
+"""
+
+
+async def test_devices_list_twins_one_read_whatever_count(
+    api: Api, command_counter: CommandCounter
+) -> None:
+    user = await register(api)
+    created: list[str] = []
+
+    async def grow_to(count: int) -> None:
+        while len(created) < count:
+            device = await create_device(api, user, name=f"d{len(created)}")
+            if len(created) % 2:  # half of them have a twin document
+                await update(api, user, device.id, {"n": len(created)})
+            created.append(device.id)
+
+    async def twin_reads() -> int:
+        command_counter.commands.clear()
+        command_counter.documents.clear()
+        command_counter.recording = True
+        try:
+            result = await api.execute(DEVICES_WITH_TWINS, token=user.access_token)
+        finally:
+            command_counter.recording = False
+        nodes = {e["node"]["id"]: e["node"]["twin"] for e in result.data["devices"]["edges"]}
+        for index, device_id in enumerate(created):
+            expected = ({"n": index}, 1) if index % 2 else ({}, 0)
+            assert (nodes[device_id]["desired"], nodes[device_id]["version"]) == expected
+        return sum(
+            1
+            for name, document in zip(
+                command_counter.commands, command_counter.documents, strict=True
+            )
+            if name == "find" and document["find"] == "device_twins"
+        )
+
+    await grow_to(3)
+    assert await twin_reads() == 1
+    await grow_to(10)
+    assert await twin_reads() == 1
