@@ -164,6 +164,7 @@ async def _change(oid: ObjectId, change: Change) -> tuple[Twin, bool]:
             try:
                 await collection.insert_one(document)
             except DuplicateKeyError:
+                logger.debug("twin of device %s made meanwhile; trying again", oid)
                 continue  # another writer made it first: change that one
             # A device deleted meanwhile would keep this twin forever: it goes too.
             if not await _device_exists(oid):
@@ -179,6 +180,7 @@ async def _change(oid: ObjectId, change: Change) -> tuple[Twin, bool]:
             return Twin.from_raw(str(oid), updated), True
         if not await _device_exists(oid):
             raise NotFound("Device")
+        logger.debug("twin of device %s changed meanwhile; trying again", oid)
     raise Conflict("The twin kept changing while it was updated; try again.")
 
 
