@@ -31,7 +31,7 @@ from ingest.devices import DeviceInfo
 from ingest.mqtt import Delivery, PublishRefused
 from ingest.payloads import Rejected
 from services import twins
-from services.errors import NotFound
+from services.errors import Conflict, NotFound
 from services.twin_cleanup import DesiredPublisher
 from services.twin_documents import DocumentTooLarge, InvalidDocument
 
@@ -111,12 +111,13 @@ class TwinHandler:
 
 
 async def _patiently[T](step: Callable[[], Awaitable[T]]) -> T:
-    """Run `step` until MongoDB answers (each step is safe to repeat)."""
+    """Run `step` until MongoDB answers and the write wins its guard (each step is safe
+    to repeat); a report is not lost to a twin that many others change at once."""
     backoff: Backoff | None = None  # made on a failure: this is the per-message path
     while True:
         try:
             return await step()
-        except PyMongoError as err:
+        except (PyMongoError, Conflict) as err:
             logger.warning("twin not read or written yet (%s); retrying", err)
             backoff = backoff or Backoff(RETRY)
             await backoff.sleep()

@@ -123,6 +123,7 @@ def test_check_document_valid_returned() -> None:
         ({"big": 2**63}, "64 bits"),
         ({"nan": float("nan")}, "finite"),
         ({"x": {1, 2}}, "not a JSON value"),
+        ({"s": "\ud800"}, "not encodable"),  # a lone surrogate: no UTF-8, no BSON
     ],
 )
 def test_check_document_invalid_named(document: Any, message: str) -> None:
