@@ -108,6 +108,18 @@ class DynamicSecurity:
                 if future.done() and not future.cancelled():
                     future.exception()  # retrieved: no "never retrieved" log for the rest
 
+    async def publish(self, topic: str, payload: bytes, *, qos: int, retain: bool) -> None:
+        """Publish on this connection (its role's ACLs apply); BrokerUnavailable when the
+        connection is lost or the broker does not acknowledge."""
+        if self.lost.is_set():
+            raise BrokerUnavailable("admin connection lost")
+        try:
+            await self._client.publish(
+                topic, payload, qos=qos, retain=retain, timeout=self._timeout
+            )
+        except aiomqtt.MqttError as err:
+            raise BrokerUnavailable(str(err)) from err
+
 
 @asynccontextmanager
 async def connect_dynsec(

@@ -58,6 +58,10 @@ class CommonSettings(BaseSettings):
     webhook_signing_key: SecretStr | None = None
     webhook_allow_private_networks: bool = False
 
+    # Largest desired and reported twin document (compact JSON, UTF-8) each: over it an
+    # updateDesiredState is BAD_USER_INPUT (API), a device's report a counted drop (worker).
+    twin_max_bytes: int = Field(default=16 * 1024, ge=1024, le=1024 * 1024)
+
     def _weak_secrets(self) -> list[str]:
         """What ENVIRONMENT=production refuses: a development or short secret."""
         key = self.device_credential_key.get_secret_value()

@@ -41,6 +41,8 @@ class TopicKind:
     granted: bool = True
     # The ACL filter's suffix when it is wider than the topic (default: placeholders -> +).
     acl_suffix: str | None = None
+    # A second party that may publish it too (the ingest worker answers twin/get).
+    republisher: Party | None = None
 
     @property
     def receiver(self) -> Party:
@@ -69,13 +71,13 @@ TOPIC_KINDS: Final[tuple[TopicKind, ...]] = (
     TopicKind(
         "command_result", "commands/{commandId}/result", "uplink", "device", (1,), granted=False
     ),
-    TopicKind("twin_reported", "twin/reported", "uplink", "device", (1,), granted=False),
-    TopicKind("twin_get", "twin/get", "uplink", "device", (1,), granted=False),
+    TopicKind("twin_reported", "twin/reported", "uplink", "device", (1,), consumed=True),
+    TopicKind("twin_get", "twin/get", "uplink", "device", (1,), consumed=True),
     # Platform to device.
     TopicKind("ota", "ota", "downlink", "api_ota", (1,), retained=True),
     TopicKind("command", "commands/{commandId}", "downlink", "api", (1,), acl_suffix="commands/#"),
     TopicKind(
-        "twin_desired", "twin/desired", "downlink", "api", (1,), retained=True, granted=False
+        "twin_desired", "twin/desired", "downlink", "api", (1,), retained=True, republisher="ingest"
     ),
 )
 
@@ -89,7 +91,7 @@ def granted(*, publisher: Party | None = None, receiver: Party | None = None) ->
         kind
         for kind in TOPIC_KINDS
         if kind.granted
-        and (publisher is None or kind.publisher == publisher)
+        and (publisher is None or publisher in (kind.publisher, kind.republisher))
         and (receiver is None or kind.receiver == receiver)
     ]
 
@@ -115,6 +117,8 @@ def _check(kinds: tuple[TopicKind, ...]) -> None:
             raise RuntimeError(f"topic kind {kind.name}: consumed, not a granted uplink")
         if (kind.direction == "uplink") != (kind.publisher == "device"):
             raise RuntimeError(f"topic kind {kind.name}: devices publish exactly the uplinks")
+        if kind.republisher == "device" or kind.republisher == kind.publisher:
+            raise RuntimeError(f"topic kind {kind.name}: republished by a device or by itself")
         if not kind.name.isidentifier():
             raise RuntimeError(f"topic kind {kind.name}: not an identifier (a regex group)")
 

@@ -10,6 +10,7 @@ from strawberry.dataloader import DataLoader
 
 from models.accounts import User
 from models.readings import Reading
+from services.twins import Twin, read_twins
 
 
 async def load_users(ids: Sequence[PydanticObjectId]) -> list[User | None]:
@@ -37,3 +38,4 @@ class Loaders:
         self.latest_readings: DataLoader[PydanticObjectId, Reading | None] = DataLoader(
             load_fn=load_latest_readings
         )
+        self.twins: DataLoader[PydanticObjectId, Twin] = DataLoader(load_fn=read_twins)

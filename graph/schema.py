@@ -37,6 +37,8 @@ from graph.operation_ids import OperationIds
 from graph.operation_metrics import metrics_extensions
 from graph.readings.queries import ReadingQuery
 from graph.readings.subscriptions import ReadingSubscription
+from graph.twins.mutations import TwinMutation
+from graph.twins.subscriptions import TwinSubscription
 from live.compat import LeanHooksSchema
 
 
@@ -54,7 +56,14 @@ class Query(
 
 
 @strawberry.type
-class Mutation(AccountMutation, DeviceMutation, DashboardMutation, AlertMutation, FirmwareMutation):
+class Mutation(
+    AccountMutation,
+    DeviceMutation,
+    DashboardMutation,
+    AlertMutation,
+    FirmwareMutation,
+    TwinMutation,
+):
     pass
 
 
@@ -64,6 +73,7 @@ class Subscription(
     AlertSubscription,
     FirmwareSubscription,
     DeviceLogSubscription,
+    TwinSubscription,
 ):
     pass
 

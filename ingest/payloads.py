@@ -48,6 +48,9 @@ type Reason = Literal[
     "bad_utf8",
     "empty_log",
     "log_retained",
+    "bad_twin_reported",
+    "twin_too_large",
+    "twin_retained",
 ]
 
 REASONS: Final[tuple[Reason, ...]] = (
@@ -57,6 +60,7 @@ REASONS: Final[tuple[Reason, ...]] = (
     "bad_ota_progress", "ota_unknown_update", "ota_wrong_device", "ota_backwards",
     "rate_limited",
     "bad_utf8", "empty_log", "log_retained",
+    "bad_twin_reported", "twin_too_large", "twin_retained",
 )  # fmt: skip
 
 

@@ -29,6 +29,7 @@ from ingest.rate_limit import DeviceRateLimiter
 from ingest.stats import IngestStats
 from ingest.status import StatusTracker
 from ingest.store import PendingMessage, ReadingStore, source_key
+from ingest.twins import TwinHandler
 from live.publisher import LivePublisher
 from models.devices import DeviceStatus
 
@@ -93,6 +94,11 @@ class IngestWorker:
             ),
             client_id=settings.ingest_client_id,
         )
+        # The connection of the moment: twin/get is answered on it.
+        self.mqtt: MqttSubscriber | None = None
+        self.twins = TwinHandler(
+            redis, max_bytes=settings.twin_max_bytes, publisher=lambda: self.mqtt
+        )
         self.alerts = AlertEngine(settings, redis, self.stats, origin=settings.ingest_client_id)
         rate = settings.ingest_device_rate_per_second
         self.limiter = DeviceRateLimiter(rate, settings.ingest_device_burst) if rate > 0 else None
@@ -139,6 +145,7 @@ class IngestWorker:
             try:
                 async with client:
                     await client.subscribe(subscription_filters(self.settings))
+                    self.mqtt = client
                     self.stats.connected.set(1)
                     self.connected.set()
                     backoff.reset()
@@ -161,6 +168,7 @@ class IngestWorker:
                     "broker connection lost (%s); reconnecting in %.1f s", err, backoff.delay
                 )
             finally:
+                self.mqtt = None
                 if self.connected.is_set():
                     self.stats.reconnects.inc()
                 self.stats.connected.set(0)
@@ -258,12 +266,20 @@ class IngestWorker:
         await self.logs.handle(delivery, device, arrived)
         await self._note_seen(device, arrived)
 
+    async def _twin_reported(self, delivery: Delivery, device: DeviceInfo, _: datetime) -> None:
+        await self.twins.reported(delivery, device)
+
+    async def _twin_get(self, delivery: Delivery, device: DeviceInfo, _: datetime) -> None:
+        await self.twins.get(delivery, device)
+
     # The handler of each topic kind the worker consumes (core.topics), checked below.
     HANDLERS: ClassVar[Mapping[str, Handler]] = {
         "telemetry": _telemetry,
         "status": _status,
         "ota_progress": _ota_progress,
         "logs": _logs,
+        "twin_reported": _twin_reported,
+        "twin_get": _twin_get,
     }
 
     async def _note_seen(self, device: DeviceInfo, arrived: datetime) -> None:

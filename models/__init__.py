@@ -10,6 +10,7 @@ from models.devices import Device, DeviceStatus
 from models.firmware import Firmware, FirmwareUpdate, FirmwareUpdateTarget
 from models.platform import Marker
 from models.readings import MetricValue, Reading
+from models.twins import DeviceTwin
 
 DOCUMENT_MODELS: list[type[Document]] = [
     User,
@@ -25,6 +26,7 @@ DOCUMENT_MODELS: list[type[Document]] = [
     FirmwareUpdate,
     FirmwareUpdateTarget,
     DeviceLog,
+    DeviceTwin,
 ]
 
 __all__ = [
@@ -35,6 +37,7 @@ __all__ = [
     "Device",
     "DeviceLog",
     "DeviceStatus",
+    "DeviceTwin",
     "Firmware",
     "FirmwareUpdate",
     "FirmwareUpdateTarget",

@@ -38,8 +38,10 @@ MARKER_PREFIX = "iotplatform secret "
 
 # Every device topic an identity may use comes from core.topics: devices publish the
 # uplinks and receive the downlinks, the ingest worker receives every uplink (consumed or
-# not), the API sends commands on its dynsec connection and OTA offers on its own.
+# not) and republishes twin documents, the API sends commands and twin documents on its
+# dynsec connection and OTA offers on its own.
 INGEST_TOPICS = tuple(kind.pattern for kind in granted(receiver="ingest"))
+INGEST_PUBLISH = tuple(kind.pattern for kind in granted(publisher="ingest"))
 API_PUBLISH = tuple(kind.pattern for kind in granted(publisher="api"))
 API_OTA_PUBLISH = tuple(kind.pattern for kind in granted(publisher="api_ota"))
 # The API's dynsec connection: commands out, responses in (as `mosquitto_ctrl dynsec init`'s
@@ -59,6 +61,9 @@ class DynsecCommands(Protocol):
     async def execute(self, *commands: dict[str, Any]) -> list[dict[str, Any]]: ...
 
     async def execute_tolerant(self, *commands: dict[str, Any]) -> list[dict[str, Any]]: ...
+
+    # Messages to devices (twin documents), as the connection's identity.
+    async def publish(self, topic: str, payload: bytes, *, qos: int, retain: bool) -> None: ...
 
 
 @dataclass(frozen=True, slots=True, order=True)
@@ -91,7 +96,8 @@ def device_acls(device_id: str) -> frozenset[Acl]:
 
 
 def ingest_acls(settings: ApiSettings) -> frozenset[Acl]:
-    """Subscribe to and receive device uplinks, shared in the worker group or alone."""
+    """Subscribe to and receive device uplinks, shared in the worker group or alone;
+    publish what it answers devices with (their twin documents, on twin/get)."""
     # Mosquitto checks a shared subscription against its full `$share/...` filter, and
     # what it delivers against the message's own topic.
     filters = list(INGEST_TOPICS)
@@ -100,6 +106,7 @@ def ingest_acls(settings: ApiSettings) -> frozenset[Acl]:
     return frozenset(
         [Acl("subscribePattern", topic) for topic in filters]
         + [Acl("publishClientReceive", topic) for topic in INGEST_TOPICS]
+        + [Acl("publishClientSend", topic) for topic in INGEST_PUBLISH]
     )
 
 

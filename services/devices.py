@@ -30,6 +30,7 @@ from services.tokens import (
     decode_device_token,
     issue_device_token,
 )
+from services.twin_cleanup import forget_twin
 from services.validation import clean_text, ensure_found, parse_id
 
 logger = logging.getLogger(__name__)
@@ -158,6 +159,8 @@ async def delete_device(
     await Reading.find(Reading.device_id == device.id).delete()
     await DeviceLog.find(DeviceLog.device_id == device.id).delete()
     await delete_device_alerts(device.id)
+    # Its twin, and the desired document the broker retains for its topic.
+    await forget_twin(str(device.id), broker)
     try:
         # Ingest workers drop their cached entry now rather than at its expiry.
         await redis.publish(DEVICE_CHANGES_CHANNEL, str(device.id))

@@ -12,6 +12,9 @@ Range when the link drops; `--ota-interrupt-after` drops it on purpose), checks
 the SHA-256 and the Ed25519 signature against `firmwareSigningKey`, installs,
 and reports progress (simulator.ota.OtaAgent); `--ota-fail-rate` makes that
 share of installations fail.
+
+Every device keeps a twin (simulator.twin.TwinAgent): it takes the desired `interval`
+(seconds between its readings) and reports what it runs on devices/{id}/twin/reported.
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ import httpx
 
 from core.settings import get_settings
 from simulator.ota import Offer, OtaAgent
+from simulator.twin import TwinAgent
 
 logger = logging.getLogger(__name__)
 
@@ -169,8 +173,9 @@ class Api:
 async def run_device(
     device: SimulatedDevice, *, host: str, port: int, interval: float, until: float
 ) -> None:
-    """Connect as the device and publish one reading every `interval` seconds
-    (and, with an OTA agent, take the firmware updates offered meanwhile)."""
+    """Connect as the device and publish one reading every `interval` seconds, or as its
+    twin's desired `interval` says (and, with an OTA agent, take the firmware updates
+    offered meanwhile)."""
     status = f"devices/{device.id}/status"
     will = aiomqtt.Will(status, b"offline", qos=1, retain=True)
     await asyncio.sleep(random.uniform(0, interval))  # do not all speak at once
@@ -185,11 +190,13 @@ async def run_device(
         await client.publish(status, b"online", qos=1, retain=True)
         logs = f"devices/{device.id}/logs"
         await client.publish(logs, f"boot ok: {device.name}", qos=1)
-        updates: asyncio.Task[None] | None = None
+        twin = TwinAgent(device.id, interval)
+        await client.subscribe(twin.desired_topic, qos=1)
+        await client.publish(twin.reported_topic, twin.report(), qos=1)
         if device.ota is not None:
             await client.subscribe(f"devices/{device.id}/ota", qos=1)
             print(f"ota: {device.name} {device.id} listening", flush=True)
-            updates = asyncio.create_task(take_updates(device, device.ota, client))
+        listener = asyncio.create_task(listen(device, client, twin))
         try:
             next_at = time.monotonic()
             while time.monotonic() < until:
@@ -199,35 +206,47 @@ async def run_device(
                 device.sent += 1
                 if device.sent % LOG_EVERY_READINGS == 0:
                     await client.publish(logs, json.dumps(device.log_line()), qos=1)
-                next_at += interval
-                await asyncio.sleep(max(0.0, next_at - time.monotonic()))
+                next_at += twin.interval
+                if await twin.sleep(next_at - time.monotonic()):
+                    next_at = time.monotonic()  # a new interval: from now on
         finally:
-            if updates is not None:
-                updates.cancel()
-                await asyncio.gather(updates, return_exceptions=True)
+            listener.cancel()
+            await asyncio.gather(listener, return_exceptions=True)
         await client.publish(status, b"offline", qos=1, retain=True)
 
 
-async def take_updates(device: SimulatedDevice, agent: OtaAgent, client: aiomqtt.Client) -> None:
-    """Carry out each offer on the device's OTA topic, one at a time."""
+async def listen(device: SimulatedDevice, client: aiomqtt.Client, twin: TwinAgent) -> None:
+    """Every message to the device: twin documents (applied, then reported back) and,
+    with an OTA agent, firmware offers (carried out one at a time)."""
+    async for message in client.messages:
+        if not isinstance(message.payload, bytes):
+            continue
+        if message.topic.matches(twin.desired_topic):
+            if twin.apply(message.payload):
+                await client.publish(twin.reported_topic, twin.report(), qos=1)
+        elif device.ota is not None:
+            await take_update(device, device.ota, client, message.payload)
+
+
+async def take_update(
+    device: SimulatedDevice, agent: OtaAgent, client: aiomqtt.Client, payload: bytes
+) -> None:
+    """Carry out one offer from the device's OTA topic."""
     progress_topic = f"devices/{device.id}/ota/progress"
 
     async def publish(report: dict[str, Any]) -> None:
         await client.publish(progress_topic, json.dumps(report), qos=1)
 
-    async for message in client.messages:
-        if not isinstance(message.payload, bytes):
-            continue
-        offer = Offer.parse(message.payload)
-        if offer is None:
-            continue
-        outcome = await agent.handle(offer, publish)
-        if outcome != "IGNORED":
-            resumed = f" (resumed at {agent.resumed_at})" if agent.resumed_at else ""
-            print(
-                f"ota: {device.name} {offer.update_id} {outcome} {offer.version}{resumed}",
-                flush=True,
-            )
+    offer = Offer.parse(payload)
+    if offer is None:
+        return
+    outcome = await agent.handle(offer, publish)
+    if outcome != "IGNORED":
+        resumed = f" (resumed at {agent.resumed_at})" if agent.resumed_at else ""
+        print(
+            f"ota: {device.name} {offer.update_id} {outcome} {offer.version}{resumed}",
+            flush=True,
+        )
 
 
 async def simulate(args: argparse.Namespace) -> int:

@@ -13,6 +13,7 @@ from graph.accounts.types import User
 from graph.context import Info
 from graph.devices.metadata import ATTRIBUTES_DESCRIPTION, Location, LocationInput
 from graph.readings.types import Reading
+from graph.twins.types import DeviceTwin
 from models.devices import Device as DeviceDocument
 from models.devices import DeviceStatus
 from services.devices import DeviceCredentials as Credentials
@@ -47,6 +48,12 @@ class Device:
     async def latest_reading(self, info: Info) -> Reading | None:
         reading = await info.context.loaders.latest_readings.load(PydanticObjectId(self.id))
         return Reading.from_document(reading) if reading else None
+
+    @strawberry.field(description="Desired and reported state, their delta and version.")
+    async def twin(self, info: Info) -> DeviceTwin:
+        # The device itself was resolved with the viewer's access checked.
+        twin = await info.context.loaders.twins.load(PydanticObjectId(self.id))
+        return DeviceTwin.from_twin(twin)
 
     @classmethod
     def from_document(cls, device: DeviceDocument) -> Self:

@@ -22,6 +22,7 @@ from ingest.mqtt.connection import (
     MqttClientError,
     MqttConnectFailed,
     MqttConnectionLost,
+    PublishRefused,
 )
 from ingest.mqtt.subscriber import MqttSubscriber
 
@@ -31,4 +32,5 @@ __all__ = [
     "MqttConnectFailed",
     "MqttConnectionLost",
     "MqttSubscriber",
+    "PublishRefused",
 ]

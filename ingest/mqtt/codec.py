@@ -2,7 +2,8 @@
 
 Only what a QoS 1 subscriber needs (OASIS MQTT 5.0, sections 2 and 3): CONNECT,
 SUBSCRIBE, PUBACK, PINGREQ and DISCONNECT out; CONNACK, PUBLISH, SUBACK,
-PINGRESP and DISCONNECT in. The decoder takes the bytes of each socket read,
+PINGRESP and DISCONNECT in; and the worker's few QoS 1 publishes (PUBLISH out,
+PUBACK in: answers to devices' twin/get). The decoder takes the bytes of each socket read,
 however the stream was cut, and returns every complete packet in them; PUBLISH,
 the hot path, is decoded inline into a `Publish`.
 """
@@ -170,6 +171,27 @@ def encode_subscribe(packet_id: int, filters: list[tuple[str, int]]) -> bytes:
     for topic_filter, qos in filters:
         body.append(_string(topic_filter) + bytes((qos & 0x03,)))
     return _packet(SUBSCRIBE << 4 | 0x02, b"".join(body))
+
+
+def encode_publish(
+    topic: str, payload: bytes, *, packet_id: int, qos: int = 1, retain: bool = False
+) -> bytes:
+    """PUBLISH, QoS 0 or 1, without properties."""
+    if qos not in (0, 1):
+        raise ValueError("only QoS 0 and 1 are sent")
+    header = _string(topic) + (struct.pack(">H", packet_id) if qos else b"") + b"\x00"
+    return _packet(PUBLISH << 4 | qos << 1 | int(retain), header + payload)
+
+
+def decode_puback(body: bytes) -> tuple[int, int]:
+    """A PUBACK's packet identifier and reason code (0, success, when left out)."""
+
+    def decode(data: bytes) -> tuple[int, int]:
+        if len(data) < 2:
+            raise IndexError("PUBACK without a packet identifier")
+        return int.from_bytes(data[0:2]), data[2] if len(data) > 2 else 0
+
+    return _checked(decode, body)  # type: ignore[no-any-return]
 
 
 _PUBACK: Final = struct.Struct(">BBH")

@@ -18,6 +18,7 @@ from ingest.mqtt.codec import (
     DISCONNECT,
     DISCONNECT_PACKET,
     PINGRESP,
+    PUBACK,
     REASON_STRING,
     SUBACK,
     ConnAck,
@@ -28,6 +29,7 @@ from ingest.mqtt.codec import (
     SubAck,
     decode_connack,
     decode_disconnect,
+    decode_puback,
     decode_suback,
     encode_pubacks,
 )
@@ -63,6 +65,10 @@ class MqttClientError(Exception):
 
 class MqttConnectFailed(MqttClientError):
     """The broker could not be reached, or refused the connection or a subscription."""
+
+
+class PublishRefused(MqttClientError):
+    """The broker answered a publish with a failure reason (the connection stays up)."""
 
 
 class MqttConnectionLost(MqttClientError):
@@ -115,6 +121,8 @@ class Connection(asyncio.Protocol):
         self.lost: MqttConnectionLost | None = None
         self.connack: asyncio.Future[ConnAck] = self._loop.create_future()
         self.subacks: dict[int, asyncio.Future[SubAck]] = {}
+        # The worker's own QoS 1 publishes: packet id -> (its PUBACK's reason code).
+        self.pubacks: dict[int, asyncio.Future[int]] = {}
         self.ping_outstanding = False
         self._disconnect_reason: str | None = None
         self.closed: asyncio.Future[None] = self._loop.create_future()
@@ -161,7 +169,7 @@ class Connection(asyncio.Protocol):
         if inbox:
             transport = self._transport
             if transport is not None and not (self._full or self._resting):
-                if len(inbox) >= self._inbox_limit and not self.subacks:
+                if len(inbox) >= self._inbox_limit and not (self.subacks or self.pubacks):
                     # Only QoS 0 can outrun the Receive Maximum; let TCP push back.
                     # Not while a SUBACK is awaited: it may sit behind a resumed
                     # session's backlog, and nothing takes from the inbox until it comes.
@@ -191,9 +199,10 @@ class Connection(asyncio.Protocol):
         self.lost = MqttConnectionLost(reason)
         if not self.connack.done():
             self.connack.set_exception(self.lost)
-        for future in self.subacks.values():
-            if not future.done():
-                future.set_exception(self.lost)
+        for waiting in (self.subacks, self.pubacks):
+            for future in waiting.values():
+                if not future.done():
+                    future.set_exception(self.lost)
         self._acks.clear()
         if not self.closed.done():
             self.closed.set_result(None)
@@ -231,6 +240,13 @@ class Connection(asyncio.Protocol):
     def expect_suback(self, packet_id: int, future: asyncio.Future[SubAck]) -> None:
         """Wait for this SUBACK, reading on even if the inbox is full (see data_received)."""
         self.subacks[packet_id] = future
+        if self._full:
+            self._full = False
+            self._resume()
+
+    def expect_puback(self, packet_id: int, future: asyncio.Future[int]) -> None:
+        """Wait for this PUBACK, reading on even if the inbox is full (as for a SUBACK)."""
+        self.pubacks[packet_id] = future
         if self._full:
             self._full = False
             self._resume()
@@ -299,6 +315,11 @@ class Connection(asyncio.Protocol):
                 future = self.subacks.pop(suback.packet_id, None)
                 if future is not None and not future.done():
                     future.set_result(suback)
+            elif packet.kind == PUBACK:
+                packet_id, reason = decode_puback(packet.body)
+                waiting = self.pubacks.pop(packet_id, None)
+                if waiting is not None and not waiting.done():
+                    waiting.set_result(reason)
             elif packet.kind == DISCONNECT:
                 code, properties = decode_disconnect(packet.body)
                 detail = properties.get(REASON_STRING)

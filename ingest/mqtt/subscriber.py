@@ -1,9 +1,10 @@
 """The worker's MQTT 5 session: `MqttSubscriber`, one connection read in batches.
 
 CONNECT with clean start off, session expiry and Receive Maximum; SUBSCRIBE;
-PINGREQ keepalive; DISCONNECT. Every PUBLISH of a socket read is handed to the
-worker in one batch (`ingest.mqtt.connection`), and the PUBACKs of a stored batch
-go out in one write. Reconnection with backoff is the worker's loop
+PINGREQ keepalive; DISCONNECT; the worker's few QoS 1 publishes (twin/get answers).
+Every PUBLISH of a socket read is handed to the worker in one batch
+(`ingest.mqtt.connection`), and the PUBACKs of a stored batch go out in one write.
+Reconnection with backoff is the worker's loop
 (`IngestWorker._consume`).
 """
 
@@ -21,6 +22,7 @@ from ingest.mqtt.codec import (
     SERVER_KEEP_ALIVE,
     SubAck,
     encode_connect,
+    encode_publish,
     encode_subscribe,
 )
 from ingest.mqtt.connection import (
@@ -28,6 +30,7 @@ from ingest.mqtt.connection import (
     Delivery,
     MqttConnectFailed,
     MqttConnectionLost,
+    PublishRefused,
     describe_reason,
 )
 
@@ -168,6 +171,34 @@ class MqttSubscriber:
             detail = ", ".join(refused) or "SUBACK mismatch"
             raise MqttConnectFailed(f"subscription refused: {detail}")
         return suback.reason_codes
+
+    async def publish(
+        self, topic: str, payload: bytes, *, qos: int = 1, retain: bool = False
+    ) -> None:
+        """Publish and, at QoS 1, wait for the broker's PUBACK.
+
+        MqttConnectionLost when the connection ends or no PUBACK comes in time,
+        PublishRefused when the broker refuses it (MQTT 5 reason >= 0x80, e.g. an ACL).
+        """
+        connection = self._current()
+        packet_id = self._next_packet_id
+        self._next_packet_id = packet_id % 0xFFFF + 1
+        packet = encode_publish(topic, payload, packet_id=packet_id, qos=qos, retain=retain)
+        if not qos:
+            connection.send(packet)
+            return
+        future: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+        connection.expect_puback(packet_id, future)
+        connection.send(packet)
+        try:
+            async with asyncio.timeout(self._timeout):
+                reason = await future
+        except TimeoutError as err:
+            raise MqttConnectionLost("no PUBACK from the broker") from err
+        finally:
+            connection.pubacks.pop(packet_id, None)
+        if reason >= 0x80:
+            raise PublishRefused(f"{topic}: {describe_reason(reason)}")
 
     async def batches(self) -> AsyncIterator[list[Delivery]]:
         """The messages received, a batch per wakeup (one or more socket reads), in order.

@@ -7,7 +7,7 @@ import re
 import pytest
 
 from core.settings import Settings
-from core.topics import CONSUMED, TOPIC_KINDS, TopicKind, check_handlers
+from core.topics import CONSUMED, TOPIC_KINDS, TopicKind, _check, check_handlers, granted
 from ingest.payloads import Rejected, parse_topic
 from ingest.stats import IngestStats
 from ingest.worker import IngestWorker, subscription_filters
@@ -63,7 +63,14 @@ def test_registry_qos_and_retain_match_contract(suffix: str) -> None:
 
 def test_worker_handlers_cover_consumed_kinds() -> None:
     check_handlers(IngestWorker.HANDLERS)
-    assert [k.name for k in CONSUMED] == ["telemetry", "status", "logs", "ota_progress"]
+    assert [k.name for k in CONSUMED] == [
+        "telemetry",
+        "status",
+        "logs",
+        "ota_progress",
+        "twin_reported",
+        "twin_get",
+    ]
 
 
 def test_check_handlers_missing_kind_refused() -> None:
@@ -91,6 +98,8 @@ def test_subscriptions_and_stats_labels_follow_registry() -> None:
         ("$share/g/devices/+/status", 1),
         ("$share/g/devices/+/logs", 1),
         ("$share/g/devices/+/ota/progress", 1),
+        ("$share/g/devices/+/twin/reported", 1),
+        ("$share/g/devices/+/twin/get", 1),
     ]
     alone = subscription_filters(Settings.model_construct(ingest_share_group=""))
     assert [f for f, _ in alone] == [k.pattern for k in CONSUMED]
@@ -103,20 +112,33 @@ def test_acls_follow_registry_unchanged() -> None:
     assert device_acls(DEVICE) == frozenset(
         [Acl("publishClientSend", f"{own}/{s}") for s in ("telemetry", "status", "logs")]
         + [Acl("publishClientSend", f"{own}/ota/progress")]
+        + [Acl("publishClientSend", f"{own}/twin/{s}") for s in ("reported", "get")]
         + [Acl(t, f"{own}/{s}") for t in ("subscribePattern", "publishClientReceive")
-           for s in ("ota", "commands/#")]
+           for s in ("ota", "commands/#", "twin/desired")]
     )  # fmt: skip
     uplinks = [f"devices/+/{s}" for s in ("telemetry", "status", "logs", "ota/progress")]
+    uplinks += ["devices/+/twin/reported", "devices/+/twin/get"]
     assert ingest_acls(Settings.model_construct(ingest_share_group="g")) == frozenset(
         [Acl("subscribePattern", t) for t in uplinks]
         + [Acl("subscribePattern", f"$share/g/{t}") for t in uplinks]
         + [Acl("publishClientReceive", t) for t in uplinks]
+        # It answers twin/get itself.
+        + [Acl("publishClientSend", "devices/+/twin/desired")]
     )
     assert Acl("publishClientSend", "devices/+/commands/#") in api_acls()
+    assert Acl("publishClientSend", "devices/+/twin/desired") in api_acls()
     assert api_ota_acls() == frozenset([Acl("publishClientSend", "devices/+/ota")])
 
 
 def test_registry_logs_allowed_and_consumed() -> None:
     logs = kind("logs")
     assert logs.granted and logs.consumed and logs.qos == (0, 1)
-    assert not kind("twin_desired").granted  # in the contract, not served yet
+    assert not kind("command_result").granted  # in the contract, not served yet
+
+
+def test_registry_twin_desired_republished_by_worker_only() -> None:
+    desired = kind("twin_desired")
+    assert (desired.publisher, desired.republisher, desired.retained) == ("api", "ingest", True)
+    assert [k.name for k in granted(publisher="ingest")] == ["twin_desired"]
+    with pytest.raises(RuntimeError, match="republished"):
+        _check((TopicKind("x", "x", "downlink", "api", (1,), republisher="device"),))

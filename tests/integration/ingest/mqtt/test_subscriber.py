@@ -11,7 +11,13 @@ import aiomqtt
 import pytest
 from bson import ObjectId
 
-from ingest.mqtt import Delivery, MqttConnectFailed, MqttConnectionLost, MqttSubscriber
+from ingest.mqtt import (
+    Delivery,
+    MqttConnectFailed,
+    MqttConnectionLost,
+    MqttSubscriber,
+    PublishRefused,
+)
 from tests.brokers import ManagedBroker
 from tests.integration.ingest.conftest import IngestIdentities
 
@@ -233,3 +239,21 @@ async def test_malformed_packet_from_broker_connection_lost() -> None:
     finally:
         server.close()
         await server.wait_closed()
+
+
+async def test_publish_qos1_acknowledged_and_refused_outside_acl(
+    managed_broker: ManagedBroker, ingest_identities: IngestIdentities, publisher: aiomqtt.Client
+) -> None:
+    # The test worker identity may receive device uplinks and publish nothing.
+    topic, client_id = unique_topic(), f"test-{uuid.uuid4().hex[:8]}"
+    async with subscriber(managed_broker, ingest_identities, client_id, topic) as client:
+        try:
+            await client.publish(f"devices/{ObjectId()}/twin/desired", b"{}", qos=1)
+        except PublishRefused as refused:
+            assert "not authorized" in str(refused)
+        else:
+            pytest.fail("the broker took a publish the identity's role does not allow")
+        # The connection stays usable: PUBACK and the stream go on.
+        await publish(publisher, topic, "after")
+        (delivery,) = await receive(client, 1)
+        assert delivery.payload == b"after"

@@ -20,10 +20,12 @@ from ingest.mqtt.codec import (
     Publish,
     decode_connack,
     decode_disconnect,
+    decode_puback,
     decode_suback,
     decode_varint,
     encode_connect,
     encode_pubacks,
+    encode_publish,
     encode_subscribe,
     encode_varint,
 )
@@ -225,6 +227,26 @@ def test_encode_subscribe_filters_with_qos() -> None:
 def test_encode_pubacks_one_write() -> None:
     assert encode_pubacks([1, 258, 65535]) == b"\x40\x02\x00\x01\x40\x02\x01\x02\x40\x02\xff\xff"
     assert encode_pubacks([]) == b""
+
+
+def test_encode_publish_as_a_broker_reads_it() -> None:
+    # The same bytes as a broker's PUBLISH without properties: the decoder reads them back.
+    wire = encode_publish("devices/a/twin/desired", b'{"v":1}', packet_id=258, retain=True)
+    assert wire == publish_packet("devices/a/twin/desired", b'{"v":1}', mid=258, retain=True)
+    assert Decoder().feed(wire) == [
+        Publish("devices/a/twin/desired", b'{"v":1}', 1, 258, True, False)
+    ]
+    at_most_once = encode_publish("t", b"", packet_id=9, qos=0)
+    assert at_most_once == publish_packet("t", b"", qos=0)
+    with pytest.raises(ValueError, match="QoS"):
+        encode_publish("t", b"", packet_id=1, qos=2)
+
+
+def test_decode_puback_reason_codes() -> None:
+    assert decode_puback(b"\x01\x02") == (258, 0)  # MQTT 5: success may leave it out
+    assert decode_puback(b"\x00\x07\x87\x00") == (7, 0x87)  # not authorized
+    with pytest.raises(MalformedPacket):
+        decode_puback(b"\x01")
 
 
 def test_decode_connack_properties() -> None:

@@ -1,0 +1,1 @@
+"""The twin domain: device.twin, updateDesiredState, twinChanged."""
