@@ -22,6 +22,7 @@ from api.metrics import metrics_endpoint
 from api.request_ids import RequestIdMiddleware
 from api.security_headers import SecurityHeadersMiddleware
 from api.state import AppState
+from api.telemetry import TelemetryEndpoint
 from core.broker import BrokerAdmin
 from core.database import open_database
 from core.dynsec import DynamicSecurity
@@ -31,6 +32,8 @@ from firmware.download import download_firmware
 from firmware.runtime import open_firmware
 from graph.metrics import ApiMetrics
 from graph.sessions import UserSessions
+from ingest.http_intake import HttpIntake
+from ingest.stats import IngestStats
 from live.bus import open_bus
 from live.compat import enter_app, release_handshake
 from live.delivery import LiveDelivery
@@ -82,6 +85,8 @@ def create_app(settings: Settings | None = None) -> Api:
     """The API with every route; connections open in the lifespan."""
     settings = settings or get_settings()
     metrics = ApiMetrics()
+    # HTTP telemetry's counters: the worker's, in a registry of this app's own.
+    ingest_stats = IngestStats()
     graphql = GraphQLApp(settings, metrics)
 
     # The process's own dynsec identity, bound to its client id (services.broker_identities).
@@ -105,6 +110,8 @@ def create_app(settings: Settings | None = None) -> Api:
             UserSessions(settings, bus) as sessions,
             # Results its subscribers share, slow subscribers' closes (live.delivery).
             LiveDelivery() as live,
+            # POST /devices/{id}/telemetry: the worker's pipeline in this process.
+            HttpIntake(settings, redis, stats=ingest_stats) as intake,
         ):
             state = AppState(
                 settings=settings,
@@ -114,6 +121,7 @@ def create_app(settings: Settings | None = None) -> Api:
                 broker=broker,
                 sessions=sessions,
                 live=live,
+                intake=intake,
             )
             app.state.platform = state
             logger.info("API ready (environment=%s)", settings.environment)
@@ -145,8 +153,10 @@ def create_app(settings: Settings | None = None) -> Api:
             Route("/health", health, methods=["GET"]),
             # Devices fetch images here with their device token (firmware/download.py).
             Route("/firmware/{firmware_id}/download", download_firmware, methods=["GET"]),
+            # Devices send readings here with their device token (api/telemetry.py).
+            Route("/devices/{device_id}/telemetry", TelemetryEndpoint(), methods=["POST"]),
             # Unauthenticated, like /health: keep it off the public side of the proxy.
-            Route("/metrics", metrics_endpoint(metrics), methods=["GET"]),
+            Route("/metrics", metrics_endpoint(metrics, ingest_stats.registry), methods=["GET"]),
         ],
         middleware=middleware,
         lifespan=lifespan,

@@ -140,6 +140,11 @@ class Settings(BaseSettings):
     # The worker's Prometheus /metrics; keep it off public interfaces. Port 0: not served.
     ingest_metrics_host: str = "127.0.0.1"
     ingest_metrics_port: int = Field(default=9101, ge=0, le=65535)
+    # POST /devices/{id}/telemetry (ingest/http_intake.py), per API process: requests
+    # handled at once (beyond: 503 with Retry-After, before the body is read), and how
+    # long one waits for its readings to be stored before it is answered 503 instead.
+    http_ingest_concurrency: int = Field(default=64, ge=1, le=10_000)
+    http_ingest_timeout_seconds: float = Field(default=5, gt=0, le=60)
 
     # --- operations
     # "json": one JSON object per line, with request/operation ids (core/logging.py).
