@@ -12,12 +12,15 @@ body here. What holds:
   seen live.
 - **Bounded.** At most `concurrency` requests at once per process, checked before the
   body is read; the store's queue is as long, so a full queue and a full house both
-  answer `Overloaded` (503, Retry-After) at once, never a wait without end.
+  answer `Overloaded` (503, Retry-After) at once, never a wait without end. A queue
+  whose oldest message has waited half the timeout sheds new ones at once too: they
+  would only time out.
 - **Too slow is 503, never 202-then-lost.** A message not stored within `timeout` is
-  taken back out of the queue (never stored) when the store has not started on it;
-  if a batch holding it is being written it may still be stored: a client retrying
-  with the same `Idempotency-Key` (and body) has it stored once, through the store's
-  redelivery check.
+  taken back out of the queue (never stored) when the store has not started on it.
+  One whose batch is being written gets one more `timeout` (its outcome is close),
+  then 503 although it may still be stored: a client retrying with the same
+  `Idempotency-Key` (and body) has it stored once, through the store's redelivery
+  check.
 - **Per-device rate.** `ingest.rate_limit.DeviceRateLimiter`, with the worker's
   settings, one bucket per device in each process: a device over it gets 429 before
   its body is read. Per process, like the worker's, so that ingest needs no Redis
@@ -50,7 +53,7 @@ from ingest.payloads import Rejected, parse_telemetry
 from ingest.rate_limit import DeviceRateLimiter
 from ingest.stats import IngestStats
 from ingest.status import StatusTracker
-from ingest.store import ReadingStore
+from ingest.store import PendingMessage, ReadingStore
 from ingest.telemetry import TelemetryPipeline
 from live.publisher import LivePublisher
 from services.broker_identities import api_instance
@@ -210,7 +213,9 @@ class HttpIntake:
         except Rejected as rejected:
             self.stats.drop(rejected.reason, device.device_id)
             raise
-        if self.store.full:
+        # Full, or so far behind that a message queued now would likely time out: shed
+        # it at once rather than after `timeout` (the queue's age, as CoDel does).
+        if self.store.full or self.store.oldest_wait > self._timeout / 2:
             raise Overloaded("overloaded", OVERLOADED_RETRY_AFTER)
         receipt = _HttpReceipt(dup=idempotency_key is not None)
         # The store has room: accept queues the message without suspending before it.
@@ -222,20 +227,34 @@ class HttpIntake:
             receipt=receipt,
             live_now=False,
         )
-        try:
-            async with asyncio.timeout(self._timeout):
-                await asyncio.shield(receipt.stored)
-        except TimeoutError:
-            withdrawn = self.store.withdraw(message)
-            logger.warning(
-                "telemetry of device %s not stored within %.1f s (%s); answered 503",
-                device.device_id,
-                self._timeout,
-                "withdrawn" if withdrawn else "its batch is still being written",
-            )
-            raise Overloaded("storage_timeout", max(1, math.ceil(self._timeout))) from None
+        if not await self._stored(receipt, message):
+            raise Overloaded("storage_timeout", max(1, math.ceil(self._timeout)))
         self.pipeline.publish(device, events)
         return len(readings)
+
+    async def _stored(self, receipt: _HttpReceipt, message: PendingMessage) -> bool:
+        """Whether the message was stored within the timeout. Past it, a message still
+        queued is withdrawn (never stored); one whose batch is being written gets one
+        more timeout, as its outcome is close unless the database fails."""
+        for attempt in (1, 2):
+            try:
+                async with asyncio.timeout(self._timeout):
+                    await asyncio.shield(receipt.stored)
+                return True
+            except TimeoutError:
+                if attempt == 1 and self.store.withdraw(message):
+                    logger.warning(
+                        "telemetry of device %s not stored within %.1f s; withdrawn, 503",
+                        message.device_id,
+                        self._timeout,
+                    )
+                    return False
+        logger.warning(
+            "telemetry of device %s still being written after %.1f s; 503 (it may be stored)",
+            message.device_id,
+            2 * self._timeout,
+        )
+        return False
 
 
 def _log_failure(task: asyncio.Task[None]) -> None:

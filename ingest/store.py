@@ -66,9 +66,11 @@ class PendingMessage:
     source: str
     documents: list[dict[str, Any]]
     earliest: datetime = field(init=False)
+    queued_at: float = field(init=False)  # monotonic
 
     def __post_init__(self) -> None:
         self.earliest = min(doc["timestamp"] for doc in self.documents)
+        self.queued_at = time.monotonic()
 
 
 class ReadingStore:
@@ -105,6 +107,11 @@ class ReadingStore:
     def depth(self) -> int:
         """Messages waiting to be stored."""
         return len(self._pending)
+
+    @property
+    def oldest_wait(self) -> float:
+        """Seconds the oldest queued message has waited (0 when none waits)."""
+        return time.monotonic() - self._pending[0].queued_at if self._pending else 0.0
 
     @property
     def full(self) -> bool:

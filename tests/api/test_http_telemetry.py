@@ -320,3 +320,28 @@ async def test_refuse_when_storage_too_slow_503_nothing_stored(
         # Withdrawn: not stored once the batch delay has run out either.
         await asyncio.sleep(2)
         assert await stored(device.id) == 0
+
+
+async def test_shed_new_request_when_queue_older_than_half_timeout(
+    api: Api, settings: Settings
+) -> None:
+    """A queue whose oldest message has waited half the timeout answers new requests
+    503 at once (they would only time out), though slots are free."""
+    device = await owned_device(api)
+    slow = with_settings(
+        settings,
+        ingest_batch_size=1000,
+        ingest_batch_delay_ms=3000,
+        http_ingest_timeout_seconds=1.0,
+        http_ingest_concurrency=8,
+    )
+    async with serve_api(slow) as url:
+        first = asyncio.create_task(post(url, device.id, {"v": 1}, token=device.token))
+        await asyncio.sleep(0.7)
+        started = asyncio.get_running_loop().time()
+        second = await post(url, device.id, {"v": 2}, token=device.token)
+        assert (second.status_code, second.json()) == (503, {"error": "overloaded"})
+        assert asyncio.get_running_loop().time() - started < 0.5
+        assert (await first).json() == {"error": "storage_timeout"}
+        await asyncio.sleep(2.5)  # past the batch delay: neither was stored
+        assert await stored(device.id) == 0
