@@ -4,6 +4,8 @@ One API process (`python -m api`), devices POSTing batches of readings to
 `/devices/{id}/telemetry` with their device tokens:
 
 1. steady: an offered rate the stand-in stores as fast as it arrives -> latency;
+   steady-small: the same with small batches (storage into the stand-in costs per
+   reading, so a batch's latency is mostly its insert);
 2. capacity: clients sending back to back (one request in flight each) -> the most
    readings/s stored, and latency at that load;
 3. flood: one device sending three times its per-device limit -> 202 within the limit,
@@ -21,7 +23,7 @@ import argparse
 import asyncio
 import json
 import time
-from collections import Counter
+from collections import Counter, deque
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
@@ -31,6 +33,8 @@ from bench.http_load import KeepAlive
 from bench.ingest import count_readings, loads, make_fleet, start_api
 from core.settings import Settings
 from services.tokens import issue_device_token
+
+PHASES = ("steady", "steady-small", "capacity", "flood", "overload")
 
 
 @dataclass
@@ -88,9 +92,15 @@ class Outcomes:
 
 
 class Recorder(KeepAlive):
-    """KeepAlive that also keeps the head of the last answer (status, Retry-After)."""
+    """KeepAlive that also keeps the head of the last answer (status, Retry-After), and
+    knows when the server closed it (uvicorn closes connections idle for 5 s)."""
 
     head = b""
+    closed = False
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        super().connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
         end = (bytes(self.buffer) + data).find(b"\r\n\r\n")
@@ -133,10 +143,18 @@ def close(protocols: list[Recorder]) -> None:
             protocol.transport.close()
 
 
-async def exchange(protocol: Recorder, request: bytes, outcomes: Outcomes) -> None:
+async def exchange(url: str, protocol: Recorder, request: bytes, outcomes: Outcomes) -> Recorder:
+    """One request and its answer recorded; the connection to use next."""
+    if protocol.closed:
+        (protocol,) = await connect(url, 1)
     started = time.perf_counter()
-    body = await protocol.post(request)
+    try:
+        body = await protocol.post(request)
+    except ConnectionError:
+        outcomes.statuses["connection lost"] += 1  # counted, never silently retried
+        return protocol
     outcomes.record(protocol.head, body, time.perf_counter() - started)
+    return protocol
 
 
 async def closed_loop(url: str, requests: list[bytes], seconds: float) -> dict[str, Any]:
@@ -145,13 +163,13 @@ async def closed_loop(url: str, requests: list[bytes], seconds: float) -> dict[s
     outcomes = Outcomes()
     deadline = time.perf_counter() + seconds
 
-    async def client(protocol: Recorder, request: bytes) -> None:
+    async def client(index: int, request: bytes) -> None:
         while time.perf_counter() < deadline:
-            await exchange(protocol, request, outcomes)
+            protocols[index] = await exchange(url, protocols[index], request, outcomes)
 
     started = time.perf_counter()
     try:
-        await asyncio.gather(*(client(p, r) for p, r in zip(protocols, requests, strict=True)))
+        await asyncio.gather(*(client(i, r) for i, r in enumerate(requests)))
     finally:
         close(protocols)
     return outcomes.summary(time.perf_counter() - started)
@@ -167,14 +185,14 @@ async def open_loop(
 ) -> dict[str, Any]:
     """`rate` requests/s round-robin over `requests`, whatever the answers take (each on
     a free connection of `connections`)."""
-    protocols = await connect(url, connections)
-    idle = list(protocols)
+    # First in, first out: every connection stays in use (an idle one is closed).
+    idle = deque(await connect(url, connections))
     outcomes = Outcomes()
     pending: set[asyncio.Task[None]] = set()
 
     async def one(protocol: Recorder, request: bytes) -> None:
         try:
-            await exchange(protocol, request, outcomes)
+            protocol = await exchange(url, protocol, request, outcomes)
         finally:
             idle.append(protocol)
 
@@ -187,12 +205,12 @@ async def open_loop(
             if not idle:
                 outcomes.not_sent += 1
                 continue
-            task = asyncio.create_task(one(idle.pop(), requests[number % len(requests)]))
+            task = asyncio.create_task(one(idle.popleft(), requests[number % len(requests)]))
             pending.add(task)
             task.add_done_callback(pending.discard)
         await asyncio.gather(*pending)
     finally:
-        close(protocols)
+        close(list(idle))
     return outcomes.summary(time.perf_counter() - started)
 
 
@@ -215,6 +233,8 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=15)
     parser.add_argument("--steady-rate", type=float, default=5, help="POSTs/s, steady phase")
     parser.add_argument("--clients", type=int, default=8, help="closed-loop clients")
+    parser.add_argument("--small-readings", type=int, default=10, help="steady-small batch")
+    parser.add_argument("--small-rate", type=float, default=10, help="POSTs/s, steady-small")
     parser.add_argument("--overload-rate", type=float, default=40, help="POSTs/s, overload")
     parser.add_argument(
         "--flood-rate", type=float, default=60, help="POSTs/s of one device (limit: 20/s)"
@@ -232,11 +252,19 @@ def main() -> None:
             requests = [request_bytes(url, d, tokens[d], body) for d in devices]
             capacity = [requests[i % len(requests)] for i in range(args.clients)]
             flood = request_bytes(url, flooder, tokens[flooder], batch_body(1))
+            small_body = batch_body(args.small_readings)
+            small = [request_bytes(url, d, tokens[d], small_body) for d in devices]
             results: dict[str, Any] = {
                 "devices": args.devices,
                 "readings_per_post": args.readings,
-                "flood_rate": args.flood_rate,
-                "overload_rate": args.overload_rate,
+                "small_readings_per_post": args.small_readings,
+                "rates_per_s": {
+                    "steady": args.steady_rate,
+                    "steady-small": args.small_rate,
+                    "flood": args.flood_rate,
+                    "overload": args.overload_rate,
+                },
+                "capacity_clients": args.clients,
                 "api_settings": "defaults (INGEST_DEVICE_RATE_PER_SECOND 20, burst 100; "
                 "HTTP_INGEST_CONCURRENCY 64; HTTP_INGEST_TIMEOUT_SECONDS 5; "
                 "INGEST_BATCH_SIZE 100)",
@@ -248,6 +276,10 @@ def main() -> None:
                     lambda: open_loop(
                         url, requests, args.steady_rate, args.seconds, connections=32
                     ),
+                ),
+                (
+                    "steady-small",
+                    lambda: open_loop(url, small, args.small_rate, args.seconds, connections=32),
                 ),
                 (
                     "capacity",
@@ -309,7 +341,7 @@ def main() -> None:
                 results[name]["api_cpu_ms_per_request"],
                 results[name]["load_avg"][0],
             ]
-            for name in ("steady", "capacity", "flood", "overload")
+            for name in PHASES
         ],
     )
     print(f"\nwrote {path}")
