@@ -11,12 +11,14 @@ refusal before any work the next step would cost:
 4. a token of another device than the path's: 404, whether that device exists or
    not -- a device sends only as itself, as the broker's ACLs say;
 5. the device over its rate: 429 with Retry-After;
-6. a body that breaks the contract: 400 `{"error": reason}` (the drop reason);
+6. a body slower to arrive than HTTP_INGEST_TIMEOUT_SECONDS: 408;
+   one that breaks the contract: 400 `{"error": reason}` (the drop reason);
 7. stored: 202 `{"accepted": n}`; storage too slow or full: 503 with Retry-After.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 from typing import Final
@@ -82,7 +84,12 @@ async def post_telemetry(request: Request) -> Response:
             if key is not None and not IDEMPOTENCY_KEY.fullmatch(key):
                 return _answer(intake, 400, {"error": "bad_idempotency_key"})
             intake.check_rate(device.device_id)
-            payload = await request.body()
+            try:
+                # A slow sender holds one of the process's places: not for longer.
+                async with asyncio.timeout(state.settings.http_ingest_timeout_seconds):
+                    payload = await request.body()
+            except TimeoutError:
+                return _answer(intake, 408, {"error": "body_timeout"}, Connection="close")
             accepted = await intake.submit(device, payload, idempotency_key=key)
     except Rejected as rejected:
         return _answer(intake, 400, {"error": rejected.reason})

@@ -10,6 +10,7 @@ import asyncio
 import json
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 import pytest
@@ -345,3 +346,26 @@ async def test_shed_new_request_when_queue_older_than_half_timeout(
         assert (await first).json() == {"error": "storage_timeout"}
         await asyncio.sleep(2.5)  # past the batch delay: neither was stored
         assert await stored(device.id) == 0
+
+
+async def test_refuse_body_slower_than_timeout_408(api: Api, settings: Settings) -> None:
+    """A sender that stops halfway holds its place no longer than the timeout."""
+    device = await owned_device(api)
+    body = b'[{"v": 1}, {"v": 2}]'
+    quick = with_settings(settings, http_ingest_timeout_seconds=0.5)
+    async with serve_api(quick) as url:
+        parts = urlsplit(url)
+        reader, writer = await asyncio.open_connection(parts.hostname, parts.port)
+        writer.write(
+            f"POST /devices/{device.id}/telemetry HTTP/1.1\r\nHost: {parts.netloc}\r\n"
+            f"Authorization: Bearer {device.token}\r\nContent-Length: {len(body)}\r\n\r\n".encode()
+            + body[:10]
+        )
+        await writer.drain()
+        async with asyncio.timeout(10):
+            answer = await reader.read()  # the API answers and closes
+        writer.close()
+    head, _, content = answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 408 ")
+    assert json.loads(content) == {"error": "body_timeout"}
+    assert await stored(device.id) == 0
