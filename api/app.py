@@ -32,7 +32,7 @@ from firmware.download import download_firmware
 from firmware.runtime import open_firmware
 from graph.metrics import ApiMetrics
 from graph.sessions import UserSessions
-from ingest.http_intake import HttpIntake
+from ingest.http_intake import HTTP_INGEST_REDIS_NAME, HttpIntake
 from ingest.stats import IngestStats
 from live.bus import open_bus
 from live.compat import enter_app, release_handshake
@@ -110,8 +110,10 @@ def create_app(settings: Settings | None = None) -> Api:
             UserSessions(settings, bus) as sessions,
             # Results its subscribers share, slow subscribers' closes (live.delivery).
             LiveDelivery() as live,
-            # POST /devices/{id}/telemetry: the worker's pipeline in this process.
-            HttpIntake(settings, redis, stats=ingest_stats) as intake,
+            # POST /devices/{id}/telemetry: the worker's pipeline in this process, on
+            # connections of its own name (its alert feed is told from a worker's).
+            open_redis(settings, name=HTTP_INGEST_REDIS_NAME) as ingest_redis,
+            HttpIntake(settings, ingest_redis, stats=ingest_stats) as intake,
         ):
             state = AppState(
                 settings=settings,

@@ -33,6 +33,7 @@ from api.state import AppState
 from ingest.devices import DeviceInfo
 from ingest.http_intake import HttpIntake, Overloaded, Refused
 from ingest.payloads import MAX_PAYLOAD_BYTES, Rejected
+from services.access import device_may_send
 from services.devices import authenticate_device_token
 from services.errors import Unauthenticated
 from services.tokens import bearer_token
@@ -78,7 +79,7 @@ async def post_telemetry(request: Request) -> Response:
                 return _answer(
                     intake, 401, {"error": err.message}, **{"WWW-Authenticate": "Bearer"}
                 )
-            if device.device_id != request.path_params["device_id"]:
+            if not device_may_send(device.device_id, request.path_params["device_id"]):
                 return _answer(intake, 404, {"error": "Device not found."})
             key = request.headers.get("idempotency-key")
             if key is not None and not IDEMPOTENCY_KEY.fullmatch(key):

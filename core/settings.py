@@ -142,7 +142,8 @@ class Settings(BaseSettings):
     ingest_metrics_port: int = Field(default=9101, ge=0, le=65535)
     # POST /devices/{id}/telemetry (ingest/http_intake.py), per API process: requests
     # handled at once (beyond: 503 with Retry-After, before the body is read), and how
-    # long one waits for its readings to be stored before it is answered 503 instead.
+    # long one waits for its body (beyond: 408) and for its readings to be stored
+    # (beyond: 503).
     http_ingest_concurrency: int = Field(default=64, ge=1, le=10_000)
     http_ingest_timeout_seconds: float = Field(default=5, gt=0, le=60)
 

@@ -60,6 +60,8 @@ from services.broker_identities import api_instance
 
 logger = logging.getLogger(__name__)
 
+# CLIENT LIST's name of the API's ingest connections (pub/sub feeds, publishes).
+HTTP_INGEST_REDIS_NAME = "iotplatform-http-ingest"
 # Seconds a client is told to wait when this process is full.
 OVERLOADED_RETRY_AFTER = 1
 
