@@ -22,15 +22,18 @@ from api.metrics import metrics_endpoint
 from api.request_ids import RequestIdMiddleware
 from api.security_headers import SecurityHeadersMiddleware
 from api.state import AppState
+from api.telemetry import TelemetryEndpoint
 from core.broker import BrokerAdmin
 from core.database import open_database
 from core.dynsec import DynamicSecurity
 from core.redis import open_redis
-from core.settings import ApiSettings, get_api_settings
+from core.settings import ApiSettings, WorkerSettings, get_api_settings, get_worker_settings
 from firmware.download import download_firmware
 from firmware.runtime import open_firmware
 from graph.metrics import ApiMetrics
 from graph.sessions import UserSessions
+from ingest.http_intake import HTTP_INGEST_REDIS_NAME, HttpIntake
+from ingest.stats import IngestStats
 from live.bus import open_bus
 from live.compat import enter_app, release_handshake
 from live.delivery import LiveDelivery
@@ -83,7 +86,13 @@ def _route_path(scope: Scope) -> str:
 def create_app(settings: ApiSettings | None = None) -> Api:
     """The API with every route; connections open in the lifespan."""
     settings = settings or get_api_settings()
+    # POST /devices/{id}/telemetry runs the ingest pipeline here: it reads the pipeline's
+    # settings as a worker does (INGEST_*, ALERT_*, ANOMALY_*, WEBHOOK_*), from the same
+    # environment; a whole-platform Settings (tests, tools) already holds them.
+    pipeline = settings if isinstance(settings, WorkerSettings) else get_worker_settings()
     metrics = ApiMetrics()
+    # HTTP telemetry's counters: the worker's, in a registry of this app's own.
+    ingest_stats = IngestStats()
     graphql = GraphQLApp(settings, metrics)
 
     # The process's own dynsec identity, bound to its client id (services.broker_identities).
@@ -107,6 +116,10 @@ def create_app(settings: ApiSettings | None = None) -> Api:
             UserSessions(settings, bus) as sessions,
             # Results its subscribers share, slow subscribers' closes (live.delivery).
             LiveDelivery() as live,
+            # POST /devices/{id}/telemetry: the worker's pipeline in this process, on
+            # connections of its own name (its alert feed is told from a worker's).
+            open_redis(settings, name=HTTP_INGEST_REDIS_NAME) as ingest_redis,
+            HttpIntake(settings, pipeline, ingest_redis, stats=ingest_stats) as intake,
         ):
             # Devices stored before name search existed get their keys (once per database).
             await backfill_search_keys()
@@ -120,6 +133,7 @@ def create_app(settings: ApiSettings | None = None) -> Api:
                 broker=broker,
                 sessions=sessions,
                 live=live,
+                intake=intake,
             )
             app.state.platform = state
             logger.info("API ready (environment=%s)", settings.environment)
@@ -151,8 +165,10 @@ def create_app(settings: ApiSettings | None = None) -> Api:
             Route("/health", health, methods=["GET"]),
             # Devices fetch images here with their device token (firmware/download.py).
             Route("/firmware/{firmware_id}/download", download_firmware, methods=["GET"]),
+            # Devices send readings here with their device token (api/telemetry.py).
+            Route("/devices/{device_id}/telemetry", TelemetryEndpoint(), methods=["POST"]),
             # Unauthenticated, like /health: keep it off the public side of the proxy.
-            Route("/metrics", metrics_endpoint(metrics), methods=["GET"]),
+            Route("/metrics", metrics_endpoint(metrics, ingest_stats.registry), methods=["GET"]),
         ],
         middleware=middleware,
         lifespan=lifespan,

@@ -10,6 +10,7 @@ from core.broker import BrokerAdmin
 from core.database import Database
 from core.settings import ApiSettings
 from graph.sessions import UserSessions
+from ingest.http_intake import HttpIntake
 from live.bus import Bus
 from live.delivery import LiveDelivery
 
@@ -25,3 +26,5 @@ class AppState:
     live: LiveDelivery
     # The process's WebSockets by user (quotas; closed when a user's session is revoked).
     sessions: UserSessions
+    # POST /devices/{id}/telemetry's pipeline and bounds (ingest.http_intake).
+    intake: HttpIntake

@@ -11,14 +11,16 @@ from core.settings import CommonSettings
 
 
 @asynccontextmanager
-async def open_redis(settings: CommonSettings) -> AsyncIterator[Redis]:
-    """A pooled client; connections are made lazily, so Redis may start later."""
+async def open_redis(settings: CommonSettings, *, name: str | None = None) -> AsyncIterator[Redis]:
+    """A pooled client; connections are made lazily, so Redis may start later. `name`:
+    each connection's CLIENT SETNAME (CLIENT LIST tells its users apart)."""
     client = Redis.from_url(
         settings.redis_url,
         decode_responses=False,
         socket_connect_timeout=2,
         socket_timeout=5,
         health_check_interval=30,
+        client_name=name,
     )
     try:
         yield client

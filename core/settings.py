@@ -174,6 +174,13 @@ class ApiSettings(CommonSettings):
     # real MongoDB (models/device_logs.py), set to this value by each API process at start.
     device_log_retention_days: int = Field(default=14, ge=1, le=3650)
 
+    # POST /devices/{id}/telemetry (ingest/http_intake.py), per API process: requests
+    # handled at once (beyond: 503 with Retry-After, before the body is read), and how
+    # long one waits for its body (beyond: 408) and for its readings to be stored
+    # (beyond: 503).
+    http_ingest_concurrency: int = Field(default=64, ge=1, le=10_000)
+    http_ingest_timeout_seconds: float = Field(default=5, gt=0, le=60)
+
     # --- alerts (docs/alerts.md)
     alert_rules_per_device_max: int = Field(default=50, ge=1, le=1000)
 

@@ -414,12 +414,16 @@ class AlertEngine:
 
     # ------------------------------------------------------------ running
 
-    async def run(self) -> None:
-        """Load rules, follow changes, raise alerts, check silence, send webhooks."""
+    async def run(self, *, no_data: bool = True) -> None:
+        """Load rules, follow changes, raise alerts, check silence, send webhooks.
+
+        `no_data` False: leave no-data rules to the workers (the API's engine sees only
+        HTTP telemetry; the workers' check reads Device.last_seen, which it moves too)."""
         async with self.webhooks, asyncio.TaskGroup() as tasks:
             self._wake.set()
             tasks.create_task(self._run_loader(), name="alert-rules")
             tasks.create_task(self._follow(), name="alert-changes")
             tasks.create_task(self.raiser.run(), name="alert-raiser")
-            tasks.create_task(self._run_no_data(), name="alert-no-data")
+            if no_data:
+                tasks.create_task(self._run_no_data(), name="alert-no-data")
             tasks.create_task(self._run_refresh(), name="alert-refresh")

@@ -20,7 +20,7 @@ import time
 from collections import deque
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Protocol
 
 from beanie import Document
 from bson import ObjectId
@@ -39,6 +39,20 @@ logger = logging.getLogger(__name__)
 MARK_PREFIX = "ingest:src:"
 
 
+class Receipt(Protocol):
+    """What a stored message is acknowledged to: an MQTT delivery (PUBACK), an HTTP
+    request waiting to answer 202 (ingest.http_intake)."""
+
+    @property
+    def dup(self) -> bool:
+        """Whether this message may have been stored already (a redelivery, a retry)."""
+        ...
+
+    def ack(self) -> None:
+        """Called once the message is stored (or found stored already)."""
+        ...
+
+
 def source_key(client_id: str, delivery: Delivery) -> str:
     """The same for every delivery of one published message to one worker session."""
     digest = hashlib.sha256(f"{client_id}|{delivery.mid}|".encode())
@@ -48,14 +62,16 @@ def source_key(client_id: str, delivery: Delivery) -> str:
 
 @dataclass(slots=True, eq=False)
 class PendingMessage:
-    delivery: Delivery
+    delivery: Receipt
     device_id: ObjectId
     source: str
     documents: list[dict[str, Any]]
     earliest: datetime = field(init=False)
+    queued_at: float = field(init=False)  # monotonic
 
     def __post_init__(self) -> None:
         self.earliest = min(doc["timestamp"] for doc in self.documents)
+        self.queued_at = time.monotonic()
 
 
 class ReadingStore:
@@ -97,8 +113,20 @@ class ReadingStore:
         """Messages waiting to be stored."""
         return len(self._pending)
 
+    @property
+    def oldest_wait(self) -> float:
+        """Seconds the oldest queued message has waited (0 when none waits)."""
+        return time.monotonic() - self._pending[0].queued_at if self._pending else 0.0
+
+    @property
+    def full(self) -> bool:
+        """Whether `put` would wait now (HTTP answers 503 instead of waiting)."""
+        return len(self._pending) >= self._capacity
+
     async def put(self, message: PendingMessage) -> None:
-        """Queue a message; waits while the queue is full (backpressure to MQTT)."""
+        """Queue a message; waits while the queue is full (backpressure to MQTT).
+
+        Returns without suspending when the queue has room."""
         while len(self._pending) >= self._capacity:
             self._room.clear()
             await self._room.wait()
@@ -106,6 +134,17 @@ class ReadingStore:
         self._readings += len(message.documents)
         if self._readings >= self._wake_at:
             self._wakeup.set()
+
+    def withdraw(self, message: PendingMessage) -> bool:
+        """Take a message back out of the queue, so that it is never stored; False once
+        the store has taken it into a batch (it may then be stored)."""
+        try:
+            self._pending.remove(message)  # identity (eq=False); at most queue_size long
+        except ValueError:
+            return False
+        self._readings -= len(message.documents)
+        self._room.set()
+        return True
 
     async def run(self) -> None:
         """Store batches until cancelled."""

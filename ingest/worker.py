@@ -10,13 +10,12 @@ from dataclasses import replace
 from datetime import UTC, datetime
 from typing import ClassVar
 
-from bson import ObjectId
 from pymongo.errors import PyMongoError
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from core.backoff import MQTT_RECONNECT, RESUBSCRIBE, RETRY, Backoff
-from core.events import DEVICE_CHANGES_CHANNEL, ReadingEvent
+from core.events import DEVICE_CHANGES_CHANNEL
 from core.settings import WorkerSettings
 from core.topics import CONSUMED, check_handlers
 from ingest.alerts import AlertEngine
@@ -28,7 +27,8 @@ from ingest.payloads import DeviceTopic, Rejected, parse_status, parse_telemetry
 from ingest.rate_limit import DeviceRateLimiter
 from ingest.stats import IngestStats
 from ingest.status import StatusTracker
-from ingest.store import PendingMessage, ReadingStore, source_key
+from ingest.store import ReadingStore, source_key
+from ingest.telemetry import TelemetryPipeline
 from ingest.twins import TwinHandler
 from live.publisher import LivePublisher
 from models.devices import DeviceStatus
@@ -100,6 +100,9 @@ class IngestWorker:
             redis, max_bytes=settings.twin_max_bytes, publisher=lambda: self.mqtt
         )
         self.alerts = AlertEngine(settings, redis, self.stats, origin=settings.ingest_client_id)
+        self.telemetry = TelemetryPipeline(
+            store=self.store, live=self.live, status=self.status, alerts=self.alerts
+        )
         rate = settings.ingest_device_rate_per_second
         self.limiter = DeviceRateLimiter(rate, settings.ingest_device_burst) if rate > 0 else None
 
@@ -214,39 +217,8 @@ class IngestWorker:
 
     async def _telemetry(self, delivery: Delivery, device: DeviceInfo, arrived: datetime) -> None:
         readings = parse_telemetry(delivery.payload, arrived)
-        device_oid = ObjectId(device.device_id)
         source = source_key(self.settings.ingest_client_id, delivery)
-        documents = []
-        for reading in readings:
-            # Rules and anomaly detection: synchronous, queues any alert work for later.
-            anomaly = self.alerts.observe(device, reading.timestamp, reading.values, arrived)
-            documents.append(
-                {
-                    "_id": ObjectId(),
-                    "device_id": device_oid,
-                    "timestamp": reading.timestamp,
-                    "values": [
-                        {"metric": metric, "value": value, "unit": unit}
-                        for metric, value, unit in reading.values
-                    ],
-                    "anomaly": anomaly,
-                    "source": source,
-                }
-            )
-            # The live path goes first and does not wait for storage.
-            event = ReadingEvent(
-                device.device_id, device.owner_id, reading.timestamp, anomaly, reading.values
-            )
-            self.live.publish("readings", device.device_id, device.owner_id, event.encode())
-        await self._note_seen(device, arrived)
-        self.status.metrics_seen(
-            device.device_id, {name for reading in readings for name, _, _ in reading.values}
-        )
-        await self.store.put(
-            PendingMessage(
-                delivery=delivery, device_id=device_oid, source=source, documents=documents
-            )
-        )
+        await self.telemetry.accept(device, readings, arrived, source=source, receipt=delivery)
 
     async def _status(self, delivery: Delivery, device: DeviceInfo, arrived: datetime) -> None:
         online = parse_status(delivery.payload)
@@ -264,7 +236,7 @@ class IngestWorker:
 
     async def _logs(self, delivery: Delivery, device: DeviceInfo, arrived: datetime) -> None:
         await self.logs.handle(delivery, device, arrived)
-        await self._note_seen(device, arrived)
+        await self.telemetry.note_seen(device, arrived)
 
     async def _twin_reported(self, delivery: Delivery, device: DeviceInfo, _: datetime) -> None:
         await self.twins.reported(delivery, device)
@@ -281,12 +253,6 @@ class IngestWorker:
         "twin_reported": _twin_reported,
         "twin_get": _twin_get,
     }
-
-    async def _note_seen(self, device: DeviceInfo, arrived: datetime) -> None:
-        try:
-            await self.status.seen(device, arrived)
-        except PyMongoError as err:
-            logger.warning("status of device %s not written: %s", device.device_id, err)
 
     async def _follow_device_changes(self) -> None:
         """Forget cached devices the API announces as changed (deleted, rotated)."""

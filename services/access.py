@@ -5,6 +5,7 @@ filter. A principal today is a platform user, USER or ADMIN: a USER reads and wr
 what it owns, an ADMIN everybody's, firmware is the ADMIN's alone, and dashboards
 are personal (an ADMIN too sees only its own). What a principal may not see is
 NOT_FOUND (existence is never revealed); what it may see but not do is FORBIDDEN.
+A device (its device token) is a principal too, acting only as itself (`device_may_send`).
 Organizations (OWNER / OPERATOR / VIEWER) plug in here: see docs/access.md.
 """
 
@@ -116,3 +117,10 @@ def sees_all(principal: Principal, kind: Kind) -> bool:
     """Whether `principal` may see every `kind` (an ADMIN's feeds listen on the
     all-devices channel)."""
     return not visible_filter(principal, kind)
+
+
+def device_may_send(device_id: str, target_device_id: str) -> bool:
+    """Whether a device (the principal of a device token) may send as `target_device_id`:
+    only as itself, as the broker's ACLs say for MQTT. Any other target, existing or not,
+    is NOT_FOUND to it."""
+    return device_id == target_device_id

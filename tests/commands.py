@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -17,6 +18,20 @@ from models.firmware import Firmware, FirmwareUpdate, FirmwareUpdateTarget
 BACKGROUND_COLLECTIONS = frozenset(
     model.Settings.name for model in (Firmware, FirmwareUpdate, FirmwareUpdateTarget)
 )
+# Tasks of the API's HTTP ingest (ingest/http_intake.py) that read and write on their own
+# (its alert engine reloads a device's rules when the device changes, stores, lastSeen):
+# not a request's commands.
+BACKGROUND_TASKS = frozenset(
+    {"alert-rules", "alert-raiser", "alert-refresh", "http-ingest-store", "http-ingest-status"}
+)
+
+
+def _in_background_task() -> bool:
+    try:
+        task = asyncio.current_task()
+    except RuntimeError:  # no event loop: not the API's
+        return False
+    return task is not None and task.get_name() in BACKGROUND_TASKS
 
 
 class CommandCounter(monitoring.CommandListener):
@@ -31,7 +46,11 @@ class CommandCounter(monitoring.CommandListener):
     def started(self, event: monitoring.CommandStartedEvent) -> None:
         # The API's rollout dispatcher polls its own collections in the background.
         collection = event.command.get(event.command_name)
-        if self.recording and collection not in BACKGROUND_COLLECTIONS:
+        if (
+            self.recording
+            and collection not in BACKGROUND_COLLECTIONS
+            and not _in_background_task()
+        ):
             self.commands.append(event.command_name)
             self.documents.append(dict(event.command))
 

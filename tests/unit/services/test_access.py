@@ -111,3 +111,10 @@ def test_may_live_event_str_ids() -> None:
 def test_may_unsaved_principal_owns_nothing() -> None:
     nobody = User(None, Role.USER)
     assert not access.may(nobody, "read", "device", None)
+
+
+def test_device_may_send_only_as_itself() -> None:
+    own, other = str(ObjectId()), str(ObjectId())
+    assert access.device_may_send(own, own)
+    assert not access.device_may_send(own, other)
+    assert not access.device_may_send(own, own.upper())  # ids are compared exactly
