@@ -16,6 +16,7 @@ from hypothesis import example, given
 from hypothesis import strategies as st
 
 from core.events import ReadingEvent
+from core.topics import CONSUMED
 from ingest.payloads import (
     MAX_FUTURE,
     MAX_METRICS_PER_READING,
@@ -135,7 +136,8 @@ def test_parse_status_any_payload_boolean_or_rejected(payload: bytes) -> None:
         assert isinstance(online, bool)
 
 
-KINDS = {"telemetry": "telemetry", "status": "status", "ota/progress": "ota_progress"}
+# The consumed kinds with a fixed suffix, from the one registry (core.topics).
+KINDS = {kind.suffix: kind.name for kind in CONSUMED if "{" not in kind.suffix}
 HEX_IDS = st.text("0123456789abcdef", min_size=24, max_size=24)
 ANY_JSON = st.one_of(
     st.none(), st.booleans(), st.integers(), st.floats(), STRINGS, st.lists(st.integers())
@@ -177,9 +179,7 @@ def test_parse_ota_progress_any_payload_progress_or_rejected(payload: bytes) -> 
         st.builds(
             "devices/{}/{}".format,
             st.one_of(HEX_IDS, STRINGS),
-            st.sampled_from(
-                ["telemetry", "status", "ota/progress", "logs", "ota", "telemetry/x", "", "+"]
-            ),
+            st.sampled_from([*KINDS, "ota", "twin/desired", "commands/x", "telemetry/x", "", "+"]),
         ),
     )
 )
