@@ -34,6 +34,7 @@ from graph.sessions import UserSessions
 from live.bus import open_bus
 from live.compat import enter_app, release_handshake
 from live.delivery import LiveDelivery
+from models.audit import apply_retention as apply_audit_retention
 from models.device_logs import apply_retention
 from services.broker_identities import api_identities
 from services.broker_reconcile import reconcile
@@ -112,6 +113,7 @@ def create_app(settings: ApiSettings | None = None) -> Api:
             await backfill_search_keys()
             # The API owns the device log TTL: one-off commands (api.admin...) leave it be.
             await apply_retention(settings.device_log_retention_days)
+            await apply_audit_retention(settings.audit_retention_days)
             state = AppState(
                 settings=settings,
                 database=database,

@@ -170,6 +170,15 @@ class ApiSettings(CommonSettings):
     # real MongoDB (models/device_logs.py), set to this value by each API process at start.
     device_log_retention_days: int = Field(default=14, ge=1, le=3650)
 
+    # --- API keys and the audit log (docs/access.md)
+    # Keys one user may hold (expired ones not counted); CONFLICT beyond.
+    api_keys_per_user_max: int = Field(default=20, ge=1, le=1000)
+    # A key's lastUsedAt is written at most this often (not on every request).
+    api_key_last_used_interval_seconds: int = Field(default=60, ge=1, le=86400)
+    # Audit entries are deleted this long after they were written: a TTL index on real
+    # MongoDB (models/audit.py), set to this value by each API process at start.
+    audit_retention_days: int = Field(default=365, ge=1, le=36500)
+
     # --- alerts (docs/alerts.md)
     alert_rules_per_device_max: int = Field(default=50, ge=1, le=1000)
 

@@ -29,12 +29,12 @@ ADMIN = User(ObjectId(), Role.ADMIN)
 
 ACTIONS: tuple[Action, ...] = get_args(Action.__value__)
 KINDS: tuple[Kind, ...] = get_args(Kind.__value__)
-OWNED: tuple[Kind, ...] = ("device", "alert_rule", "alert", "reading_stream")
+OWNED: tuple[Kind, ...] = ("device", "alert_rule", "alert", "reading_stream", "audit_entry")
 
 # (who, kind) -> the actions allowed on a resource of `kind` owned by ALICE (firmware:
 # owned by nobody). Everything not listed is denied.
 MATRIX: dict[tuple[str, Kind], set[Action]] = {
-    **{("owner", kind): {"read", "write"} for kind in (*OWNED, "dashboard", "user")},
+    **{("owner", kind): {"read", "write"} for kind in (*OWNED, "dashboard", "api_key", "user")},
     **{("admin", kind): {"read", "write", "admin"} for kind in (*OWNED, "firmware", "user")},
 }
 PRINCIPALS = {"owner": ALICE, "other": BOB, "admin": ADMIN}
