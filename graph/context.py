@@ -21,6 +21,7 @@ from live.bus import Bus
 from live.delivery import LiveDelivery
 from models.accounts import User
 from models.api_keys import ApiKeyScope
+from services import audit
 from services.accounts import user_from_access_token_subject
 from services.api_keys import ApiKeyGrant, authenticate_api_key, is_api_key, revoked_key_name
 from services.broker_identities import DynsecCommands
@@ -99,6 +100,7 @@ class Context:
                 # is closed on revocation (graph.sessions).
                 grant = await authenticate_api_key(token, ApiKeyScope.READ, settings=self.settings)
                 self.api_key, self._user = grant, grant.user
+                audit.current_api_key.set(grant.key_id)
                 self._expires_at = grant.expires_at.timestamp() if grant.expires_at else None
             else:
                 claims = decode_access_claims(token, self.settings)

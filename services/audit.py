@@ -9,7 +9,8 @@ everything but the details, so the record survives in the logs. Entries are neve
 updated or deleted but by the retention (models.audit).
 
 Details never hold a secret: callers pass names, ids, scopes and counts, never a
-password, token, key or credential.
+password, token, key or credential. An action done with an API key names the key's id
+(`apiKeyId`, not secret).
 
 Who reads an entry (`auditLog`): an ADMIN every entry; a user the entries it is the
 actor of, and those about its own account or resources (`user_ids`). Organizations
@@ -19,6 +20,7 @@ actor of, and those about its own account or resources (`user_ids`). Organizatio
 from __future__ import annotations
 
 import logging
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -34,6 +36,11 @@ from services.keyset import TimePage, time_page
 logger = logging.getLogger(__name__)
 
 CURSOR_PREFIX: Final = "audit:"
+
+# The API key the current request or WebSocket authenticated with (graph.context sets
+# it before any resolver runs; tasks started later inherit it): its entries name the
+# key, so an action done with a key is told from one done after a password login.
+current_api_key: ContextVar[str | None] = ContextVar("current_api_key", default=None)
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,11 +61,14 @@ async def record(
     """Append one entry: `actor` (None: unauthenticated) did `action` to `target_id`,
     which belongs to `owner_id` (who may read it besides the actor and ADMINs)."""
     readers = [user_id for user_id in (actor.id if actor else None, owner_id) if user_id]
+    details = dict(details or {})
+    if actor is not None and (key_id := current_api_key.get()) is not None:
+        details["apiKeyId"] = key_id
     entry = AuditEntry(
         action=action,
         actor_id=actor.id if actor else None,
         target_id=str(target_id) if target_id is not None else None,
-        details=details or {},
+        details=details,
         user_ids=list(dict.fromkeys(readers)),
     )
     try:

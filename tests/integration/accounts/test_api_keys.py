@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import json
 from datetime import timedelta
+from typing import Any
 
 import pytest
+from beanie import PydanticObjectId
 from bson import ObjectId
 from redis.asyncio import Redis
 from websockets.asyncio.client import connect
@@ -15,6 +17,7 @@ from websockets.exceptions import ConnectionClosed
 from core.settings import Settings
 from models.accounts import User, utcnow
 from models.api_keys import ApiKey
+from services.api_keys import revoke_all_api_keys
 from tests.client import Api
 from tests.contract import op
 from tests.factories import admin_and_user, create_device, register
@@ -239,3 +242,27 @@ async def test_use_api_key_owner_deleted_unauthenticated(api: Api) -> None:
     key, _ = await create_key(api, user, ["READ"])
     await User.get_pymongo_collection().delete_many({"email": user.email})
     assert (await api.execute(op("Me"), token=key)).code == "UNAUTHENTICATED"
+
+
+async def test_revoke_all_api_keys_refused_sockets_closed(
+    api: Api, api_server: str, redis: Redis, api_app: Any
+) -> None:
+    """What a password reset calls: every key of the user stops working at once."""
+    user = await register(api)
+    other = await register(api)
+    device = await create_device(api, user)
+    key, _ = await create_key(api, user, ["READ"])
+    second, _ = await create_key(api, user, ["WRITE"])
+    kept, _ = await create_key(api, other, ["READ"])
+    async with client(api_server, with_key(user, key)) as ws:
+        await subscribed(ws, redis, device.id)
+
+        count = await revoke_all_api_keys(
+            PydanticObjectId(user.user_id), bus=api_app.state.platform.bus
+        )
+
+        assert count == 2
+        assert await closed_code(ws) == REVOKED_CODE
+    for token in (key, second):
+        assert (await api.execute(op("Me"), token=token)).code == "UNAUTHENTICATED"
+    assert (await api.execute(op("Me"), token=kept)).codes == []

@@ -262,3 +262,19 @@ async def test_audit_retention_ttl_index_follows_setting(api: Api) -> None:
         assert info[RETENTION_INDEX]["expireAfterSeconds"] == 30 * 86400
     finally:
         await apply_retention(365)
+
+
+async def test_audit_action_with_api_key_names_the_key(api: Api) -> None:
+    user = await register(api)
+    key, node = await create_key(api, user, ["WRITE"])
+    created = await api.execute(op("CreateDevice"), {"name": "k", "type": "esp32"}, token=key)
+    device_id = created.data["createDevice"]["device"]["id"]
+    # The same user's next action with its password session names no key.
+    await api.execute(op("DeleteDevice"), {"id": device_id}, token=user.access_token)
+
+    nodes = await audit_log(api, user.access_token)
+
+    assert actions(nodes) == ["device.delete", "device.create", "apikey.create"]
+    assert nodes[1]["details"] == {"name": "k", "type": "esp32", "apiKeyId": node["id"]}
+    assert nodes[1]["actor"]["id"] == user.user_id
+    assert "apiKeyId" not in nodes[0]["details"]
