@@ -37,6 +37,7 @@ from ingest.stats import IngestStats
 from live.bus import open_bus
 from live.compat import enter_app, release_handshake
 from live.delivery import LiveDelivery
+from models.audit import apply_retention as apply_audit_retention
 from models.device_logs import apply_retention
 from services.broker_identities import api_identities
 from services.broker_reconcile import reconcile
@@ -88,7 +89,7 @@ def create_app(settings: ApiSettings | None = None) -> Api:
     settings = settings or get_api_settings()
     # POST /devices/{id}/telemetry runs the ingest pipeline here: it reads the pipeline's
     # settings as a worker does (INGEST_*, ALERT_*, ANOMALY_*, WEBHOOK_*), from the same
-    # environment; a whole-platform Settings (tests, tools) already holds them.
+    # environment; a whole-platform ApiSettings (tests, tools) already holds them.
     pipeline = settings if isinstance(settings, WorkerSettings) else get_worker_settings()
     metrics = ApiMetrics()
     # HTTP telemetry's counters: the worker's, in a registry of this app's own.
@@ -125,6 +126,7 @@ def create_app(settings: ApiSettings | None = None) -> Api:
             await backfill_search_keys()
             # The API owns the device log TTL: one-off commands (api.admin...) leave it be.
             await apply_retention(settings.device_log_retention_days)
+            await apply_audit_retention(settings.audit_retention_days)
             state = AppState(
                 settings=settings,
                 database=database,

@@ -181,6 +181,14 @@ class ApiSettings(CommonSettings):
     http_ingest_concurrency: int = Field(default=64, ge=1, le=10_000)
     http_ingest_timeout_seconds: float = Field(default=5, gt=0, le=60)
 
+    # API keys: keys one user may hold (expired ones not counted; CONFLICT beyond); a
+    # key's lastUsedAt is written at most this often (not on every request).
+    api_keys_per_user_max: int = Field(default=20, ge=1, le=1000)
+    api_key_last_used_interval_seconds: int = Field(default=60, ge=1, le=86400)
+    # Audit entries are deleted this long after they were written: a TTL index on real
+    # MongoDB (models/audit.py), set to this value by each API process at start.
+    audit_retention_days: int = Field(default=365, ge=1, le=36500)
+
     # --- alerts (docs/alerts.md)
     alert_rules_per_device_max: int = Field(default=50, ge=1, le=1000)
 

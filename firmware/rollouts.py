@@ -42,7 +42,7 @@ from models.firmware import (
     TargetState,
     UpdateState,
 )
-from services import access
+from services import access, audit
 from services.errors import BadInput, Conflict, Forbidden, NotFound
 from services.live import Feed
 from services.validation import ensure_found, parse_id
@@ -202,6 +202,17 @@ async def start_update(
         firmware.version,
         len(targets),
     )
+    await audit.record(
+        viewer,
+        "firmware.rollout",
+        update_id,
+        {
+            "firmwareId": str(firmware.id),
+            "deviceType": firmware.device_type,
+            "version": firmware.version,
+            "deviceCount": len(targets),
+        },
+    )
     return UpdateView(update=update, targets=targets, firmware=firmware)
 
 
@@ -264,6 +275,9 @@ async def cancel_update(viewer: User, update_id: str, *, events: EventSink) -> U
         if target.state == TargetState.CANCELLED and target.updated_at >= now:
             await publish_progress(events, target)
     logger.info("firmware update %s cancelled", update_id)
+    await audit.record(
+        viewer, "firmware.cancel", object_id, {"firmwareVersion": view.update.firmware_version}
+    )
     return view
 
 

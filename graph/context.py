@@ -20,7 +20,10 @@ from graph.sessions import UserSessions
 from live.bus import Bus
 from live.delivery import LiveDelivery
 from models.accounts import User
+from models.api_keys import ApiKeyScope
+from services import audit
 from services.accounts import user_from_access_token_subject
+from services.api_keys import ApiKeyGrant, authenticate_api_key, is_api_key, revoked_key_name
 from services.broker_identities import DynsecCommands
 from services.errors import Unauthenticated
 from services.tokens import bearer_token, decode_access_claims
@@ -45,6 +48,9 @@ class Context:
     connection_params: dict[str, Any] | None = None
     # This process's WebSockets by user (quotas, revocation); None for a bare context.
     sessions: UserSessions | None = None
+    # Set when the caller authenticated with an API key: its scopes limit every operation
+    # (graph.api_key_scopes).
+    api_key: ApiKeyGrant | None = field(default=None, init=False)
     _user: User | None = field(default=None, init=False)
     # time.monotonic() when the user was read: a revocation announced later wins.
     _authenticated_at: float = field(default=0.0, init=False)
@@ -73,18 +79,35 @@ class Context:
             return value if isinstance(value, str) else None
         return self.request.headers.get("authorization")
 
+    def carries_api_key(self) -> bool:
+        """Whether the request's bearer token is an API key (not yet authenticated)."""
+        if self._user is not None:
+            return False
+        header = self._authorization()
+        _scheme, _, token = (header or "").strip().partition(" ")
+        return is_api_key(token.strip())
+
     async def authenticate(self) -> User | None:
-        """The caller named by the bearer token, None without one; bad tokens raise."""
+        """The caller named by the bearer token (an access token or an API key), None
+        without one; bad tokens raise, and so does a key without a GraphQL scope."""
         if self._user is None:
             token = bearer_token(self._authorization())
             if token is None:
                 return None
-            claims = decode_access_claims(token, self.settings)
             self._authenticated_at = time.monotonic()
-            self._user = await user_from_access_token_subject(
-                claims.user_id, session_version=claims.session_version
-            )
-            self._expires_at = claims.expires_at
+            if is_api_key(token):
+                # Looked up on every request (a revoked key fails at once); a WebSocket
+                # is closed on revocation (graph.sessions).
+                grant = await authenticate_api_key(token, ApiKeyScope.READ, settings=self.settings)
+                self.api_key, self._user = grant, grant.user
+                audit.current_api_key.set(grant.key_id)
+                self._expires_at = grant.expires_at.timestamp() if grant.expires_at else None
+            else:
+                claims = decode_access_claims(token, self.settings)
+                self._user = await user_from_access_token_subject(
+                    claims.user_id, session_version=claims.session_version
+                )
+                self._expires_at = claims.expires_at
             if self.connection_params is not None:
                 # Authenticated for the connection's life: its token is not kept that long.
                 self.connection_params = {}
@@ -95,7 +118,10 @@ class Context:
     def open_socket(self, user: User) -> None:
         """Count this WebSocket as one of `user`'s (RateLimited over the quota)."""
         if self.sessions is not None and isinstance(self.request, WebSocket):
-            self.sessions.open(str(user.id), self.request, authenticated_at=self._authenticated_at)
+            key = revoked_key_name(self.api_key.key_id) if self.api_key is not None else None
+            self.sessions.open(
+                str(user.id), self.request, authenticated_at=self._authenticated_at, key=key
+            )
 
     def close_socket(self) -> None:
         """Forget this WebSocket (closed)."""

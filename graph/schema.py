@@ -20,12 +20,17 @@ from graph.accounts.queries import AccountQuery
 from graph.alerts.mutations import AlertMutation
 from graph.alerts.queries import AlertQuery
 from graph.alerts.subscriptions import AlertSubscription
+from graph.api_key_scopes import ApiKeyScopes
+from graph.api_keys.mutations import ApiKeyMutation
+from graph.api_keys.queries import ApiKeyQuery
+from graph.audit.queries import AuditQuery
+from graph.context import Context
 from graph.dashboards.mutations import DashboardMutation
 from graph.dashboards.queries import DashboardQuery
 from graph.devices.mutations import DeviceMutation
 from graph.devices.queries import DeviceQuery
 from graph.document_cache import SharedDocuments, query_too_long
-from graph.errors import ErrorCodes
+from graph.errors import ErrorCodes, with_code
 from graph.firmware.mutations import FirmwareMutation
 from graph.firmware.queries import FirmwareQuery
 from graph.firmware.subscriptions import FirmwareSubscription
@@ -40,6 +45,7 @@ from graph.readings.subscriptions import ReadingSubscription
 from graph.twins.mutations import TwinMutation
 from graph.twins.subscriptions import TwinSubscription
 from live.compat import LeanHooksSchema
+from services.errors import ServiceError
 
 
 @strawberry.type
@@ -51,6 +57,8 @@ class Query(
     AlertQuery,
     FirmwareQuery,
     DeviceLogQuery,
+    ApiKeyQuery,
+    AuditQuery,
 ):
     pass
 
@@ -63,6 +71,7 @@ class Mutation(
     AlertMutation,
     FirmwareMutation,
     TwinMutation,
+    ApiKeyMutation,
 ):
     pass
 
@@ -87,13 +96,13 @@ class Schema(LeanHooksSchema):
     max_query_chars: int | None = None
 
     async def execute(self, query: str | None, *args: Any, **kwargs: Any) -> ExecutionResult:
-        if refusal := self._refusal(query):
+        if refusal := self._refusal(query) or await _api_key_refusal(kwargs, args, 1):
             return PreExecutionError(data=None, errors=[refusal])
         return await super().execute(query, *args, **kwargs)
 
     async def stream(self, query: str | None, *args: Any, **kwargs: Any) -> StreamResult:
         # Over WebSocket (both protocols: subscribe() comes here too) and HTTP streams.
-        if refusal := self._refusal(query):
+        if refusal := self._refusal(query) or await _api_key_refusal(kwargs, args, 1):
             return _refused(refusal)
         return await super().stream(query, *args, **kwargs)
 
@@ -122,6 +131,7 @@ def build_schema(settings: ApiSettings, *, metrics: ApiMetrics | None = None) ->
             *metrics_extensions(metrics),
             OperationIds,  # logs within the operation carry its id
             ErrorCodes,
+            ApiKeyScopes,  # what an API key's scopes allow (graph.api_key_scopes)
             *limit_extensions(settings),
             # GRAPHQL_INTROSPECTION off: __schema and __type refused (BAD_USER_INPUT).
             *([] if settings.graphql_introspection else [DisableIntrospection]),
@@ -131,6 +141,21 @@ def build_schema(settings: ApiSettings, *, metrics: ApiMetrics | None = None) ->
     )
     schema.max_query_chars = settings.graphql_max_query_chars
     return schema
+
+
+async def _api_key_refusal(
+    kwargs: dict[str, Any], args: tuple[Any, ...], position: int
+) -> GraphQLError | None:
+    """Authenticates a request's API key before the operation starts (ApiKeyScopes then
+    holds the operation against its scopes); the error when the key is refused."""
+    context = kwargs.get("context_value", args[position] if len(args) > position else None)
+    if not isinstance(context, Context) or not context.carries_api_key():
+        return None
+    try:
+        await context.authenticate()
+    except ServiceError as err:
+        return with_code(GraphQLError(err.message, original_error=err))
+    return None
 
 
 async def _refused(error: GraphQLError) -> AsyncGenerator[ExecutionResult]:

@@ -8,6 +8,10 @@ change of role or password is announced on the bus (services.accounts) and every
 process closes that user's sockets here; the client reconnects with a fresh token and
 gets what its new role allows, or, after a password change, logs in again.
 
+A socket opened with an API key is also filed under the key (`apikey:<id>`), and the
+key's revocation is announced on the same channel under that name: only that key's
+sockets close.
+
 Counts are per process (a user behind N API processes may hold N times the limits);
 they need no shared state that a crashed process could leave behind.
 """
@@ -46,6 +50,9 @@ class UserSessions:
         self._settings = settings
         self._bus = bus
         self._sockets: defaultdict[str, set[WebSocket]] = defaultdict(set)
+        # API key name (services.api_keys.revoked_key_name) -> the sockets opened with it.
+        self._key_sockets: defaultdict[str, set[WebSocket]] = defaultdict(set)
+        self._key_of: dict[WebSocket, str] = {}
         self._operations: defaultdict[str, int] = defaultdict(int)
         self._revoked_at: dict[str, float] = {}
         self._listener: asyncio.Task[None] | None = None
@@ -88,23 +95,34 @@ class UserSessions:
                 ready.set_result(None)
             await asyncio.sleep(1)
 
-    def open(self, user_id: str, websocket: WebSocket, *, authenticated_at: float) -> None:
-        """Count a socket of `user_id`, authenticated (its user read) at that monotonic
-        time; Unauthenticated when revoked since, RateLimited when too many are open."""
-        if self._revoked_at.get(user_id, -1.0) >= authenticated_at:
-            raise Unauthenticated("Session revoked; authenticate again.")
+    def open(
+        self,
+        user_id: str,
+        websocket: WebSocket,
+        *,
+        authenticated_at: float,
+        key: str | None = None,
+    ) -> None:
+        """Count a socket of `user_id` (opened with API key `key`, if any), authenticated
+        (its user read) at that monotonic time; Unauthenticated when revoked since,
+        RateLimited when too many are open."""
+        for name in (user_id, key):
+            if name is not None and self._revoked_at.get(name, -1.0) >= authenticated_at:
+                raise Unauthenticated("Session revoked; authenticate again.")
         sockets = self._sockets[user_id]
         if len(sockets) >= self._settings.websockets_per_user_max:
             raise RateLimited(retry_after=1)
         sockets.add(websocket)
+        if key is not None:
+            self._key_sockets[key].add(websocket)
+            self._key_of[websocket] = key
 
     def close(self, user_id: str, websocket: WebSocket) -> None:
         """Forget a socket once it is closed."""
-        sockets = self._sockets.get(user_id)
-        if sockets is not None:
-            sockets.discard(websocket)
-            if not sockets:
-                del self._sockets[user_id]
+        _forget(self._sockets, user_id, websocket)
+        key = self._key_of.pop(websocket, None)
+        if key is not None:
+            _forget(self._key_sockets, key, websocket)
 
     def operation_allowed(self, user_id: str) -> bool:
         """Whether `user_id` may start one more operation on any of its sockets."""
@@ -124,21 +142,29 @@ class UserSessions:
         task.add_done_callback(done)
 
     def revoke(self, user_id: str) -> None:
-        """Close every socket of `user_id` in this process."""
+        """Close every socket of `user_id` in this process, or of one API key when
+        `user_id` is a key's name (services.api_keys.revoked_key_name)."""
         now = time.monotonic()
         # Remembered a while for sockets whose user was read before this announcement.
         for stale in [u for u, at in self._revoked_at.items() if now - at > _REVOKED_MEMORY]:
             del self._revoked_at[stale]
         self._revoked_at[user_id] = now
-        sockets = self._sockets.pop(user_id, set())
+        index = self._key_sockets if ":" in user_id else self._sockets
+        sockets = index.pop(user_id, set())
         if sockets:
-            logger.info(
-                "closing %d WebSocket(s) of user %s: session revoked", len(sockets), user_id
-            )
+            logger.info("closing %d WebSocket(s) of %s: session revoked", len(sockets), user_id)
         for websocket in sockets:
             task = asyncio.create_task(_close(websocket))
             self._closing.add(task)
             task.add_done_callback(self._closing.discard)
+
+
+def _forget(index: defaultdict[str, set[WebSocket]], name: str, websocket: WebSocket) -> None:
+    sockets = index.get(name)
+    if sockets is not None:
+        sockets.discard(websocket)
+        if not sockets:
+            del index[name]
 
 
 async def _close(websocket: WebSocket) -> None:

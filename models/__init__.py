@@ -4,6 +4,8 @@ from beanie import Document
 
 from models.accounts import RefreshToken, Role, User
 from models.alerts import Alert, AlertRule, NotificationWebhook
+from models.api_keys import ApiKey, ApiKeyScope
+from models.audit import AuditEntry
 from models.dashboards import Dashboard
 from models.device_logs import DeviceLog, LogLevel
 from models.devices import Device, DeviceStatus
@@ -27,12 +29,17 @@ DOCUMENT_MODELS: list[type[Document]] = [
     FirmwareUpdateTarget,
     DeviceLog,
     DeviceTwin,
+    ApiKey,
+    AuditEntry,
 ]
 
 __all__ = [
     "DOCUMENT_MODELS",
     "Alert",
     "AlertRule",
+    "ApiKey",
+    "ApiKeyScope",
+    "AuditEntry",
     "Dashboard",
     "Device",
     "DeviceLog",

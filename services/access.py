@@ -21,7 +21,15 @@ from services.errors import Forbidden, NotFound
 # admin: change who may do what (a user's role; an organization's members, later).
 type Action = Literal["read", "write", "admin"]
 type Kind = Literal[
-    "device", "alert_rule", "alert", "dashboard", "firmware", "reading_stream", "user"
+    "device",
+    "alert_rule",
+    "alert",
+    "dashboard",
+    "firmware",
+    "reading_stream",
+    "user",
+    "api_key",
+    "audit_entry",
 ]
 
 # The document field naming a resource's owner (a user is its own owner); None: the
@@ -34,9 +42,12 @@ OWNER_FIELD: Final[dict[Kind, str | None]] = {
     "firmware": None,
     "reading_stream": "owner_id",
     "user": "_id",
+    "api_key": "user_id",
+    # An entry's readers: its actor and the owner of its target (models.audit).
+    "audit_entry": "user_ids",
 }
 # Only their owner, whoever else asks (an ADMIN included).
-PERSONAL: Final[frozenset[Kind]] = frozenset({"dashboard"})
+PERSONAL: Final[frozenset[Kind]] = frozenset({"dashboard", "api_key"})
 # How NOT_FOUND names a kind.
 LABEL: Final[dict[Kind, str]] = {
     "device": "Device",
@@ -46,6 +57,8 @@ LABEL: Final[dict[Kind, str]] = {
     "firmware": "Firmware",
     "reading_stream": "Device",
     "user": "User",
+    "api_key": "API key",
+    "audit_entry": "Audit entry",
 }
 _ADMIN: Final = Role.ADMIN  # a module global: read per event on the live path
 # Matches no document: what a principal sees of a kind it may not see at all.

@@ -19,7 +19,7 @@ from core.settings import ApiSettings
 from live.bus import Bus
 from models.accounts import RefreshToken, Role, User, utcnow
 from models.platform import Marker
-from services import access, ratelimit
+from services import access, audit, ratelimit
 from services.errors import BadInput, Conflict, Forbidden, Unauthenticated
 from services.pagination import Page, paginate
 from services.passwords import hash_password, verify_password
@@ -34,6 +34,8 @@ from services.validation import check_password, ensure_found, normalise_email, p
 logger = logging.getLogger(__name__)
 
 FIRST_ADMIN_MARKER = "first-admin"
+# Longest e-mail text a failed login's audit entry keeps (an address is at most 254).
+_AUDIT_EMAIL_MAX = 254
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,6 +139,14 @@ async def login(
     # Verified even for an unknown e-mail, so the answer takes as long either way.
     valid = await verify_password(password, user.password_hash if user else None, settings)
     if user is None or not valid:
+        # Never the password; the e-mail as typed (bounded), and where from.
+        await audit.record(
+            None,
+            "login.failed",
+            user.id if user else None,
+            {"email": email[:_AUDIT_EMAIL_MAX], "clientAddress": client_address},
+            owner_id=user.id if user else None,
+        )
         raise Unauthenticated("Invalid e-mail or password.")
     await ratelimit.clear_lockout(redis, "login-pair", pair)
     await ratelimit.give_back(redis, "login-address", client_address)
@@ -272,6 +282,7 @@ async def update_user(
         # own the same way, so both stay ADMIN and both are told).
         await target.set(before)
         raise BadInput("role", "the last ADMIN cannot be demoted")
+    await _audit_user_changes(viewer, target, before)
     if password is not None:
         # A new password ends every session that the old one opened.
         await logout(target)
@@ -279,6 +290,22 @@ async def update_user(
         # A socket keeps the role it was opened with: every API process closes it.
         await announce_revoked(bus, str(target.id))
     return target
+
+
+async def _audit_user_changes(viewer: User, target: User, before: dict[str, object]) -> None:
+    """One audit entry per changed field: user.email, user.password, user.role."""
+    for field, action in (("email", "user.email"), ("password_hash", "user.password")):
+        if field in before:
+            details = {"from": before[field], "to": target.email} if field == "email" else {}
+            await audit.record(viewer, action, target.id, details, owner_id=target.id)
+    if "role" in before and before["role"] != target.role:
+        await audit.record(
+            viewer,
+            "user.role",
+            target.id,
+            {"from": str(before["role"]), "to": str(target.role)},
+            owner_id=target.id,
+        )
 
 
 async def announce_revoked(bus: Bus, user_id: str) -> None:

@@ -19,7 +19,7 @@ from models.device_logs import DeviceLog
 from models.devices import Device
 from models.name_search import name_keys
 from models.readings import Reading
-from services import access, broker_identities, ratelimit
+from services import access, audit, broker_identities, ratelimit
 from services.alert_cleanup import delete_device_alerts
 from services.broker_identities import DynsecCommands, broker_errors
 from services.credentials import hash_mqtt_password
@@ -109,6 +109,13 @@ async def create_device(
         await _undo_on_broker(broker_identities.remove_device(broker, str(device_id)))
         raise
     logger.info("device %s created for user %s", device.id, owner.id)
+    await audit.record(
+        owner,
+        "device.create",
+        device.id,
+        {"name": device.name, "type": device.type},
+        owner_id=owner.id,
+    )
     return device, credentials
 
 
@@ -167,6 +174,13 @@ async def delete_device(
     except RedisError as err:
         logger.warning("device %s deleted, but not announced to the workers: %s", device.id, err)
     logger.info("device %s deleted by user %s", device.id, viewer.id)
+    await audit.record(
+        viewer,
+        "device.delete",
+        device.id,
+        {"name": device.name, "type": device.type},
+        owner_id=device.owner_id,
+    )
 
 
 async def rotate_credentials(
@@ -220,6 +234,13 @@ async def rotate_credentials(
         # Rotated (or deleted) concurrently; the other call's outcome stands.
         raise Conflict("The device's credentials changed meanwhile; try again.")
     logger.info("credentials of device %s rotated", device.id)
+    await audit.record(
+        viewer,
+        "device.rotate",
+        device.id,
+        {"credentialsVersion": device.credentials_version},
+        owner_id=device.owner_id,
+    )
     return credentials
 
 

@@ -29,12 +29,12 @@ ADMIN = User(ObjectId(), Role.ADMIN)
 
 ACTIONS: tuple[Action, ...] = get_args(Action.__value__)
 KINDS: tuple[Kind, ...] = get_args(Kind.__value__)
-OWNED: tuple[Kind, ...] = ("device", "alert_rule", "alert", "reading_stream")
+OWNED: tuple[Kind, ...] = ("device", "alert_rule", "alert", "reading_stream", "audit_entry")
 
 # (who, kind) -> the actions allowed on a resource of `kind` owned by ALICE (firmware:
 # owned by nobody). Everything not listed is denied.
 MATRIX: dict[tuple[str, Kind], set[Action]] = {
-    **{("owner", kind): {"read", "write"} for kind in (*OWNED, "dashboard", "user")},
+    **{("owner", kind): {"read", "write"} for kind in (*OWNED, "dashboard", "api_key", "user")},
     **{("admin", kind): {"read", "write", "admin"} for kind in (*OWNED, "firmware", "user")},
 }
 PRINCIPALS = {"owner": ALICE, "other": BOB, "admin": ADMIN}
@@ -73,10 +73,12 @@ def test_require_firmware_user_forbidden_not_not_found() -> None:
         access.require(ALICE, "read", "firmware")
 
 
-@pytest.mark.parametrize("kind", [*OWNED, "dashboard"])
+@pytest.mark.parametrize("kind", [*OWNED, "dashboard", "api_key"])
 def test_visible_filter_user_owner_only(kind: Kind) -> None:
-    assert access.visible_filter(ALICE, kind) == {"owner_id": OWNER}
-    assert access.visible_filter(ALICE, kind, action="write") == {"owner_id": OWNER}
+    field = access.OWNER_FIELD[kind]
+    assert field is not None
+    assert access.visible_filter(ALICE, kind) == {field: OWNER}
+    assert access.visible_filter(ALICE, kind, action="write") == {field: OWNER}
     assert not access.sees_all(ALICE, kind)
 
 
@@ -89,6 +91,11 @@ def test_visible_filter_admin_everything(kind: Kind) -> None:
 def test_visible_filter_dashboard_personal_for_admin() -> None:
     assert access.visible_filter(ADMIN, "dashboard") == {"owner_id": ADMIN.id}
     assert not access.sees_all(ADMIN, "dashboard")
+
+
+def test_visible_filter_api_key_personal_for_admin() -> None:
+    assert access.visible_filter(ADMIN, "api_key") == {"user_id": ADMIN.id}
+    assert not access.sees_all(ADMIN, "api_key")
 
 
 def test_visible_filter_user_itself_only() -> None:
