@@ -7,9 +7,11 @@ refusal before any work the next step would cost:
    (api/body_limit.py with `ingest.payloads.MAX_PAYLOAD_BYTES`);
 2. the process at its bound: 503 with Retry-After;
 3. no valid device token, or one revoked by rotation or deletion: 401
-   (services.devices.authenticate_device_token, as firmware downloads);
+   (services.devices.authenticate_device_token, as firmware downloads); or an API key
+   (`iotk_...`, services.api_keys) that is invalid: 401, or lacks the INGEST scope: 403;
 4. a token of another device than the path's: 404, whether that device exists or
-   not -- a device sends only as itself, as the broker's ACLs say;
+   not -- a device sends only as itself, as the broker's ACLs say; an API key sends for
+   the devices its owner may change, any other is 404 alike;
 5. the device over its rate: 429 with Retry-After;
 6. a body slower to arrive than HTTP_INGEST_TIMEOUT_SECONDS: 408;
    one that breaks the contract: 400 `{"error": reason}` (the drop reason);
@@ -33,9 +35,12 @@ from api.state import AppState
 from ingest.devices import DeviceInfo
 from ingest.http_intake import HttpIntake, Overloaded, Refused
 from ingest.payloads import MAX_PAYLOAD_BYTES, Rejected
+from models.api_keys import ApiKeyScope
 from services.access import device_may_send
-from services.devices import authenticate_device_token
-from services.errors import Unauthenticated
+from services.api_keys import PREFIX as API_KEY_PREFIX
+from services.api_keys import authenticate_api_key
+from services.devices import authenticate_device_token, get_device
+from services.errors import Forbidden, NotFound, Unauthenticated
 from services.tokens import bearer_token
 
 logger = logging.getLogger(__name__)
@@ -59,11 +64,18 @@ def _refused(intake: HttpIntake, refused: Refused) -> Response:
 
 
 async def _authenticated(request: Request, state: AppState) -> DeviceInfo:
-    """The device the request's token names, valid now (Unauthenticated otherwise)."""
+    """The device the request may send as: its device token's (Unauthenticated
+    otherwise), or with an INGEST API key the path's device, when the key's owner may
+    change it (NotFound otherwise; Forbidden without the scope)."""
     token = bearer_token(request.headers.get("authorization"))
     if token is None:
         raise Unauthenticated("A device token is required.")
-    device, _claims = await authenticate_device_token(token, settings=state.settings)
+    if token.startswith(API_KEY_PREFIX):
+        grant = await authenticate_api_key(token, ApiKeyScope.INGEST, settings=state.settings)
+        path_id = request.path_params["device_id"]
+        device = await get_device(grant.user, path_id, action="write")
+    else:
+        device, _claims = await authenticate_device_token(token, settings=state.settings)
     return DeviceInfo(str(device.id), str(device.owner_id), device.status)
 
 
@@ -79,6 +91,10 @@ async def post_telemetry(request: Request) -> Response:
                 return _answer(
                     intake, 401, {"error": err.message}, **{"WWW-Authenticate": "Bearer"}
                 )
+            except Forbidden as err:
+                return _answer(intake, 403, {"error": err.message})
+            except NotFound:
+                return _answer(intake, 404, {"error": "Device not found."})
             if not device_may_send(device.device_id, request.path_params["device_id"]):
                 return _answer(intake, 404, {"error": "Device not found."})
             key = request.headers.get("idempotency-key")

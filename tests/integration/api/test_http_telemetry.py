@@ -25,6 +25,7 @@ from models.readings import Reading
 from tests.client import Api
 from tests.contract import op
 from tests.factories import CreatedDevice, create_device, register
+from tests.integration.accounts.helpers import create_key
 from tests.integration.alerts.conftest import eventually
 from tests.integration.graph.test_subscriptions import PROTOCOLS, client
 from tests.integration.live import wait_numsub
@@ -368,4 +369,48 @@ async def test_refuse_body_slower_than_timeout_408(api: Api, settings: Settings)
     head, _, content = answer.partition(b"\r\n\r\n")
     assert head.startswith(b"HTTP/1.1 408 ")
     assert json.loads(content) == {"error": "body_timeout"}
+    assert await stored(device.id) == 0
+
+
+# ---------------------------------------------------------------- API keys (INGEST)
+
+
+async def test_accept_ingest_api_key_for_owners_device(api: Api, api_server: str) -> None:
+    session = await register(api)
+    device = await create_device(api, session)
+    key, _ = await create_key(api, session, ["INGEST"])
+    response = await post(api_server, device.id, {"t": 1.5}, token=key)
+    assert response.status_code == 202, response.text
+    assert response.json() == {"accepted": 1}
+    assert await stored(device.id) == 1
+
+
+async def test_refuse_api_key_without_ingest_scope_stores_nothing(
+    api: Api, api_server: str
+) -> None:
+    session = await register(api)
+    device = await create_device(api, session)
+    key, _ = await create_key(api, session, ["READ", "WRITE"])
+    response = await post(api_server, device.id, {"t": 1.5}, token=key)
+    assert response.status_code == 403, response.text
+    assert await stored(device.id) == 0
+
+
+async def test_refuse_ingest_api_key_for_other_users_device(api: Api, api_server: str) -> None:
+    victim = await owned_device(api)
+    attacker = await register(api)
+    key, _ = await create_key(api, attacker, ["INGEST"])
+    response = await post(api_server, victim.id, {"t": 666}, token=key)
+    assert response.status_code == 404, response.text
+    assert await stored(victim.id) == 0
+
+
+async def test_refuse_revoked_ingest_api_key(api: Api, api_server: str) -> None:
+    session = await register(api)
+    device = await create_device(api, session)
+    key, node = await create_key(api, session, ["INGEST"])
+    revoked = await api.execute(op("RevokeApiKey"), {"id": node["id"]}, token=session.access_token)
+    assert revoked.data == {"revokeApiKey": True}
+    response = await post(api_server, device.id, {"t": 1.5}, token=key)
+    assert response.status_code == 401, response.text
     assert await stored(device.id) == 0
