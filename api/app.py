@@ -14,6 +14,7 @@ from starlette.routing import Mount, Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from api.body_limit import BodyLimitMiddleware
+from api.data import EXPORT_PATH, IMPORT_PATH, export_readings, import_readings_endpoint
 from api.graphiql import ASSETS_PATH as GRAPHIQL_ASSETS_PATH
 from api.graphiql import GraphiQLAssets
 from api.graphql import GraphQLApp
@@ -36,6 +37,7 @@ from live.compat import enter_app, release_handshake
 from live.delivery import LiveDelivery
 from services.broker_identities import api_identities
 from services.broker_reconcile import reconcile
+from services.retention import running_retention
 
 logger = logging.getLogger(__name__)
 
@@ -105,6 +107,8 @@ def create_app(settings: ApiSettings | None = None) -> Api:
             UserSessions(settings, bus) as sessions,
             # Results its subscribers share, slow subscribers' closes (live.delivery).
             LiveDelivery() as live,
+            # Deletes data past its retention, one process at a time (services.retention).
+            running_retention(settings, redis),
         ):
             state = AppState(
                 settings=settings,
@@ -123,7 +127,11 @@ def create_app(settings: ApiSettings | None = None) -> Api:
     middleware = [
         Middleware(RequestIdMiddleware),
         # Inside the error handler: a body over the limit is a 413, not a 500.
-        Middleware(BodyLimitMiddleware, max_bytes=settings.http_max_body_bytes),
+        Middleware(
+            BodyLimitMiddleware,
+            max_bytes=settings.http_max_body_bytes,
+            path_limits={IMPORT_PATH: settings.import_max_body_bytes},
+        ),
     ]
     if settings.cors_origins:
         middleware.append(
@@ -145,6 +153,9 @@ def create_app(settings: ApiSettings | None = None) -> Api:
             Route("/health", health, methods=["GET"]),
             # Devices fetch images here with their device token (firmware/download.py).
             Route("/firmware/{firmware_id}/download", download_firmware, methods=["GET"]),
+            # Readings out and in, as the user of the access token (api/data.py).
+            Route(EXPORT_PATH, export_readings, methods=["GET"]),
+            Route(IMPORT_PATH, import_readings_endpoint, methods=["POST"]),
             # Unauthenticated, like /health: keep it off the public side of the proxy.
             Route("/metrics", metrics_endpoint(metrics), methods=["GET"]),
         ],

@@ -57,6 +57,26 @@ class PendingMessage:
         self.earliest = min(doc["timestamp"] for doc in self.documents)
 
 
+async def insert_readings(
+    documents: list[dict[str, Any]], *, chunk_size: int, stats: IngestStats | None = None
+) -> None:
+    """Write reading documents in `insert_many` chunks: the one path by which readings are
+    stored, the worker's batches and imports (services/imports.py) alike.
+
+    Anything kept in step with stored readings (rollups) is updated here, per chunk, so
+    that telemetry and backfilled imports maintain it the same way.
+    """
+    collection = Reading.get_pymongo_collection()
+    for start in range(0, len(documents), chunk_size):
+        chunk = documents[start : start + chunk_size]
+        started = time.perf_counter()
+        await collection.insert_many(chunk, ordered=False)
+        if stats is not None:
+            stats.store_seconds.observe(time.perf_counter() - started)
+            stats.batch_size.observe(len(chunk))
+            stats.stored.inc(len(chunk))
+
+
 class ReadingStore:
     """A bounded queue of messages, drained in batches into `insert_many`."""
 
@@ -175,14 +195,7 @@ class ReadingStore:
             return
         await self._mark(fresh)
         documents = [doc for message in fresh for doc in message.documents]
-        collection = Reading.get_pymongo_collection()
-        for start in range(0, len(documents), self._batch_size):
-            chunk = documents[start : start + self._batch_size]
-            started = time.perf_counter()
-            await collection.insert_many(chunk, ordered=False)
-            self._stats.store_seconds.observe(time.perf_counter() - started)
-            self._stats.batch_size.observe(len(chunk))
-            self._stats.stored.inc(len(chunk))
+        await insert_readings(documents, chunk_size=self._batch_size, stats=self._stats)
 
     async def _mark(self, messages: list[PendingMessage]) -> None:
         # One hash per hour, one HSET per batch: a SET per message cost a tenth of the

@@ -34,9 +34,18 @@ class Device(Document):
     mqtt_password_hash: str
     # Bumped by rotation: device tokens carrying an older version are refused.
     credentials_version: int = 1
+    # Days its raw readings (and logs) are kept; None: the platform default
+    # (READING_RETENTION_DAYS, which it may only shorten). services/retention.py.
+    retention_days: int | None = None
 
     class Settings:
         name = "devices"
         indexes = [
             pymongo.IndexModel([("owner_id", pymongo.ASCENDING), ("_id", pymongo.DESCENDING)]),
+            # The retention pass visits only devices with a retention of their own.
+            pymongo.IndexModel(
+                [("retention_days", pymongo.ASCENDING), ("_id", pymongo.ASCENDING)],
+                name="own_retention",
+                partialFilterExpression={"retention_days": {"$gt": 0}},
+            ),
         ]

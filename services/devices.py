@@ -16,13 +16,13 @@ from core.events import DEVICE_CHANGES_CHANNEL
 from core.settings import ApiSettings
 from models.accounts import User
 from models.devices import Device
-from models.readings import Reading
 from services import access, broker_identities, ratelimit
 from services.alert_cleanup import delete_device_alerts
 from services.broker_identities import DynsecCommands, broker_errors
 from services.credentials import hash_mqtt_password
 from services.errors import Conflict, QuotaExceeded, Unauthenticated
 from services.pagination import Page, paginate
+from services.retention import RetentionChange, delete_device_data
 from services.tokens import (
     DeviceClaims,
     decode_device_token,
@@ -125,15 +125,22 @@ async def get_device(viewer: User, device_id: str, *, action: access.Action = "r
 
 
 async def update_device(
-    viewer: User, device_id: str, *, name: str | None, type: str | None
+    viewer: User,
+    device_id: str,
+    *,
+    name: str | None,
+    type: str | None,
+    retention: RetentionChange | None = None,
 ) -> Device:
-    """Rename or retype a device."""
+    """Rename or retype a device, or change how long its data is kept."""
     device = await get_device(viewer, device_id, action="write")
     changes: dict[str, object] = {}
     if name is not None:
         changes["name"] = clean_text(name, field="name", max_length=MAX_NAME_LENGTH)
     if type is not None:
         changes["type"] = clean_text(type, field="type", max_length=MAX_TYPE_LENGTH)
+    if retention is not None:
+        changes["retention_days"] = retention.days
     if changes:
         await device.set(changes)
     return device
@@ -149,8 +156,9 @@ async def delete_device(
     with broker_errors("the device was not deleted"):
         await broker_identities.remove_device(broker, str(device.id))
     await device.delete()
-    # Readings go after the device, so no reading outlives a device that is gone.
-    await Reading.find(Reading.device_id == device.id).delete()
+    # Its data goes after the device, so none outlives a device that is gone: every kind
+    # retention knows (readings, and what registers there: logs, rollups).
+    await delete_device_data(ensure_found(device.id, "Device"))
     await delete_device_alerts(device.id)
     try:
         # Ingest workers drop their cached entry now rather than at its expiry.

@@ -14,6 +14,7 @@ from graph.devices.types import (
     UpdateDeviceInput,
 )
 from services import devices
+from services.retention import RetentionChange
 
 
 @strawberry.type
@@ -38,7 +39,14 @@ class DeviceMutation:
         self, info: Info, id: strawberry.ID, input: UpdateDeviceInput
     ) -> Device:
         viewer = await info.context.require_user()
-        device = await devices.update_device(viewer, id, name=input.name, type=input.type)
+        retention = (
+            None
+            if input.retention_days is strawberry.UNSET
+            else RetentionChange.checked(input.retention_days, info.context.settings)
+        )
+        device = await devices.update_device(
+            viewer, id, name=input.name, type=input.type, retention=retention
+        )
         return Device.from_document(device)
 
     @strawberry.mutation(description="Delete a device, its broker credentials and its readings.")

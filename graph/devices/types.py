@@ -29,6 +29,9 @@ class Device:
     last_seen: datetime | None
     created_at: datetime
     metrics: list[str] = strawberry.field(description="Metric names this device has reported.")
+    retention_days: int | None = strawberry.field(
+        description="Days its raw readings (and logs) are kept; null: the platform default."
+    )
     owner_id: strawberry.Private[PydanticObjectId]
 
     @strawberry.field
@@ -54,6 +57,7 @@ class Device:
             last_seen=device.last_seen,
             created_at=device.created_at,
             metrics=sorted(device.metrics),
+            retention_days=device.retention_days,
             owner_id=device.owner_id,
         )
 
@@ -106,3 +110,8 @@ class CreateDeviceInput:
 class UpdateDeviceInput:
     name: str | None = None
     type: str | None = None
+    retention_days: int | None = strawberry.field(
+        default=strawberry.UNSET,
+        description="1..the platform's retention (README); null: the platform default; "
+        "omitted: unchanged.",
+    )
