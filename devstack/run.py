@@ -297,6 +297,8 @@ def bring_up(
         "REDIS_URL": redis.geturl(),
         "API_HOST": api_host,
         "API_PORT": str(api_port),
+        # A day of raw readings keeps the stand-in quick (docs/data.md); .env may say more.
+        "READING_RETENTION_DAYS": config.get("READING_RETENTION_DAYS", "1"),
     }
     env |= api_mqtt_environment(mqtt_port, secret_values)
     # The API provisions one bound broker identity per worker (iot-ingest-1 ... -N).
