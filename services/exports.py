@@ -1,8 +1,8 @@
 """Readings exported as CSV or JSON Lines, streamed oldest first in constant memory.
 
-The range is read in keyset pages over (timestamp, _id), each page a cursor of
-EXPORT_FETCH documents per round trip; a page never holds more than that in this
-process, whatever the range. CSV has one row per metric value (`timestamp,metric,
+The range is read in keyset pages on the time, each page a cursor of EXPORT_FETCH
+documents per round trip; this process never holds more than about that many,
+whatever the range. CSV has one row per metric value (`timestamp,metric,
 value,unit`); JSON Lines one reading object per line in the telemetry format of
 contract/devices.md, so an export can be imported again as it is.
 """
@@ -133,42 +133,80 @@ async def open_export(
 async def _batches(
     device_id: ObjectId, start: datetime | None, end: datetime | None
 ) -> AsyncIterator[list[dict[str, Any]]]:
-    """The range's readings oldest first, EXPORT_FETCH at a time, page after page."""
+    """The range's readings oldest first, EXPORT_FETCH at a time, page after page.
+
+    Pages are sorted on the time alone, the order the (device, time) index gives
+    (and half the stand-in's work of a (time, _id) sort). A page that fills up may end
+    inside a group of readings of one time: that group is held back (a few readings:
+    one time of one device) and read again at the start of the next page. A group
+    larger than EXPORT_FETCH is read apart, in _id order (`_same_time`).
+    """
     collection = Reading.get_pymongo_collection()
-    after: tuple[datetime, ObjectId] | None = None
+    lower, inclusive = start, True
     while True:
         timestamp: dict[str, Any] = {}
-        if start is not None:
-            timestamp["$gte"] = start
+        if lower is not None:
+            timestamp["$gte" if inclusive else "$gt"] = lower
         if end is not None:
             timestamp["$lt"] = end
         query: dict[str, Any] = {"device_id": device_id}
-        if after is not None:
-            moment, last_id = after
-            # The plain bound lets MongoDB skip whole buckets; the $or breaks ties.
-            timestamp["$gte"] = moment
-            query["$or"] = [
-                {"timestamp": {"$gt": moment}},
-                {"timestamp": moment, "_id": {"$gt": last_id}},
-            ]
         if timestamp:
             query["timestamp"] = timestamp
         cursor = (
             collection.find(query, _FIELDS)
-            .sort([("timestamp", 1), ("_id", 1)])
+            .sort("timestamp", 1)
             .limit(EXPORT_PAGE)
             .batch_size(EXPORT_FETCH)
         )
-        seen = 0
         batch: list[dict[str, Any]] = []
+        tail: list[dict[str, Any]] = []  # the readings of the latest time seen
+        tail_time: datetime | None = None
+        seen = 0
+        crowded = False
         async for doc in cursor:
-            batch.append(doc)
-            if len(batch) == EXPORT_FETCH:
-                yield batch
-                batch = []
             seen += 1
-            after = (doc["timestamp"], doc["_id"])
+            if doc["timestamp"] != tail_time:
+                batch += tail
+                tail, tail_time = [doc], doc["timestamp"]
+                if len(batch) >= EXPORT_FETCH:
+                    yield batch
+                    batch = []
+            else:
+                tail.append(doc)
+                if len(tail) > EXPORT_FETCH:
+                    crowded = True
+                    break
+        if crowded and tail_time is not None:
+            await cursor.close()
+            if batch:
+                yield batch
+            async for group in _same_time(device_id, tail_time):
+                yield group
+            lower, inclusive = tail_time, False
+            continue
+        if seen < EXPORT_PAGE:
+            batch += tail
+            if batch:
+                yield batch
+            return
         if batch:
             yield batch
-        if seen < EXPORT_PAGE:
+        # Full: the last time may go on past the page; read it again from there.
+        lower, inclusive = tail_time, True
+
+
+async def _same_time(device_id: ObjectId, moment: datetime) -> AsyncIterator[list[dict[str, Any]]]:
+    """A device's readings of one time, EXPORT_FETCH at a time in _id order."""
+    collection = Reading.get_pymongo_collection()
+    after: ObjectId | None = None
+    while True:
+        query: dict[str, Any] = {"device_id": device_id, "timestamp": moment}
+        if after is not None:
+            query["_id"] = {"$gt": after}
+        cursor = collection.find(query, _FIELDS).sort("_id", 1).limit(EXPORT_FETCH)
+        group = [doc async for doc in cursor]
+        if group:
+            yield group
+        if len(group) < EXPORT_FETCH:
             return
+        after = group[-1]["_id"]

@@ -79,6 +79,24 @@ async def test_export_keyset_pages_keep_ties_once(
     assert all(stamps.count(stamp) == 3 for stamp in stamps)
 
 
+async def test_export_tie_group_larger_than_a_fetch_once_each(
+    api: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(exports, "EXPORT_PAGE", 7)
+    monkeypatch.setattr(exports, "EXPORT_FETCH", 3)
+    _admin, user = await admin_and_user(api)
+    device = await create_device(api, user)
+    await seed(device.id, T0 - timedelta(seconds=2), 2, step_s=1)
+    for _ in range(10):  # ten readings at T0 (an array published without times)
+        await seed(device.id, T0, 1)
+    await seed(device.id, T0 + timedelta(seconds=1), 4, step_s=1)
+    response = await export(api.http, user, deviceId=device.id, format="jsonl")
+    stamps = [json.loads(line)["timestamp"] for line in response.text.splitlines()]
+    assert len(stamps) == 16
+    assert stamps == sorted(stamps)
+    assert stamps.count("2025-03-01T00:00:00.000Z") == 10
+
+
 async def test_export_other_users_device_not_found(api: Api) -> None:
     _admin, owner = await admin_and_user(api)
     attacker = await register(api)
