@@ -14,7 +14,7 @@ import pytest
 from services import exports
 from tests.client import Api
 from tests.factories import admin_and_user, create_device, register
-from tests.integration.data.helpers import auth, export, seed
+from tests.integration.api.readings_io import auth, export, seed
 
 T0 = datetime(2025, 3, 1, tzinfo=UTC)
 

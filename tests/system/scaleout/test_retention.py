@@ -9,7 +9,7 @@ from collections.abc import Callable
 from bson import ObjectId
 
 from core.settings import Settings
-from tests.integration.data.test_retention_deleter import add_device, add_readings, ages
+from tests.integration.services.test_retention import add_device, add_readings, ages
 from tests.processes import api_process
 
 FAST = {

@@ -18,7 +18,7 @@ from models.devices import Device
 from tests.client import Api
 from tests.contract import op
 from tests.factories import admin_and_user, create_device, register
-from tests.integration.data.helpers import export, import_, seed, stored
+from tests.integration.api.readings_io import export, import_, seed, stored
 
 T0 = datetime(2025, 3, 1, tzinfo=UTC)
 
