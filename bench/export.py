@@ -180,6 +180,7 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
                     }
                 )
             final_rss = rss_kib(api.pid)
+        retention = await retention_passes(running, redis_url, device_id, readings)
     return {
         "quick": args.quick,
         "load_average_before": load_before,
@@ -190,7 +191,48 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
         "api_rss_after_exports_mb": round(final_rss / 1024, 1),
         "targets": {"rows_per_s": TARGET_ROWS_PER_S, "rss_growth_mb": TARGET_RSS_GROWTH_MB},
         "runs": runs,
+        "retention": retention,
     }
+
+
+async def retention_passes(
+    stack: Stack, redis_url: str, device_id: str, readings: int
+) -> list[dict[str, Any]]:
+    """A retention pass over the seeded readings that finds nothing to delete, then one
+    that deletes the device's first day or so: seconds, documents, stand-in CPU."""
+    from redis.asyncio import Redis
+
+    from services.retention import RetentionDeleter
+
+    base = bench_settings(stack).model_copy(update={"redis_url": redis_url})
+    # Whole days back to a day after the first reading: the cutoff falls in the data.
+    into_data = (datetime.now(UTC) - START).days - 1
+    passes = []
+    redis = Redis.from_url(redis_url)
+    try:
+        async with open_database(base):
+            for label, days in (("nothing to delete", 20_000), ("deletes", into_data)):
+                settings = base.model_copy(update={"reading_retention_days": days})
+                database = standin_pid()
+                cpu = cpu_seconds(database) if database else 0.0
+                started = time.perf_counter()
+                deleted = await RetentionDeleter(settings, redis).run_pass_leased()
+                seconds = time.perf_counter() - started
+                passes.append(
+                    {
+                        "pass": label,
+                        "readings": readings,
+                        "deleted": deleted,
+                        "seconds": round(seconds, 2),
+                        "database_cpu_s": round(cpu_seconds(database) - cpu, 2)
+                        if database
+                        else None,
+                    }
+                )
+                readings -= deleted or 0
+    finally:
+        await redis.aclose()
+    return passes
 
 
 def report(results: dict[str, Any]) -> None:
@@ -226,6 +268,23 @@ def report(results: dict[str, Any]) -> None:
     )
 
 
+def report_retention(results: dict[str, Any]) -> None:
+    print_table(
+        "retention passes over the same readings (batches of 1,000, 100 ms apart)",
+        ["pass", "readings", "deleted", "s", "database CPU s"],
+        [
+            [
+                p["pass"],
+                f"{p['readings']:,}",
+                f"{p['deleted']:,}",
+                p["seconds"],
+                p["database_cpu_s"],
+            ]
+            for p in results["retention"]
+        ],
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="5,000 readings: a smoke run")
@@ -233,6 +292,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     results = asyncio.run(main_async(args))
     report(results)
+    report_retention(results)
     if not args.quick:
         print(f"\nwritten: {write_results('export', results)}")
     return 0
