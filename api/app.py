@@ -14,6 +14,7 @@ from starlette.routing import Mount, Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from api.body_limit import BodyLimitMiddleware
+from api.data import EXPORT_PATH, IMPORT_PATH, export_readings, import_readings_endpoint
 from api.graphiql import ASSETS_PATH as GRAPHIQL_ASSETS_PATH
 from api.graphiql import GraphiQLAssets
 from api.graphql import GraphQLApp
@@ -42,6 +43,7 @@ from models.device_logs import apply_retention
 from services.broker_identities import api_identities
 from services.broker_reconcile import reconcile
 from services.device_search import backfill_search_keys
+from services.retention import running_retention
 
 logger = logging.getLogger(__name__)
 
@@ -121,6 +123,8 @@ def create_app(settings: ApiSettings | None = None) -> Api:
             # connections of its own name (its alert feed is told from a worker's).
             open_redis(settings, name=HTTP_INGEST_REDIS_NAME) as ingest_redis,
             HttpIntake(settings, pipeline, ingest_redis, stats=ingest_stats) as intake,
+            # Deletes data past its retention, one process at a time (services.retention).
+            running_retention(settings, redis),
         ):
             # Devices stored before name search existed get their keys (once per database).
             await backfill_search_keys()
@@ -145,7 +149,11 @@ def create_app(settings: ApiSettings | None = None) -> Api:
     middleware = [
         Middleware(RequestIdMiddleware),
         # Inside the error handler: a body over the limit is a 413, not a 500.
-        Middleware(BodyLimitMiddleware, max_bytes=settings.http_max_body_bytes),
+        Middleware(
+            BodyLimitMiddleware,
+            max_bytes=settings.http_max_body_bytes,
+            path_limits={IMPORT_PATH: settings.import_max_body_bytes},
+        ),
     ]
     if settings.cors_origins:
         middleware.append(
@@ -169,6 +177,9 @@ def create_app(settings: ApiSettings | None = None) -> Api:
             Route("/firmware/{firmware_id}/download", download_firmware, methods=["GET"]),
             # Devices send readings here with their device token (api/telemetry.py).
             Route("/devices/{device_id}/telemetry", TelemetryEndpoint(), methods=["POST"]),
+            # Readings out and in, as the user of the access token (api/data.py).
+            Route(EXPORT_PATH, export_readings, methods=["GET"]),
+            Route(IMPORT_PATH, import_readings_endpoint, methods=["POST"]),
             # Unauthenticated, like /health: keep it off the public side of the proxy.
             Route("/metrics", metrics_endpoint(metrics, ingest_stats.registry), methods=["GET"]),
         ],

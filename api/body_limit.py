@@ -61,11 +61,15 @@ async def _refuse(scope: Scope, receive: Receive, send: Send, max_bytes: int) ->
 
 
 class BodyLimitMiddleware:
-    """Pure ASGI: HTTP request bodies of at most `max_bytes`, else 413."""
+    """Pure ASGI: HTTP request bodies of at most `max_bytes` (or the path's own limit in
+    `path_limits`: imports), else 413."""
 
-    def __init__(self, app: ASGIApp, *, max_bytes: int) -> None:
+    def __init__(
+        self, app: ASGIApp, *, max_bytes: int, path_limits: dict[str, int] | None = None
+    ) -> None:
         self.app = app
         self.max_bytes = max_bytes
+        self.path_limits = path_limits or {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or (
@@ -73,4 +77,5 @@ class BodyLimitMiddleware:
         ):
             await self.app(scope, receive, send)
             return
-        await serve_limited(self.app, scope, receive, send, max_bytes=self.max_bytes)
+        limit = self.path_limits.get(scope["path"], self.max_bytes)
+        await serve_limited(self.app, scope, receive, send, max_bytes=limit)

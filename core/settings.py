@@ -212,6 +212,19 @@ class ApiSettings(CommonSettings):
     # How often each API process's dispatcher looks for due work.
     firmware_dispatch_poll_seconds: float = Field(default=0.5, gt=0, le=60)
 
+    # --- data lifecycle (docs/data.md)
+    # Raw readings (and device logs) older than this are deleted; a device may shorten it
+    # (retentionDays), never lengthen it. Real MongoDB expires them by the collection's
+    # TTL as well; the API's background deleter enforces it everywhere.
+    reading_retention_days: int = Field(default=30, ge=1, le=20_000)
+    # How often each API process tries to start a deletion pass (one at a time platform-wide,
+    # under a Redis lease), documents per deletion batch and the rest between batches.
+    retention_interval_seconds: float = Field(default=600, gt=0)
+    retention_batch_size: int = Field(default=1000, ge=1, le=100_000)
+    retention_batch_pause_ms: float = Field(default=100, ge=0, le=60_000)
+    # Largest POST /import/readings body (HTTP_MAX_BODY_BYTES does not apply to it).
+    import_max_body_bytes: int = Field(default=64 * 1024 * 1024, ge=64 * 1024, le=2**31)
+
     @model_validator(mode="before")
     @classmethod
     def _exposure_defaults(cls, data: Any) -> Any:

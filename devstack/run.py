@@ -379,6 +379,10 @@ def bring_up(
         "REDIS_URL": redis.geturl(),
         "API_HOST": api_host,
         "API_PORT": str(api_port),
+        # A day of raw readings keeps the stand-in quick, and small deletion batches keep
+        # each one short there (docs/data.md); .env may say otherwise.
+        "READING_RETENTION_DAYS": config.get("READING_RETENTION_DAYS", "1"),
+        "RETENTION_BATCH_SIZE": config.get("RETENTION_BATCH_SIZE", "200"),
     }
     env |= api_mqtt_environment(mqtt_port, secret_values)
     # The API provisions one bound broker identity per worker (iot-ingest-1 ... -N).

@@ -13,6 +13,7 @@ device cannot flood the collection (ingest/rate_limit.py).
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -52,6 +53,16 @@ class LogStore(ReadingStore):
 
     def _note_stored(self, count: int) -> None:
         self._stats.logs_stored.inc(count)
+
+    async def _insert(self, documents: list[dict[str, Any]]) -> None:
+        collection = self.model.get_pymongo_collection()
+        for start in range(0, len(documents), self._batch_size):
+            chunk = documents[start : start + self._batch_size]
+            started = time.perf_counter()
+            await collection.insert_many(chunk, ordered=False)
+            self._stats.store_seconds.observe(time.perf_counter() - started)
+            self._stats.batch_size.observe(len(chunk))
+            self._note_stored(len(chunk))
 
     def _after_store(self, messages: list[PendingMessage]) -> None:
         for message in messages:

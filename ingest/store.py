@@ -74,6 +74,26 @@ class PendingMessage:
         self.queued_at = time.monotonic()
 
 
+async def insert_readings(
+    documents: list[dict[str, Any]], *, chunk_size: int, stats: IngestStats | None = None
+) -> None:
+    """Write reading documents in `insert_many` chunks: the one path by which readings are
+    stored, the worker's batches and imports (services/imports.py) alike.
+
+    Anything kept in step with stored readings (rollups) is updated here, per chunk, so
+    that telemetry and backfilled imports maintain it the same way.
+    """
+    collection = Reading.get_pymongo_collection()
+    for start in range(0, len(documents), chunk_size):
+        chunk = documents[start : start + chunk_size]
+        started = time.perf_counter()
+        await collection.insert_many(chunk, ordered=False)
+        if stats is not None:
+            stats.store_seconds.observe(time.perf_counter() - started)
+            stats.batch_size.observe(len(chunk))
+            stats.stored.inc(len(chunk))
+
+
 class ReadingStore:
     """A bounded queue of messages, drained in batches into `insert_many`."""
 
@@ -165,6 +185,10 @@ class ReadingStore:
     def _note_stored(self, count: int) -> None:
         self._stats.stored.inc(count)
 
+    async def _insert(self, documents: list[dict[str, Any]]) -> None:
+        """Write a batch's documents: readings by the one path that stores them."""
+        await insert_readings(documents, chunk_size=self._batch_size, stats=self._stats)
+
     def _after_store(self, messages: list[PendingMessage]) -> None:
         """Called with the messages a batch stored (not the duplicates), before their acks."""
 
@@ -228,14 +252,7 @@ class ReadingStore:
             return
         await self._mark(fresh)
         documents = [doc for message in fresh for doc in message.documents]
-        collection = self.model.get_pymongo_collection()
-        for start in range(0, len(documents), self._batch_size):
-            chunk = documents[start : start + self._batch_size]
-            started = time.perf_counter()
-            await collection.insert_many(chunk, ordered=False)
-            self._stats.store_seconds.observe(time.perf_counter() - started)
-            self._stats.batch_size.observe(len(chunk))
-            self._note_stored(len(chunk))
+        await self._insert(documents)
         self._after_store(fresh)
 
     async def _mark(self, messages: list[PendingMessage]) -> None:

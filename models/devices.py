@@ -50,6 +50,9 @@ class Device(Document):
     location: Location | None = None
     # models.name_search.name_keys(name); kept in step with name by every writer.
     search_keys: list[str] = Field(default_factory=lambda data: name_keys(data.get("name", "")))
+    # Days its raw readings (and logs) are kept; None: the platform default
+    # (READING_RETENTION_DAYS, which it may only shorten). services/retention.py.
+    retention_days: int | None = None
 
     class Settings:
         name = "devices"
@@ -66,5 +69,11 @@ class Device(Document):
                     ]
                 )
                 for field in ("tags", "status", "type", "search_keys")
+            ),
+            # The retention pass visits only devices with a retention of their own.
+            pymongo.IndexModel(
+                [("retention_days", pymongo.ASCENDING), ("_id", pymongo.ASCENDING)],
+                name="own_retention",
+                partialFilterExpression={"retention_days": {"$gt": 0}},
             ),
         ]

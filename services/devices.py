@@ -15,16 +15,15 @@ from core.dynsec import BrokerUnavailable, DynsecError
 from core.events import DEVICE_CHANGES_CHANNEL
 from core.settings import ApiSettings
 from models.accounts import User
-from models.device_logs import DeviceLog
 from models.devices import Device
 from models.name_search import name_keys
-from models.readings import Reading
 from services import access, audit, broker_identities, ratelimit
 from services.alert_cleanup import delete_device_alerts
 from services.broker_identities import DynsecCommands, broker_errors
 from services.credentials import hash_mqtt_password
 from services.device_metadata import MetadataChange, metadata_updates
 from services.errors import Conflict, QuotaExceeded, Unauthenticated
+from services.retention import RetentionChange, delete_device_data
 from services.tokens import (
     DeviceClaims,
     decode_device_token,
@@ -137,8 +136,10 @@ async def update_device(
     type: str | None,
     metadata: MetadataChange = NO_METADATA_CHANGE,
     settings: ApiSettings,
+    retention: RetentionChange | None = None,
 ) -> Device:
-    """Rename or retype a device, and change its metadata (services.device_metadata)."""
+    """Rename or retype a device, change its metadata (services.device_metadata), or how
+    long its data is kept (services.retention)."""
     device = await get_device(viewer, device_id, action="write")
     changes: dict[str, object] = {}
     if name is not None:
@@ -147,6 +148,8 @@ async def update_device(
     if type is not None:
         changes["type"] = clean_text(type, field="type", max_length=MAX_TYPE_LENGTH)
     changes |= metadata_updates(metadata, attributes_max_bytes=settings.device_attributes_max_bytes)
+    if retention is not None:
+        changes["retention_days"] = retention.days
     if changes:
         await device.set(changes)
     return device
@@ -162,9 +165,9 @@ async def delete_device(
     with broker_errors("the device was not deleted"):
         await broker_identities.remove_device(broker, str(device.id))
     await device.delete()
-    # Readings go after the device, so no reading outlives a device that is gone.
-    await Reading.find(Reading.device_id == device.id).delete()
-    await DeviceLog.find(DeviceLog.device_id == device.id).delete()
+    # Its data goes after the device, so none outlives a device that is gone: every kind
+    # retention knows (readings, and what registers there: logs, rollups).
+    await delete_device_data(ensure_found(device.id, "Device"))
     await delete_device_alerts(device.id)
     # Its twin, and the desired document the broker retains for its topic.
     await forget_twin(str(device.id), broker)

@@ -106,6 +106,10 @@ def settings(mongodb_url: str, managed_broker: ManagedBroker) -> Settings:
         # Many tests pump hundreds of messages through one device; the per-device limit
         # is on by default and tested in tests/integration/security/test_device_isolation.py.
         ingest_device_rate_per_second=0,
+        # Tests store readings of past years: the platform keeps them. The deleter's pass
+        # runs at start-up and then hourly; retention tests run passes of their own.
+        reading_retention_days=20_000,
+        retention_interval_seconds=3600,
     )
 
 

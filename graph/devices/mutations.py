@@ -16,6 +16,7 @@ from graph.devices.types import (
 )
 from services import devices
 from services.device_metadata import MetadataChange
+from services.retention import RetentionChange
 
 
 @strawberry.type
@@ -40,6 +41,11 @@ class DeviceMutation:
         self, info: Info, id: strawberry.ID, input: UpdateDeviceInput
     ) -> Device:
         viewer = await info.context.require_user()
+        retention = (
+            None
+            if input.retention_days is strawberry.UNSET
+            else RetentionChange.checked(input.retention_days, info.context.settings)
+        )
         metadata = MetadataChange(
             tags=kept(input.tags),
             attributes=kept(input.attributes),
@@ -52,6 +58,7 @@ class DeviceMutation:
             type=input.type,
             metadata=metadata,
             settings=info.context.settings,
+            retention=retention,
         )
         return Device.from_document(device)
 

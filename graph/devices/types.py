@@ -35,6 +35,9 @@ class Device:
     tags: list[str] = strawberry.field(description="Labels for grouping and filtering.")
     attributes: JSON = strawberry.field(description=ATTRIBUTES_DESCRIPTION)
     location: Location | None = strawberry.field(description="Where it stands, if known.")
+    retention_days: int | None = strawberry.field(
+        description="Days its raw readings (and logs) are kept; null: the platform default."
+    )
     owner_id: strawberry.Private[PydanticObjectId]
 
     @strawberry.field
@@ -69,6 +72,7 @@ class Device:
             tags=list(device.tags),
             attributes=JSON(device.attributes),
             location=Location.from_document(device.location) if device.location else None,
+            retention_days=device.retention_days,
             owner_id=device.owner_id,
         )
 
@@ -130,4 +134,9 @@ class UpdateDeviceInput:
     )
     location: LocationInput | None = strawberry.field(
         default=strawberry.UNSET, description="null clears it."
+    )
+    retention_days: int | None = strawberry.field(
+        default=strawberry.UNSET,
+        description="1..the platform's retention (README); null: the platform default; "
+        "omitted: unchanged.",
     )
