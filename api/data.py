@@ -14,8 +14,10 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 
 from api.state import AppState
 from models.accounts import User
+from models.api_keys import ApiKeyScope
 from services.accounts import user_from_access_token_subject
-from services.errors import ServiceError, Unauthenticated
+from services.api_keys import authenticate_api_key, is_api_key
+from services.errors import Forbidden, ServiceError, Unauthenticated
 from services.exports import open_export, parse_format, parse_time
 from services.imports import import_readings
 from services.tokens import bearer_token, decode_access_claims
@@ -35,15 +37,18 @@ _STATUS = {
 }
 
 
-async def _caller(request: Request, state: AppState) -> User:
-    """The user of the request's access token; Unauthenticated without a valid one.
-
-    API keys (READ for export, INGEST/WRITE for import: issue 16) are recognised here,
-    and nowhere else in this module.
-    """
+async def _caller(request: Request, state: AppState, *scopes: ApiKeyScope) -> User:
+    """The user of the request's access token, or of its API key when the key carries
+    one of `scopes` (READ for export; INGEST or WRITE for import: the contract's
+    CreateApiKey). Unauthenticated without a valid one; Forbidden for a key without."""
     token = bearer_token(request.headers.get("authorization"))
     if token is None:
         raise Unauthenticated()
+    if is_api_key(token):
+        grant = await authenticate_api_key(token, None, settings=state.settings)
+        if not any(grant.has(scope) for scope in scopes):
+            raise Forbidden(f"This API key lacks the {' or '.join(scopes)} scope.")
+        return grant.user
     claims = decode_access_claims(token, state.settings)
     return await user_from_access_token_subject(
         claims.user_id, session_version=claims.session_version
@@ -61,7 +66,7 @@ async def export_readings(request: Request) -> Response:
     state: AppState = request.app.state.platform
     params = request.query_params
     try:
-        viewer = await _caller(request, state)
+        viewer = await _caller(request, state, ApiKeyScope.READ)
         export = await open_export(
             viewer,
             params.get("deviceId", ""),
@@ -86,7 +91,7 @@ async def import_readings_endpoint(request: Request) -> Response:
     state: AppState = request.app.state.platform
     params = request.query_params
     try:
-        viewer = await _caller(request, state)
+        viewer = await _caller(request, state, ApiKeyScope.INGEST, ApiKeyScope.WRITE)
         result = await import_readings(
             viewer,
             params.get("deviceId", ""),
