@@ -36,6 +36,7 @@ from live.compat import enter_app, release_handshake
 from live.delivery import LiveDelivery
 from services.broker_identities import api_identities
 from services.broker_reconcile import reconcile
+from services.command_dispatch import open_commands
 
 logger = logging.getLogger(__name__)
 
@@ -105,6 +106,8 @@ def create_app(settings: Settings | None = None) -> Api:
             UserSessions(settings, bus) as sessions,
             # Results its subscribers share, slow subscribers' closes (live.delivery).
             LiveDelivery() as live,
+            # Device commands: sent on the broker connection, queued ones on ONLINE.
+            open_commands(settings, broker, bus, redis) as commands,
         ):
             state = AppState(
                 settings=settings,
@@ -114,6 +117,7 @@ def create_app(settings: Settings | None = None) -> Api:
                 broker=broker,
                 sessions=sessions,
                 live=live,
+                commands=commands,
             )
             app.state.platform = state
             logger.info("API ready (environment=%s)", settings.environment)

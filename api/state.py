@@ -12,6 +12,7 @@ from core.settings import Settings
 from graph.sessions import UserSessions
 from live.bus import Bus
 from live.delivery import LiveDelivery
+from services.command_dispatch import CommandDispatcher
 
 
 @dataclass(frozen=True, slots=True)
@@ -25,3 +26,5 @@ class AppState:
     live: LiveDelivery
     # The process's WebSockets by user (quotas; closed when a user's session is revoked).
     sessions: UserSessions
+    # Sends device commands (services.command_dispatch).
+    commands: CommandDispatcher

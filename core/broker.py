@@ -65,6 +65,10 @@ class BrokerAdmin(Reconnecting):
         """DynamicSecurity.execute_tolerant on the current connection."""
         return await self._current().execute_tolerant(*commands)
 
+    async def publish(self, topic: str, payload: bytes) -> None:
+        """DynamicSecurity.publish (QoS 1, acknowledged) on the current connection."""
+        await self._current().publish(topic, payload)
+
     async def _bootstrap(self) -> None:
         """As the bootstrap admin: run `on_connect` (which creates our own identity), leave."""
         settings = self._settings

@@ -69,6 +69,17 @@ class DynamicSecurity:
                 if not future.done():
                     future.set_exception(BrokerUnavailable("admin connection lost"))
 
+    async def publish(self, topic: str, payload: bytes) -> None:
+        """Publish on this connection at QoS 1 and wait for the broker's PUBACK (the API
+        sends device commands here: its identity's role may); BrokerUnavailable when the
+        broker does not take it."""
+        if self.lost.is_set():
+            raise BrokerUnavailable("admin connection lost")
+        try:
+            await self._client.publish(topic, payload, qos=1, timeout=self._timeout)
+        except aiomqtt.MqttError as err:
+            raise BrokerUnavailable(str(err)) from err
+
     async def execute(self, *commands: dict[str, Any]) -> list[dict[str, Any]]:
         """Run `commands` in one message; raise DynsecError for the first refused one."""
         responses = await self.execute_tolerant(*commands)

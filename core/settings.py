@@ -205,6 +205,15 @@ class Settings(BaseSettings):
     # How often each API process's dispatcher looks for due work.
     firmware_dispatch_poll_seconds: float = Field(default=0.5, gt=0, le=60)
 
+    # --- device commands (docs/devices.md#commands)
+    # Largest sendCommand `params`, as compact JSON text (over it: BAD_USER_INPUT).
+    command_params_max_bytes: int = Field(default=8192, ge=2, le=64 * 1024)
+    # Commands waiting (QUEUED) per device; one more is refused (RATE_LIMITED).
+    commands_queued_per_device_max: int = Field(default=1000, ge=1)
+    # How often each API process expires overdue commands and sends the queued ones of
+    # ONLINE devices whose status event it missed (the event itself sends them at once).
+    command_sweep_seconds: float = Field(default=1.0, gt=0, le=60)
+
     # --- ingest performance
     # After each MQTT read the worker rests this long before the next one, so a busy
     # stream is handled in batches (CPU per message) at the price of up to this much

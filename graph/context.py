@@ -22,6 +22,7 @@ from live.delivery import LiveDelivery
 from models.accounts import User
 from services.accounts import user_from_access_token_subject
 from services.broker_identities import DynsecCommands
+from services.commands import Dispatch
 from services.errors import Unauthenticated
 from services.tokens import bearer_token, decode_access_claims
 
@@ -45,6 +46,8 @@ class Context:
     connection_params: dict[str, Any] | None = None
     # This process's WebSockets by user (quotas, revocation); None for a bare context.
     sessions: UserSessions | None = None
+    # This process's command dispatcher (services.command_dispatch); None for a bare context.
+    commands: Dispatch | None = None
     _user: User | None = field(default=None, init=False)
     # time.monotonic() when the user was read: a revocation announced later wins.
     _authenticated_at: float = field(default=0.0, init=False)

@@ -20,6 +20,9 @@ from graph.accounts.queries import AccountQuery
 from graph.alerts.mutations import AlertMutation
 from graph.alerts.queries import AlertQuery
 from graph.alerts.subscriptions import AlertSubscription
+from graph.commands.mutations import CommandMutation
+from graph.commands.queries import CommandQuery
+from graph.commands.subscriptions import CommandSubscription
 from graph.dashboards.mutations import DashboardMutation
 from graph.dashboards.queries import DashboardQuery
 from graph.devices.mutations import DeviceMutation
@@ -39,17 +42,28 @@ from live.compat import LeanHooksSchema
 
 
 @strawberry.type
-class Query(AccountQuery, DeviceQuery, ReadingQuery, DashboardQuery, AlertQuery, FirmwareQuery):
+class Query(
+    AccountQuery, DeviceQuery, ReadingQuery, DashboardQuery, AlertQuery, FirmwareQuery, CommandQuery
+):
     pass
 
 
 @strawberry.type
-class Mutation(AccountMutation, DeviceMutation, DashboardMutation, AlertMutation, FirmwareMutation):
+class Mutation(
+    AccountMutation,
+    DeviceMutation,
+    DashboardMutation,
+    AlertMutation,
+    FirmwareMutation,
+    CommandMutation,
+):
     pass
 
 
 @strawberry.type
-class Subscription(ReadingSubscription, AlertSubscription, FirmwareSubscription):
+class Subscription(
+    ReadingSubscription, AlertSubscription, FirmwareSubscription, CommandSubscription
+):
     pass
 
 

@@ -20,6 +20,7 @@ from core.events import DEVICE_CHANGES_CHANNEL, ReadingEvent
 from core.settings import Settings
 from core.topics import CONSUMED, check_handlers
 from ingest.alerts import AlertEngine
+from ingest.commands import CommandResultHandler
 from ingest.devices import DeviceDirectory, DeviceInfo
 from ingest.mqtt import Delivery, MqttClientError, MqttSubscriber
 from ingest.ota import OtaProgressHandler
@@ -80,6 +81,7 @@ class IngestWorker:
             offline_after=settings.ingest_offline_after_seconds,
         )
         self.ota = OtaProgressHandler(redis, self.stats)
+        self.command_results = CommandResultHandler(self.live)
         self.alerts = AlertEngine(settings, redis, self.stats, origin=settings.ingest_client_id)
         rate = settings.ingest_device_rate_per_second
         self.limiter = DeviceRateLimiter(rate, settings.ingest_device_burst) if rate > 0 else None
@@ -240,11 +242,17 @@ class IngestWorker:
     async def _ota_progress(self, delivery: Delivery, device: DeviceInfo, _: datetime) -> None:
         await self.ota.handle(delivery, device)
 
+    async def _command_result(
+        self, delivery: Delivery, device: DeviceInfo, arrived: datetime
+    ) -> None:
+        await self.command_results.handle(delivery, device, arrived)
+
     # The handler of each topic kind the worker consumes (core.topics), checked below.
     HANDLERS: ClassVar[Mapping[str, Handler]] = {
         "telemetry": _telemetry,
         "status": _status,
         "ota_progress": _ota_progress,
+        "command_result": _command_result,
     }
 
     async def _note_seen(self, device: DeviceInfo, arrived: datetime) -> None:

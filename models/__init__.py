@@ -4,6 +4,7 @@ from beanie import Document
 
 from models.accounts import RefreshToken, Role, User
 from models.alerts import Alert, AlertRule, NotificationWebhook
+from models.commands import Command, CommandState
 from models.dashboards import Dashboard
 from models.devices import Device, DeviceStatus
 from models.firmware import Firmware, FirmwareUpdate, FirmwareUpdateTarget
@@ -23,12 +24,15 @@ DOCUMENT_MODELS: list[type[Document]] = [
     Firmware,
     FirmwareUpdate,
     FirmwareUpdateTarget,
+    Command,
 ]
 
 __all__ = [
     "DOCUMENT_MODELS",
     "Alert",
     "AlertRule",
+    "Command",
+    "CommandState",
     "Dashboard",
     "Device",
     "DeviceStatus",

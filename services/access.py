@@ -20,7 +20,7 @@ from services.errors import Forbidden, NotFound
 # admin: change who may do what (a user's role; an organization's members, later).
 type Action = Literal["read", "write", "admin"]
 type Kind = Literal[
-    "device", "alert_rule", "alert", "dashboard", "firmware", "reading_stream", "user"
+    "device", "alert_rule", "alert", "dashboard", "firmware", "reading_stream", "user", "command"
 ]
 
 # The document field naming a resource's owner (a user is its own owner); None: the
@@ -33,6 +33,7 @@ OWNER_FIELD: Final[dict[Kind, str | None]] = {
     "firmware": None,
     "reading_stream": "owner_id",
     "user": "_id",
+    "command": "owner_id",
 }
 # Only their owner, whoever else asks (an ADMIN included).
 PERSONAL: Final[frozenset[Kind]] = frozenset({"dashboard"})
@@ -45,6 +46,7 @@ LABEL: Final[dict[Kind, str]] = {
     "firmware": "Firmware",
     "reading_stream": "Device",
     "user": "User",
+    "command": "Command",
 }
 _ADMIN: Final = Role.ADMIN  # a module global: read per event on the live path
 # Matches no document: what a principal sees of a kind it may not see at all.
