@@ -49,6 +49,10 @@ SERVED = {
     "FirmwareUpdate",
     "CancelFirmwareUpdate",
     "FirmwareUpdateProgress",
+    "SendCommand",
+    "Commands",
+    "CancelCommand",
+    "CommandUpdated",
 }
 # Not served yet, by the issue that brings them.
 PENDING: dict[str, int] = {
@@ -74,10 +78,6 @@ PENDING: dict[str, int] = {
         [
             "UpdateDeviceMetadata",
             "FindDevices",
-            "SendCommand",
-            "Commands",
-            "CancelCommand",
-            "CommandUpdated",
             "DeviceTwin",
             "UpdateDesiredState",
             "TwinChanged",

@@ -10,6 +10,7 @@ import strawberry
 from strawberry.scalars import JSON
 
 from core.events import CommandEvent
+from live.sharing import shareable
 from models.commands import Command as CommandDocument
 from models.commands import CommandState
 
@@ -20,6 +21,7 @@ def _json(text: str | None) -> JSON | None:
     return None if text is None else JSON(orjson.loads(text))
 
 
+@shareable
 @strawberry.type(
     description="A command to one device: QUEUED -> SENT -> SUCCEEDED | FAILED; QUEUED or "
     "SENT -> EXPIRED | CANCELLED."

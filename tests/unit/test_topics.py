@@ -63,7 +63,7 @@ def test_registry_qos_and_retain_match_contract(suffix: str) -> None:
 
 def test_worker_handlers_cover_consumed_kinds() -> None:
     check_handlers(IngestWorker.HANDLERS)
-    assert [k.name for k in CONSUMED] == ["telemetry", "status", "ota_progress"]
+    assert [k.name for k in CONSUMED] == ["telemetry", "status", "ota_progress", "command_result"]
 
 
 def test_check_handlers_missing_kind_refused() -> None:
@@ -75,7 +75,8 @@ def test_check_handlers_missing_kind_refused() -> None:
 
 def test_parse_topic_consumed_kinds_only() -> None:
     for entry in CONSUMED:
-        assert parse_topic(entry.topic(DEVICE)).kind == entry.name
+        # A filter's single-level wildcard stands for a concrete command id here.
+        assert parse_topic(entry.topic(DEVICE).replace("+", "c1")).kind == entry.name
     # Allowed at the broker but not consumed (logs), or not an uplink: not the worker's.
     for entry in TOPIC_KINDS:
         if not entry.consumed:
@@ -90,6 +91,7 @@ def test_subscriptions_and_stats_labels_follow_registry() -> None:
         ("$share/g/devices/+/telemetry", 1),
         ("$share/g/devices/+/status", 1),
         ("$share/g/devices/+/ota/progress", 1),
+        ("$share/g/devices/+/commands/+/result", 1),
     ]
     alone = subscription_filters(Settings.model_construct(ingest_share_group=""))
     assert [f for f, _ in alone] == [k.pattern for k in CONSUMED]
@@ -102,10 +104,14 @@ def test_acls_follow_registry_unchanged() -> None:
     assert device_acls(DEVICE) == frozenset(
         [Acl("publishClientSend", f"{own}/{s}") for s in ("telemetry", "status", "logs")]
         + [Acl("publishClientSend", f"{own}/ota/progress")]
+        + [Acl("publishClientSend", f"{own}/commands/+/result")]
         + [Acl(t, f"{own}/{s}") for t in ("subscribePattern", "publishClientReceive")
            for s in ("ota", "commands/#")]
     )  # fmt: skip
-    uplinks = [f"devices/+/{s}" for s in ("telemetry", "status", "logs", "ota/progress")]
+    uplinks = [
+        f"devices/+/{s}"
+        for s in ("telemetry", "status", "logs", "ota/progress", "commands/+/result")
+    ]
     assert ingest_acls(Settings.model_construct(ingest_share_group="g")) == frozenset(
         [Acl("subscribePattern", t) for t in uplinks]
         + [Acl("subscribePattern", f"$share/g/{t}") for t in uplinks]
