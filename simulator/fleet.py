@@ -5,6 +5,9 @@ or reuses them (rotating their credentials, which are shown only once), and
 publishes realistic telemetry with each device's own MQTT identity, like a real
 fleet would: status `online` on connect, a Last Will `offline`, QoS 1.
 
+Every device answers commands (simulator.commands: `reboot`, `setInterval`
+{"seconds": n}, which changes its telemetry interval; anything else fails).
+
 With `--ota` the devices also take firmware updates: each subscribes to its
 devices/{id}/ota, downloads an offered image with its device token (resuming with
 Range when the link drops; `--ota-interrupt-after` drops it on purpose), checks
@@ -30,6 +33,7 @@ import aiomqtt
 import httpx
 
 from core.settings import get_settings
+from simulator.commands import answer
 from simulator.ota import Offer, OtaAgent
 
 logger = logging.getLogger(__name__)
@@ -49,6 +53,7 @@ class SimulatedDevice:
     password: str
     token: str = ""
     ota: OtaAgent | None = None
+    interval: float = 1.0  # seconds between readings (the setInterval command changes it)
     sent: int = 0
     temperature: float = field(default_factory=lambda: random.uniform(18, 26))
     humidity: float = field(default_factory=lambda: random.uniform(35, 60))
@@ -164,6 +169,7 @@ async def run_device(
     (and, with an OTA agent, take the firmware updates offered meanwhile)."""
     status = f"devices/{device.id}/status"
     will = aiomqtt.Will(status, b"offline", qos=1, retain=True)
+    device.interval = interval
     await asyncio.sleep(random.uniform(0, interval))  # do not all speak at once
     async with aiomqtt.Client(
         host,
@@ -173,12 +179,15 @@ async def run_device(
         identifier=device.id,  # the contract: a device connects with its own id
         will=will,
     ) as client:
-        await client.publish(status, b"online", qos=1, retain=True)
-        updates: asyncio.Task[None] | None = None
+        # Subscribed before announcing itself: queued commands go out on "online".
+        await client.subscribe(f"devices/{device.id}/commands/+", qos=1)
+        offers: asyncio.Queue[aiomqtt.Message] = asyncio.Queue(maxsize=1)
+        tasks = [asyncio.create_task(listen(device, client, offers))]
         if device.ota is not None:
             await client.subscribe(f"devices/{device.id}/ota", qos=1)
             print(f"ota: {device.name} {device.id} listening", flush=True)
-            updates = asyncio.create_task(take_updates(device, device.ota, client))
+            tasks.append(asyncio.create_task(take_updates(device, device.ota, client, offers)))
+        await client.publish(status, b"online", qos=1, retain=True)
         try:
             next_at = time.monotonic()
             while time.monotonic() < until:
@@ -186,23 +195,49 @@ async def run_device(
                     f"devices/{device.id}/telemetry", json.dumps(device.reading()), qos=1
                 )
                 device.sent += 1
-                next_at += interval
+                next_at += device.interval
                 await asyncio.sleep(max(0.0, next_at - time.monotonic()))
         finally:
-            if updates is not None:
-                updates.cancel()
-                await asyncio.gather(updates, return_exceptions=True)
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
         await client.publish(status, b"offline", qos=1, retain=True)
 
 
-async def take_updates(device: SimulatedDevice, agent: OtaAgent, client: aiomqtt.Client) -> None:
+async def listen(
+    device: SimulatedDevice, client: aiomqtt.Client, offers: asyncio.Queue[aiomqtt.Message]
+) -> None:
+    """Answer commands as they come; hand OTA offers to take_updates (one waits at most:
+    a newer offer replaces an older one still waiting)."""
+    async for message in client.messages:
+        if message.topic.matches(f"devices/{device.id}/commands/+"):
+            try:
+                command = json.loads(message.payload)
+            except (TypeError, ValueError):
+                command = None  # answered as an unknown command
+            reply = answer(device, command)
+            print(f"command: {device.name} {message.topic} -> {reply}", flush=True)
+            await client.publish(f"{message.topic}/result", json.dumps(reply), qos=1)
+        elif device.ota is not None:
+            if offers.full():
+                offers.get_nowait()
+            offers.put_nowait(message)
+
+
+async def take_updates(
+    device: SimulatedDevice,
+    agent: OtaAgent,
+    client: aiomqtt.Client,
+    offers: asyncio.Queue[aiomqtt.Message],
+) -> None:
     """Carry out each offer on the device's OTA topic, one at a time."""
     progress_topic = f"devices/{device.id}/ota/progress"
 
     async def publish(report: dict[str, Any]) -> None:
         await client.publish(progress_topic, json.dumps(report), qos=1)
 
-    async for message in client.messages:
+    while True:
+        message = await offers.get()
         if not isinstance(message.payload, bytes):
             continue
         offer = Offer.parse(message.payload)
