@@ -133,6 +133,8 @@ def percentile(values: list[float], q: float) -> float:
 
 
 def summary(latencies_ms: list[float]) -> dict[str, float]:
+    if not latencies_ms:
+        return {"count": 0}
     return {
         "count": len(latencies_ms),
         "p50_ms": round(percentile(latencies_ms, 0.50), 2),
@@ -150,10 +152,15 @@ async def steady_rate(
     total = int(rate * seconds)
     sent_at: dict[str, tuple[SimDevice, float]] = {}
     states: dict[str, int] = {}
+    errors: list[str] = []
 
     async def one(device: SimDevice) -> None:
         began = time.monotonic()
-        answer = await client.call(SEND, {"d": device.id, "p": {"t": began}})
+        try:
+            answer = await client.call(SEND, {"d": device.id, "p": {"t": began}})
+        except (httpx.HTTPError, RuntimeError) as err:
+            errors.append(type(err).__name__)
+            return
         command = answer["sendCommand"]
         sent_at[command["id"]] = (device, began)
         states[command["state"]] = states.get(command["state"], 0) + 1
@@ -182,6 +189,7 @@ async def steady_rate(
         "sent": total,
         "received": len(latencies),
         "states_returned": states,
+        "errors": len(errors),
         **summary(latencies),
     }
 

@@ -9,9 +9,11 @@
   this process was away; the scan goes round the queue a bounded slice per pass).
 
 Order: one device's commands go out in creation order. Each claim takes the oldest,
-and a short per-device lease in Redis lets one process at a time drain a device;
-whoever holds it looks again after releasing it, so a command queued meanwhile is not
-left behind. Without Redis the lease is skipped: still exactly once, order best effort.
+and a short per-device lease in Redis lets one process at a time drain a device. A
+process that finds the lease taken leaves a "look again" mark and tries once more
+(the holder may just have let go); the holder, after letting go, drains again when it
+finds the mark, so a command queued meanwhile is not left behind. Without Redis the
+lease is skipped: still exactly once, order best effort.
 A publish that fails (broker away) puts its command back in line, first.
 """
 
@@ -34,6 +36,7 @@ from core.events import StatusEvent, all_channel
 from core.settings import Settings
 from live.bus import Bus
 from models.accounts import utcnow
+from models.commands import Command
 from models.devices import Device, DeviceStatus
 from services.command_queue import (
     claim_next,
@@ -52,6 +55,7 @@ logger = logging.getLogger(__name__)
 MAX_PER_PASS: Final = 500
 LEASE_MS: Final = 10_000
 LEASE_PREFIX: Final = "commands:lease:"
+AGAIN_PREFIX: Final = "commands:again:"
 # Drains running at once for status events; more wait (the status events are bursty
 # when a broker comes back and its whole fleet reconnects).
 MAX_CONCURRENT_DRAINS: Final = 32
@@ -86,13 +90,13 @@ class CommandDispatcher:
         self._tasks: set[asyncio.Task[None]] = set()
 
     # ------------------------------------------------------------ one device
-    async def drain(self, device_id: ObjectId) -> int:
-        """Send the device's QUEUED commands, oldest first; how many this call sent."""
-        sent = 0
-        for _ in range(3):  # a command queued while we held the lease: look again
+    async def drain(self, device_id: ObjectId) -> list[Command]:
+        """Send the device's QUEUED commands, oldest first; the ones this call sent."""
+        sent: list[Command] = []
+        for _ in range(3):  # marked while we held the lease: look again
             token = await self._lease(device_id)
             if token is None:
-                return sent  # another process drains it, and looks again after
+                return sent  # the holder drains it, and looks again for our mark
             try:
                 while (command := await claim_next(device_id, utcnow())) is not None:
                     try:
@@ -104,22 +108,38 @@ class CommandDispatcher:
                         logger.warning("command %s not sent (%s); stays queued", command.id, err)
                         await unclaim(command)
                         return sent
-                    sent += 1
+                    sent.append(command)
                     await publish_command(self.bus, command)
             finally:
                 await self._release(device_id, token)
-            if not await has_queued(device_id, utcnow()):
+            if not await self._marked(device_id, token):
                 break
         return sent
 
     async def _lease(self, device_id: ObjectId) -> str | None:
+        """A token holding the device's lease; None when another process holds it (and
+        knows to look again); _NO_LEASE without Redis."""
         token = uuid.uuid4().hex
+        key = f"{LEASE_PREFIX}{device_id}"
         try:
-            taken = await self.redis.set(f"{LEASE_PREFIX}{device_id}", token, nx=True, px=LEASE_MS)
+            if await self.redis.set(key, token, nx=True, px=LEASE_MS):
+                return token
+            await self.redis.set(f"{AGAIN_PREFIX}{device_id}", 1, px=LEASE_MS)
+            # The holder may have let go before our mark: then it is ours.
+            return token if await self.redis.set(key, token, nx=True, px=LEASE_MS) else None
         except RedisError as err:
             logger.warning("command lease unavailable (%s); sending without it", err)
             return _NO_LEASE
-        return token if taken else None
+
+    async def _marked(self, device_id: ObjectId, token: str) -> bool:
+        """Whether another process asked for a drain while we held the lease (unmarks)."""
+        if token == _NO_LEASE:
+            return False
+        try:
+            return bool(await self.redis.getdel(f"{AGAIN_PREFIX}{device_id}"))
+        except RedisError as err:
+            logger.warning("command lease mark unreadable (%s); looking again", err)
+            return await has_queued(device_id, utcnow())
 
     async def _release(self, device_id: ObjectId, token: str) -> None:
         if token == _NO_LEASE:
@@ -209,7 +229,7 @@ class CommandDispatcher:
         )
         sent = 0
         for device_id in online:
-            sent += await self.drain(device_id)
+            sent += len(await self.drain(device_id))
         return len(expired), sent
 
 

@@ -40,7 +40,7 @@ NAME: Final = re.compile(r"[A-Za-z0-9_.:-]{1,64}")
 class Dispatch(Protocol):
     """Sends a device's QUEUED commands now (services.command_dispatch.CommandDispatcher)."""
 
-    async def drain(self, device_id: Any) -> int: ...
+    async def drain(self, device_id: Any) -> list[Command]: ...
 
 
 def _params_json(params: object, settings: Settings) -> str:
@@ -81,15 +81,18 @@ async def send_command(
     timeout = _timeout(timeout_seconds)
     device = await get_device(viewer, device_id)
     access.require(viewer, "write", "command", device.owner_id)
-    waiting = await Command.get_pymongo_collection().count_documents(
-        {"device_id": device.id, "state": CommandState.QUEUED},
-        limit=settings.commands_queued_per_device_max,
-    )
-    if waiting >= settings.commands_queued_per_device_max:
-        raise QuotaExceeded(
-            f"Device {device.id} already has {waiting} commands waiting; cancel some or "
-            "let the device come online."
+    online = device.status == DeviceStatus.ONLINE
+    # An ONLINE device's queue is sent as it grows; only a device away fills one up.
+    if not online:
+        waiting = await Command.get_pymongo_collection().count_documents(
+            {"device_id": device.id, "state": CommandState.QUEUED},
+            limit=settings.commands_queued_per_device_max,
         )
+        if waiting >= settings.commands_queued_per_device_max:
+            raise QuotaExceeded(
+                f"Device {device.id} already has {waiting} commands waiting; cancel some "
+                "or let the device come online."
+            )
     now = utcnow()
     command = Command(
         device_id=device.id,
@@ -102,11 +105,10 @@ async def send_command(
     await command.insert()
     logger.info("command %s (%s) for device %s by %s", command.id, name, device.id, viewer.id)
     # Without a dispatcher (a bare context), any API process's sweep sends it.
-    if dispatch is not None and device.status == DeviceStatus.ONLINE:
-        await dispatch.drain(device.id)
-        refreshed = await Command.get(command.id)
-        if refreshed is not None:
-            command = refreshed
+    if dispatch is not None and online:
+        for sent in await dispatch.drain(device.id):
+            if sent.id == command.id:
+                command = sent
     return command
 
 
