@@ -72,9 +72,11 @@ async def send_command(
     timeout_seconds: int | None,
     settings: Settings,
     dispatch: Dispatch | None,
+    events: EventSink,
 ) -> Command:
     """Queue a command for a device the viewer may write; an ONLINE device is sent it
-    (and anything queued before it) now. The command as it is after that."""
+    (and anything queued before it) now. The command as it is after that, announced
+    when it stays QUEUED (sending announces SENT)."""
     if not NAME.fullmatch(name):
         raise BadInput("name", "must be 1 to 64 of A-Z a-z 0-9 _ . : -")
     params_json = _params_json(params, settings)
@@ -109,6 +111,8 @@ async def send_command(
         for sent in await dispatch.drain(device.id):
             if sent.id == command.id:
                 command = sent
+    if command.state == CommandState.QUEUED:
+        await publish_command(events, command)
     return command
 
 

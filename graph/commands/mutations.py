@@ -25,6 +25,7 @@ class CommandMutation:
             timeout_seconds=input.timeout_seconds,
             settings=info.context.settings,
             dispatch=info.context.commands,
+            events=info.context.bus,
         )
         return Command.from_document(command)
 

@@ -34,6 +34,7 @@ async def test_command_updated_device_every_state_change(
         await ws.subscribe("1", op("CommandUpdated"), {"deviceId": device.id})
         await wait_numsub(redis, device_channel("commands", device.id), 1)
         queued = await send(api, user, device.id, "reboot")
+        assert (await ws.next_data())["commandUpdated"]["state"] == "QUEUED"
         async with online_device(managed_broker, device) as mqtt:
             sent = await ws.next_data()
             assert sent == {
@@ -76,9 +77,10 @@ async def test_command_updated_null_every_own_device(
         await wait_numsub(redis, owner_channel("commands", user.user_id), 1)
         for device in (first, second):
             command = await send(api, user, device.id, timeoutSeconds=1)
-            update = (await ws.next_data())["commandUpdated"]  # EXPIRED, from the sweep
-            assert (update["id"], update["deviceId"], update["state"]) == (
-                command["id"],
-                device.id,
-                "EXPIRED",
-            )
+            for state in ("QUEUED", "EXPIRED"):  # sent for later, then the sweep's
+                update = (await ws.next_data())["commandUpdated"]
+                assert (update["id"], update["deviceId"], update["state"]) == (
+                    command["id"],
+                    device.id,
+                    state,
+                )
