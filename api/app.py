@@ -42,6 +42,7 @@ from models.audit import apply_retention as apply_audit_retention
 from models.device_logs import apply_retention
 from services.broker_identities import api_identities
 from services.broker_reconcile import reconcile
+from services.command_dispatch import open_commands
 from services.device_search import backfill_search_keys
 from services.retention import running_retention
 
@@ -125,6 +126,8 @@ def create_app(settings: ApiSettings | None = None) -> Api:
             HttpIntake(settings, pipeline, ingest_redis, stats=ingest_stats) as intake,
             # Deletes data past its retention, one process at a time (services.retention).
             running_retention(settings, redis),
+            # Device commands: sent on the broker connection, queued ones on ONLINE.
+            open_commands(settings, broker, bus, redis) as commands,
         ):
             # Devices stored before name search existed get their keys (once per database).
             await backfill_search_keys()
@@ -140,6 +143,7 @@ def create_app(settings: ApiSettings | None = None) -> Api:
                 sessions=sessions,
                 live=live,
                 intake=intake,
+                commands=commands,
             )
             app.state.platform = state
             logger.info("API ready (environment=%s)", settings.environment)

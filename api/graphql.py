@@ -77,6 +77,7 @@ class GraphQLApp(GraphQL[Context, SocketWriter]):
             live=state.live,
             metrics=self.metrics,
             sessions=state.sessions,
+            commands=state.commands,
         )
 
     async def render_graphql_ide(self, request: Request) -> Response:

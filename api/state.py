@@ -13,6 +13,7 @@ from graph.sessions import UserSessions
 from ingest.http_intake import HttpIntake
 from live.bus import Bus
 from live.delivery import LiveDelivery
+from services.command_dispatch import CommandDispatcher
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,3 +29,5 @@ class AppState:
     sessions: UserSessions
     # POST /devices/{id}/telemetry's pipeline and bounds (ingest.http_intake).
     intake: HttpIntake
+    # Sends device commands (services.command_dispatch).
+    commands: CommandDispatcher

@@ -8,7 +8,8 @@ Channels (one event is published on each of its three):
     readings:owner:<owner id>      every device of one user (readingAdded(deviceId: null))
     readings:all                   every device (an ADMIN's readingAdded(deviceId: null))
   and likewise status:device:<id>, status:owner:<id>, status:all for status changes,
-  logs:device:<id>, logs:owner:<id>, logs:all for device log lines.
+  logs:device:<id>, logs:owner:<id>, logs:all for device log lines,
+  and commands:device:<id>, commands:owner:<id>, commands:all for command state changes.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from typing import Literal, Self
 
 import orjson
 
-type Kind = Literal["readings", "status", "logs"]
+type Kind = Literal["readings", "status", "logs", "commands"]
 
 
 def device_channel(kind: Kind, device_id: str) -> str:
@@ -280,4 +281,61 @@ class LogEvent:
             timestamp=datetime.fromisoformat(data["t"]),
             level=data["l"],
             message=data["m"],
+        )
+
+
+# ---------------------------------------------------------------- commands
+@dataclass(frozen=True, slots=True)
+class CommandEvent:
+    """A command's state after one change (sent, answered, expired, cancelled), whole:
+    a commandUpdated subscriber may select any field. Published by the API and the
+    worker on the `commands` channels of its device."""
+
+    command_id: str
+    device_id: str
+    owner_id: str
+    name: str
+    params_json: str
+    state: str  # CommandState value
+    result_json: str | None
+    error: str | None
+    created_at: datetime
+    sent_at: datetime | None
+    completed_at: datetime | None
+    expires_at: datetime
+
+    def encode(self) -> bytes:
+        return orjson.dumps(
+            {
+                "i": self.command_id,
+                "d": self.device_id,
+                "o": self.owner_id,
+                "n": self.name,
+                "p": self.params_json,
+                "s": self.state,
+                "r": self.result_json,
+                "e": self.error,
+                "c": self.created_at.isoformat(),
+                "sa": _instant(self.sent_at),
+                "ca": _instant(self.completed_at),
+                "x": self.expires_at.isoformat(),
+            }
+        )
+
+    @classmethod
+    def decode(cls, raw: bytes | str) -> Self:
+        data = orjson.loads(raw)
+        return cls(
+            command_id=data["i"],
+            device_id=data["d"],
+            owner_id=data["o"],
+            name=data["n"],
+            params_json=data["p"],
+            state=data["s"],
+            result_json=data["r"],
+            error=data["e"],
+            created_at=datetime.fromisoformat(data["c"]),
+            sent_at=_parse_instant(data["sa"]),
+            completed_at=_parse_instant(data["ca"]),
+            expires_at=datetime.fromisoformat(data["x"]),
         )

@@ -189,6 +189,14 @@ class ApiSettings(CommonSettings):
     # MongoDB (models/audit.py), set to this value by each API process at start.
     audit_retention_days: int = Field(default=365, ge=1, le=36500)
 
+    # Device commands (docs/devices.md#commands): largest sendCommand `params`, as compact
+    # JSON text (over it: BAD_USER_INPUT); commands waiting (QUEUED) per device, one more
+    # is refused (RATE_LIMITED); how often each API process expires overdue commands and
+    # sends the queued ones of ONLINE devices whose status event it missed.
+    command_params_max_bytes: int = Field(default=8192, ge=2, le=64 * 1024)
+    commands_queued_per_device_max: int = Field(default=1000, ge=1)
+    command_sweep_seconds: float = Field(default=1.0, gt=0, le=60)
+
     # --- alerts (docs/alerts.md)
     alert_rules_per_device_max: int = Field(default=50, ge=1, le=1000)
 

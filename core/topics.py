@@ -69,7 +69,7 @@ TOPIC_KINDS: Final[tuple[TopicKind, ...]] = (
     TopicKind("logs", "logs", "uplink", "device", (0, 1), consumed=True),
     TopicKind("ota_progress", "ota/progress", "uplink", "device", (1,), consumed=True),
     TopicKind(
-        "command_result", "commands/{commandId}/result", "uplink", "device", (1,), granted=False
+        "command_result", "commands/{commandId}/result", "uplink", "device", (1,), consumed=True
     ),
     TopicKind("twin_reported", "twin/reported", "uplink", "device", (1,), consumed=True),
     TopicKind("twin_get", "twin/get", "uplink", "device", (1,), consumed=True),

@@ -25,6 +25,7 @@ from services import audit
 from services.accounts import user_from_access_token_subject
 from services.api_keys import ApiKeyGrant, authenticate_api_key, is_api_key, revoked_key_name
 from services.broker_identities import DynsecCommands
+from services.commands import Dispatch
 from services.errors import Unauthenticated
 from services.tokens import bearer_token, decode_access_claims
 
@@ -51,6 +52,8 @@ class Context:
     # Set when the caller authenticated with an API key: its scopes limit every operation
     # (graph.api_key_scopes).
     api_key: ApiKeyGrant | None = field(default=None, init=False)
+    # This process's command dispatcher (services.command_dispatch); None for a bare context.
+    commands: Dispatch | None = None
     _user: User | None = field(default=None, init=False)
     # time.monotonic() when the user was read: a revocation announced later wins.
     _authenticated_at: float = field(default=0.0, init=False)

@@ -24,6 +24,9 @@ from graph.api_key_scopes import ApiKeyScopes
 from graph.api_keys.mutations import ApiKeyMutation
 from graph.api_keys.queries import ApiKeyQuery
 from graph.audit.queries import AuditQuery
+from graph.commands.mutations import CommandMutation
+from graph.commands.queries import CommandQuery
+from graph.commands.subscriptions import CommandSubscription
 from graph.context import Context
 from graph.dashboards.mutations import DashboardMutation
 from graph.dashboards.queries import DashboardQuery
@@ -59,6 +62,7 @@ class Query(
     DeviceLogQuery,
     ApiKeyQuery,
     AuditQuery,
+    CommandQuery,
 ):
     pass
 
@@ -72,6 +76,7 @@ class Mutation(
     FirmwareMutation,
     TwinMutation,
     ApiKeyMutation,
+    CommandMutation,
 ):
     pass
 
@@ -83,6 +88,7 @@ class Subscription(
     FirmwareSubscription,
     DeviceLogSubscription,
     TwinSubscription,
+    CommandSubscription,
 ):
     pass
 

@@ -53,16 +53,16 @@ class OtaProgressHandler:
             error=parsed.error,
         )
         try:
-            target = await _patiently(lambda: apply_report(device.device_id, report))
+            target = await patiently(lambda: apply_report(device.device_id, report))
         except ReportRejected as rejected:
             raise Rejected(_REASONS[rejected.reason]) from rejected
         await publish_progress(self.events, target)
         if target.state in TERMINAL:
-            await _patiently(lambda: rollouts.settle(target.update_id))
+            await patiently(lambda: rollouts.settle(target.update_id))
         delivery.ack()
 
 
-async def _patiently[T](step: Callable[[], Awaitable[T]]) -> T:
+async def patiently[T](step: Callable[[], Awaitable[T]]) -> T:
     """Run `step` until MongoDB answers (each step is safe to repeat)."""
     backoff: Backoff | None = None  # made on a failure: this is the per-message path
     while True:

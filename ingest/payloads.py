@@ -51,6 +51,10 @@ type Reason = Literal[
     "bad_twin_reported",
     "twin_too_large",
     "twin_retained",
+    "bad_command_result",
+    "command_unknown",
+    "command_wrong_device",
+    "command_not_sent",
 ]
 
 REASONS: Final[tuple[Reason, ...]] = (
@@ -61,6 +65,7 @@ REASONS: Final[tuple[Reason, ...]] = (
     "rate_limited",
     "bad_utf8", "empty_log", "log_retained",
     "bad_twin_reported", "twin_too_large", "twin_retained",
+    "bad_command_result", "command_unknown", "command_wrong_device", "command_not_sent",
 )  # fmt: skip
 
 
@@ -288,3 +293,46 @@ def parse_ota_progress(payload: bytes) -> OtaProgress:
         # Shown to admins: printable text only, bounded.
         error = "".join(ch for ch in error if ch.isprintable())[:MAX_OTA_ERROR_LENGTH] or None
     return OtaProgress(update_id=update_id, state=state, progress=progress, error=error)
+
+
+# --- command results (devices/{id}/commands/{commandId}/result, contract/devices.md)
+MAX_COMMAND_RESULT_BYTES: Final = 16 * 1024
+MAX_COMMAND_ERROR_LENGTH: Final = 1000
+
+
+@dataclass(frozen=True, slots=True)
+class CommandResult:
+    command_id: str  # as the topic names it (checked against the database)
+    ok: bool
+    result_json: str | None  # compact JSON text of `result` (ok only)
+    error: str | None  # (not ok only)
+
+
+def parse_command_result(topic: str, payload: bytes) -> CommandResult:
+    """`{"ok": true, "result": <any JSON>}` or `{"ok": false, "error": "text"}`, at most
+    16 KiB; anything else is `bad_command_result` (`too_large` over the size)."""
+    if len(payload) > MAX_COMMAND_RESULT_BYTES:
+        raise Rejected("too_large")
+    try:
+        document = json.loads(payload, parse_constant=_reject_constant)
+    except Rejected:
+        raise Rejected("bad_command_result") from None
+    except (ValueError, UnicodeDecodeError, RecursionError) as err:
+        raise Rejected("bad_command_result") from err
+    if not isinstance(document, dict) or not isinstance(document.get("ok"), bool):
+        raise Rejected("bad_command_result")
+    command_id = topic.split("/")[3]
+    if document["ok"]:
+        if "error" in document:
+            raise Rejected("bad_command_result")
+        try:
+            result = orjson.dumps(document.get("result")).decode()
+        except orjson.JSONEncodeError as err:  # an integer over 64 bits, nesting over 255
+            raise Rejected("bad_command_result") from err
+        return CommandResult(command_id=command_id, ok=True, result_json=result, error=None)
+    error = document.get("error")
+    if not isinstance(error, str) or "result" in document:
+        raise Rejected("bad_command_result")
+    # Shown to users: printable text only, bounded.
+    error = "".join(ch for ch in error if ch.isprintable())[:MAX_COMMAND_ERROR_LENGTH]
+    return CommandResult(command_id=command_id, ok=False, result_json=None, error=error)

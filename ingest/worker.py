@@ -19,6 +19,7 @@ from core.events import DEVICE_CHANGES_CHANNEL
 from core.settings import WorkerSettings
 from core.topics import CONSUMED, check_handlers
 from ingest.alerts import AlertEngine
+from ingest.commands import CommandResultHandler
 from ingest.devices import DeviceDirectory, DeviceInfo
 from ingest.logs import LogHandler, LogStore
 from ingest.mqtt import Delivery, MqttClientError, MqttSubscriber
@@ -99,6 +100,7 @@ class IngestWorker:
         self.twins = TwinHandler(
             redis, max_bytes=settings.twin_max_bytes, publisher=lambda: self.mqtt
         )
+        self.command_results = CommandResultHandler(self.live)
         self.alerts = AlertEngine(settings, redis, self.stats, origin=settings.ingest_client_id)
         self.telemetry = TelemetryPipeline(
             store=self.store, live=self.live, status=self.status, alerts=self.alerts
@@ -244,6 +246,11 @@ class IngestWorker:
     async def _twin_get(self, delivery: Delivery, device: DeviceInfo, _: datetime) -> None:
         await self.twins.get(delivery, device)
 
+    async def _command_result(
+        self, delivery: Delivery, device: DeviceInfo, arrived: datetime
+    ) -> None:
+        await self.command_results.handle(delivery, device, arrived)
+
     # The handler of each topic kind the worker consumes (core.topics), checked below.
     HANDLERS: ClassVar[Mapping[str, Handler]] = {
         "telemetry": _telemetry,
@@ -252,6 +259,7 @@ class IngestWorker:
         "logs": _logs,
         "twin_reported": _twin_reported,
         "twin_get": _twin_get,
+        "command_result": _command_result,
     }
 
     async def _follow_device_changes(self) -> None:

@@ -6,6 +6,7 @@ from models.accounts import RefreshToken, Role, User
 from models.alerts import Alert, AlertRule, NotificationWebhook
 from models.api_keys import ApiKey, ApiKeyScope
 from models.audit import AuditEntry
+from models.commands import Command, CommandState
 from models.dashboards import Dashboard
 from models.device_logs import DeviceLog, LogLevel
 from models.devices import Device, DeviceStatus
@@ -31,6 +32,7 @@ DOCUMENT_MODELS: list[type[Document]] = [
     DeviceTwin,
     ApiKey,
     AuditEntry,
+    Command,
 ]
 
 __all__ = [
@@ -40,6 +42,8 @@ __all__ = [
     "ApiKey",
     "ApiKeyScope",
     "AuditEntry",
+    "Command",
+    "CommandState",
     "Dashboard",
     "Device",
     "DeviceLog",

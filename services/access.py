@@ -30,6 +30,7 @@ type Kind = Literal[
     "user",
     "api_key",
     "audit_entry",
+    "command",
 ]
 
 # The document field naming a resource's owner (a user is its own owner); None: the
@@ -45,6 +46,7 @@ OWNER_FIELD: Final[dict[Kind, str | None]] = {
     "api_key": "user_id",
     # An entry's readers: its actor and the owner of its target (models.audit).
     "audit_entry": "user_ids",
+    "command": "owner_id",
 }
 # Only their owner, whoever else asks (an ADMIN included).
 PERSONAL: Final[frozenset[Kind]] = frozenset({"dashboard", "api_key"})
@@ -59,6 +61,7 @@ LABEL: Final[dict[Kind, str]] = {
     "user": "User",
     "api_key": "API key",
     "audit_entry": "Audit entry",
+    "command": "Command",
 }
 _ADMIN: Final = Role.ADMIN  # a module global: read per event on the live path
 # Matches no document: what a principal sees of a kind it may not see at all.

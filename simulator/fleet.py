@@ -15,6 +15,9 @@ share of installations fail.
 
 Every device keeps a twin (simulator.twin.TwinAgent): it takes the desired `interval`
 (seconds between its readings) and reports what it runs on devices/{id}/twin/reported.
+Every device answers commands (simulator.commands: `reboot`, `setInterval`
+{"seconds": n}, which changes its interval as the twin's desired one does; anything
+else fails).
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ import aiomqtt
 import httpx
 
 from core.settings import get_settings
+from simulator.commands import answer
 from simulator.ota import Offer, OtaAgent
 from simulator.twin import TwinAgent
 
@@ -187,16 +191,20 @@ async def run_device(
         identifier=device.id,  # the contract: a device connects with its own id
         will=will,
     ) as client:
-        await client.publish(status, b"online", qos=1, retain=True)
         logs = f"devices/{device.id}/logs"
-        await client.publish(logs, f"boot ok: {device.name}", qos=1)
         twin = TwinAgent(device.id, interval)
         await client.subscribe(twin.desired_topic, qos=1)
-        await client.publish(twin.reported_topic, twin.report(), qos=1)
+        # Subscribed before announcing itself: queued commands go out on "online".
+        await client.subscribe(f"devices/{device.id}/commands/+", qos=1)
+        offers: asyncio.Queue[aiomqtt.Message] = asyncio.Queue(maxsize=1)
+        tasks = [asyncio.create_task(listen(device, client, twin, offers))]
         if device.ota is not None:
             await client.subscribe(f"devices/{device.id}/ota", qos=1)
             print(f"ota: {device.name} {device.id} listening", flush=True)
-        listener = asyncio.create_task(listen(device, client, twin))
+            tasks.append(asyncio.create_task(take_updates(device, device.ota, client, offers)))
+        await client.publish(status, b"online", qos=1, retain=True)
+        await client.publish(logs, f"boot ok: {device.name}", qos=1)
+        await client.publish(twin.reported_topic, twin.report(), qos=1)
         try:
             next_at = time.monotonic()
             while time.monotonic() < until:
@@ -210,43 +218,71 @@ async def run_device(
                 if await twin.sleep(next_at - time.monotonic()):
                     next_at = time.monotonic()  # a new interval: from now on
         finally:
-            listener.cancel()
-            await asyncio.gather(listener, return_exceptions=True)
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
         await client.publish(status, b"offline", qos=1, retain=True)
 
 
-async def listen(device: SimulatedDevice, client: aiomqtt.Client, twin: TwinAgent) -> None:
-    """Every message to the device: twin documents (applied, then reported back) and,
-    with an OTA agent, firmware offers (carried out one at a time)."""
+async def listen(
+    device: SimulatedDevice,
+    client: aiomqtt.Client,
+    twin: TwinAgent,
+    offers: asyncio.Queue[aiomqtt.Message],
+) -> None:
+    """Every message to the device: twin documents (applied, then reported back),
+    commands (answered; setInterval changes the twin's interval, reported back too), and
+    OTA offers, handed to take_updates (one waits at most: a newer replaces it)."""
     async for message in client.messages:
         if not isinstance(message.payload, bytes):
             continue
         if message.topic.matches(twin.desired_topic):
             if twin.apply(message.payload):
                 await client.publish(twin.reported_topic, twin.report(), qos=1)
+        elif message.topic.matches(f"devices/{device.id}/commands/+"):
+            try:
+                command = json.loads(message.payload)
+            except ValueError:
+                command = None  # answered as an unknown command
+            before = twin.interval
+            reply = answer(twin, command)
+            print(f"command: {device.name} {message.topic} -> {reply}", flush=True)
+            await client.publish(f"{message.topic}/result", json.dumps(reply), qos=1)
+            if twin.interval != before:
+                twin.changed.set()
+                await client.publish(twin.reported_topic, twin.report(), qos=1)
         elif device.ota is not None:
-            await take_update(device, device.ota, client, message.payload)
+            if offers.full():
+                offers.get_nowait()
+            offers.put_nowait(message)
 
 
-async def take_update(
-    device: SimulatedDevice, agent: OtaAgent, client: aiomqtt.Client, payload: bytes
+async def take_updates(
+    device: SimulatedDevice,
+    agent: OtaAgent,
+    client: aiomqtt.Client,
+    offers: asyncio.Queue[aiomqtt.Message],
 ) -> None:
-    """Carry out one offer from the device's OTA topic."""
+    """Carry out each offer on the device's OTA topic, one at a time."""
     progress_topic = f"devices/{device.id}/ota/progress"
 
     async def publish(report: dict[str, Any]) -> None:
         await client.publish(progress_topic, json.dumps(report), qos=1)
 
-    offer = Offer.parse(payload)
-    if offer is None:
-        return
-    outcome = await agent.handle(offer, publish)
-    if outcome != "IGNORED":
-        resumed = f" (resumed at {agent.resumed_at})" if agent.resumed_at else ""
-        print(
-            f"ota: {device.name} {offer.update_id} {outcome} {offer.version}{resumed}",
-            flush=True,
-        )
+    while True:
+        message = await offers.get()
+        if not isinstance(message.payload, bytes):
+            continue
+        offer = Offer.parse(message.payload)
+        if offer is None:
+            continue
+        outcome = await agent.handle(offer, publish)
+        if outcome != "IGNORED":
+            resumed = f" (resumed at {agent.resumed_at})" if agent.resumed_at else ""
+            print(
+                f"ota: {device.name} {offer.update_id} {outcome} {offer.version}{resumed}",
+                flush=True,
+            )
 
 
 async def simulate(args: argparse.Namespace) -> int:

@@ -278,3 +278,18 @@ async def test_audit_action_with_api_key_names_the_key(api: Api) -> None:
     assert nodes[1]["details"] == {"name": "k", "type": "esp32", "apiKeyId": node["id"]}
     assert nodes[1]["actor"]["id"] == user.user_id
     assert "apiKeyId" not in nodes[0]["details"]
+
+
+async def test_audit_command_send_recorded(api: Api) -> None:
+    user = await register(api)
+    device = await create_device(api, user)
+    sent = await api.execute(
+        op("SendCommand"),
+        {"deviceId": device.id, "name": "reboot", "params": {"delay": 1}},
+        token=user.access_token,
+    )
+    command_id = sent.data["sendCommand"]["id"]
+    nodes = await audit_log(api, user.access_token)
+    assert actions(nodes)[0] == "command.send"
+    assert nodes[0]["targetId"] == command_id
+    assert nodes[0]["details"] == {"name": "reboot", "deviceId": device.id}

@@ -68,6 +68,7 @@ def test_worker_handlers_cover_consumed_kinds() -> None:
         "status",
         "logs",
         "ota_progress",
+        "command_result",
         "twin_reported",
         "twin_get",
     ]
@@ -82,8 +83,9 @@ def test_check_handlers_missing_kind_refused() -> None:
 
 def test_parse_topic_consumed_kinds_only() -> None:
     for entry in CONSUMED:
-        assert parse_topic(entry.topic(DEVICE)).kind == entry.name
-    # Not consumed (not granted yet, or not an uplink): not the worker's.
+        # A filter's single-level wildcard stands for a concrete command id here.
+        assert parse_topic(entry.topic(DEVICE).replace("+", "c1")).kind == entry.name
+    # Not consumed (not an uplink): not the worker's.
     for entry in TOPIC_KINDS:
         if not entry.consumed:
             topic = f"devices/{DEVICE}/" + entry.suffix.replace("{commandId}", "c1")
@@ -98,6 +100,7 @@ def test_subscriptions_and_stats_labels_follow_registry() -> None:
         ("$share/g/devices/+/status", 1),
         ("$share/g/devices/+/logs", 1),
         ("$share/g/devices/+/ota/progress", 1),
+        ("$share/g/devices/+/commands/+/result", 1),
         ("$share/g/devices/+/twin/reported", 1),
         ("$share/g/devices/+/twin/get", 1),
     ]
@@ -112,11 +115,15 @@ def test_acls_follow_registry_unchanged() -> None:
     assert device_acls(DEVICE) == frozenset(
         [Acl("publishClientSend", f"{own}/{s}") for s in ("telemetry", "status", "logs")]
         + [Acl("publishClientSend", f"{own}/ota/progress")]
+        + [Acl("publishClientSend", f"{own}/commands/+/result")]
         + [Acl("publishClientSend", f"{own}/twin/{s}") for s in ("reported", "get")]
         + [Acl(t, f"{own}/{s}") for t in ("subscribePattern", "publishClientReceive")
            for s in ("ota", "commands/#", "twin/desired")]
     )  # fmt: skip
-    uplinks = [f"devices/+/{s}" for s in ("telemetry", "status", "logs", "ota/progress")]
+    uplinks = [
+        f"devices/+/{s}"
+        for s in ("telemetry", "status", "logs", "ota/progress", "commands/+/result")
+    ]
     uplinks += ["devices/+/twin/reported", "devices/+/twin/get"]
     assert ingest_acls(Settings.model_construct(ingest_share_group="g")) == frozenset(
         [Acl("subscribePattern", t) for t in uplinks]
@@ -133,7 +140,8 @@ def test_acls_follow_registry_unchanged() -> None:
 def test_registry_logs_allowed_and_consumed() -> None:
     logs = kind("logs")
     assert logs.granted and logs.consumed and logs.qos == (0, 1)
-    assert not kind("command_result").granted  # in the contract, not served yet
+    # Every kind of the contract is served now: none waits ungranted.
+    assert all(entry.granted for entry in TOPIC_KINDS)
 
 
 def test_registry_twin_desired_republished_by_worker_only() -> None:

@@ -29,7 +29,14 @@ ADMIN = User(ObjectId(), Role.ADMIN)
 
 ACTIONS: tuple[Action, ...] = get_args(Action.__value__)
 KINDS: tuple[Kind, ...] = get_args(Kind.__value__)
-OWNED: tuple[Kind, ...] = ("device", "alert_rule", "alert", "reading_stream", "audit_entry")
+OWNED: tuple[Kind, ...] = (
+    "device",
+    "alert_rule",
+    "alert",
+    "reading_stream",
+    "audit_entry",
+    "command",
+)
 
 # (who, kind) -> the actions allowed on a resource of `kind` owned by ALICE (firmware:
 # owned by nobody). Everything not listed is denied.

@@ -1,0 +1,34 @@
+"""Queries of the commands domain."""
+
+from __future__ import annotations
+
+import strawberry
+
+from graph.commands.types import Command
+from graph.context import Info
+from graph.pagination import Connection
+from models.commands import CommandState
+from services import commands
+from services.pagination import clamp_page_size
+
+
+@strawberry.type
+class CommandQuery:
+    @strawberry.field(description="One device's commands, newest first.")
+    async def commands(
+        self,
+        info: Info,
+        device_id: strawberry.ID,
+        state: CommandState | None = None,
+        first: int | None = None,
+        after: str | None = None,
+    ) -> Connection[Command]:
+        viewer = await info.context.require_user()
+        settings = info.context.settings
+        size = clamp_page_size(
+            first, default=settings.page_size_default, maximum=settings.page_size_max
+        )
+        page = await commands.list_commands(
+            viewer, device_id=device_id, state=state, first=size, after=after
+        )
+        return Connection[Command].from_page(page, Command.from_document)
