@@ -18,6 +18,7 @@ from api.graphiql import ASSETS_PATH as GRAPHIQL_ASSETS_PATH
 from api.graphiql import GraphiQLAssets
 from api.graphql import GraphQLApp
 from api.health import health
+from api.mailer import open_mailer
 from api.metrics import metrics_endpoint
 from api.request_ids import RequestIdMiddleware
 from api.security_headers import SecurityHeadersMiddleware
@@ -107,6 +108,8 @@ def create_app(settings: ApiSettings | None = None) -> Api:
             UserSessions(settings, bus) as sessions,
             # Results its subscribers share, slow subscribers' closes (live.delivery).
             LiveDelivery() as live,
+            # E-mail: the outbox sender and the alert reminder check (api/mailer.py).
+            open_mailer(settings),
         ):
             # Devices stored before name search existed get their keys (once per database).
             await backfill_search_keys()

@@ -7,6 +7,7 @@ from models.alerts import Alert, AlertRule, NotificationWebhook
 from models.dashboards import Dashboard
 from models.device_logs import DeviceLog, LogLevel
 from models.devices import Device, DeviceStatus
+from models.email import AlertReminder, EmailToken, NotificationPreferences, OutboxMail
 from models.firmware import Firmware, FirmwareUpdate, FirmwareUpdateTarget
 from models.platform import Marker
 from models.readings import MetricValue, Reading
@@ -25,23 +26,31 @@ DOCUMENT_MODELS: list[type[Document]] = [
     FirmwareUpdate,
     FirmwareUpdateTarget,
     DeviceLog,
+    EmailToken,
+    OutboxMail,
+    NotificationPreferences,
+    AlertReminder,
 ]
 
 __all__ = [
     "DOCUMENT_MODELS",
     "Alert",
+    "AlertReminder",
     "AlertRule",
     "Dashboard",
     "Device",
     "DeviceLog",
     "DeviceStatus",
+    "EmailToken",
     "Firmware",
     "FirmwareUpdate",
     "FirmwareUpdateTarget",
     "LogLevel",
     "Marker",
     "MetricValue",
+    "NotificationPreferences",
     "NotificationWebhook",
+    "OutboxMail",
     "Reading",
     "RefreshToken",
     "Role",
