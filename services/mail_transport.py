@@ -76,6 +76,13 @@ class SmtpTransport:
             raise MailFailed(
                 f"SMTP {err.code}: {err.message}"[:500], permanent=err.code >= 500 and not auth
             ) from err
+        except aiosmtplib.SMTPRecipientsRefused as err:
+            # One recipient per mail: its refusal is the mail's.
+            codes = [r.code for r in err.recipients]
+            reasons = "; ".join(f"{r.code} {r.message}" for r in err.recipients)
+            raise MailFailed(
+                f"SMTP {reasons}"[:500], permanent=bool(codes) and min(codes) >= 500
+            ) from err
         except (aiosmtplib.SMTPException, OSError) as err:
             raise MailFailed(f"{type(err).__name__}: {err}"[:500]) from err
         return "sent"

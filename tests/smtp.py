@@ -44,9 +44,19 @@ class _Handler:
     def __init__(self, server: SmtpServer) -> None:
         self._server = server
 
+    async def handle_RCPT(
+        self, server: Any, session: Any, envelope: Any, address: str, rcpt_options: Any
+    ) -> str:
+        if address.startswith("rejected"):
+            return "550 5.1.1 no such mailbox"
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
         if self._server.delay:
+            # A server too slow to answer: the client gives up first; nothing is kept.
             await asyncio.sleep(self._server.delay)
+            return "451 4.3.0 too slow"
         message = email.message_from_bytes(envelope.content, policy=email.policy.default)
         assert isinstance(message, EmailMessage)
         self._server.received.append(Mail(envelope.mail_from, list(envelope.rcpt_tos), message))
@@ -55,7 +65,8 @@ class _Handler:
 
 class SmtpServer:
     """aiosmtpd on 127.0.0.1:`port`; `stop()` closes the port (a dead server), `start()`
-    opens it again; `delay` makes it wait that long before accepting each mail."""
+    opens it again; with `delay` it answers each mail only that late (and refuses it);
+    recipients starting with "rejected" are refused for good (550)."""
 
     def __init__(self) -> None:
         self.port = free_port()
@@ -64,6 +75,8 @@ class SmtpServer:
         self._controller: Controller | None = None
 
     def start(self) -> None:
+        if self._controller is not None:
+            return
         self._controller = Controller(_Handler(self), hostname="127.0.0.1", port=self.port)
         self._controller.start()
 
