@@ -107,6 +107,11 @@ async def check_reminders(settings: ApiSettings) -> None:
 async def open_mailer(settings: ApiSettings) -> AsyncIterator[Mailer]:
     """Run the outbox sender and the reminder check until the block ends."""
     mailer = Mailer(settings, transport_for(settings))
+    if settings.environment == "production" and "localhost" in settings.public_base_url:
+        logger.warning(
+            "PUBLIC_BASE_URL is %s: links in e-mails will not work for their readers",
+            settings.public_base_url,
+        )
     tasks = [
         asyncio.create_task(mailer.run(), name="email-outbox"),
         asyncio.create_task(check_reminders(settings), name="email-reminders"),

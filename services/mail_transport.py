@@ -52,7 +52,11 @@ class SmtpTransport:
         message["Subject"] = subject
         message["Message-ID"] = make_msgid(domain="iotplatform")
         message.set_content(text)
+        # No login unless both are set (compose passes unset ones as empty strings).
+        username = settings.smtp_username or None
         password = settings.smtp_password.get_secret_value() if settings.smtp_password else None
+        if username is None or not password:
+            username = password = None
         timeout = settings.smtp_timeout_seconds
         try:
             # The overall deadline: aiosmtplib's own timeout applies per step only.
@@ -61,7 +65,7 @@ class SmtpTransport:
                     message,
                     hostname=settings.smtp_host,
                     port=settings.smtp_port,
-                    username=settings.smtp_username,
+                    username=username,
                     password=password,
                     use_tls=settings.smtp_tls == "tls",
                     start_tls=settings.smtp_tls == "starttls",

@@ -50,7 +50,7 @@ async def request_password_reset(
     # same (no RATE_LIMITED), so that nobody can flood an inbox or learn anything.
     sent = await ratelimit.hit(redis, "password-reset-email", address, window_seconds=window)
     if sent > settings.password_resets_per_email:
-        logger.info("password reset request over the per-address limit: no e-mail")
+        logger.info("password reset request over the per-e-mail limit: no e-mail")
         return
     await outbox.enqueue(MailKind.PASSWORD_RESET, address)
 
