@@ -55,6 +55,10 @@ class Mailer:
                 except PyMongoError as err:
                     # The claim's lease runs out and some sender tries this mail again.
                     logger.warning("e-mail %s: outbox update failed (%s)", mail.id, err)
+                except Exception:
+                    # Whatever went wrong with one mail, the others still go out; this one
+                    # is tried again once its lease runs out (attempts stay bounded).
+                    logger.exception("e-mail %s: attempt failed unexpectedly", mail.id)
         finally:
             outbox.unregister_wakeup(self._wakeup)
 
@@ -65,6 +69,10 @@ class Mailer:
 
     async def attempt(self, mail: OutboxMail) -> None:
         """One attempt at one claimed mail, settled or rescheduled in the outbox."""
+        if mail.attempts > self._settings.email_max_attempts:
+            # Claimed again after attempts that ended without a verdict (a crash mid-send).
+            await outbox.settle(mail, MailState.DEAD, error="out of attempts")
+            return
         if mail.subject is None or mail.text is None:
             # A request entry: made into a mail once, here; stored, so retries send it.
             message = (
@@ -98,6 +106,9 @@ async def check_reminders(settings: ApiSettings) -> None:
             queued = await notifications.send_due_reminders(base_url=settings.public_base_url)
         except PyMongoError as err:
             logger.warning("alert reminder check failed (%s); trying again later", err)
+            continue
+        except Exception:
+            logger.exception("alert reminder check failed unexpectedly; trying again later")
             continue
         if queued:
             logger.info("%d alert reminder(s) queued", queued)

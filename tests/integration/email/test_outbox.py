@@ -10,11 +10,13 @@ from datetime import timedelta
 
 import pytest
 
+from api.mailer import Mailer
 from core.settings import Settings
 from models.accounts import utcnow
 from models.email import MailKind, MailState, OutboxMail
 from services import outbox
 from services.mail_messages import Message
+from services.mail_transport import LogTransport
 from tests.client import Api
 from tests.contract import op
 from tests.factories import register, unique_email
@@ -174,3 +176,38 @@ async def test_enqueue_same_key_once(settings: Settings) -> None:
 
     assert (first, again) == (True, False)
     assert await OutboxMail.find({"key": "alert:x"}).count() == 1
+
+
+async def test_retry_mail_of_a_sender_that_died_after_its_lease(settings: Settings) -> None:
+    later = utcnow() + timedelta(days=1)  # beyond the running senders' reach
+    await OutboxMail(
+        kind=MailKind.ALERT, to="lease@example.com", subject="s", text="t", next_attempt_at=later
+    ).insert()
+    first = await outbox.claim_due(settings, now=later)
+    assert first is not None  # ... and its sender dies without a word
+
+    held = await outbox.claim_due(settings, now=later + outbox.lease(settings) / 2)
+    again = await outbox.claim_due(settings, now=later + outbox.lease(settings))
+
+    assert held is None
+    assert again is not None and again.id == first.id and again.attempts == 2
+
+
+async def test_give_up_mail_claimed_beyond_max_attempts(settings: Settings) -> None:
+    later = utcnow() + timedelta(days=1)
+    await OutboxMail(
+        kind=MailKind.ALERT,
+        to="crashes@example.com",
+        subject="s",
+        text="t",
+        attempts=settings.email_max_attempts,  # each ended in a crash, without a verdict
+        next_attempt_at=later,
+    ).insert()
+    mail = await outbox.claim_due(settings, now=later)
+    assert mail is not None
+
+    await Mailer(settings, LogTransport()).attempt(mail)
+
+    settled = await OutboxMail.get(mail.id)
+    assert settled is not None and settled.state == MailState.DEAD
+    assert settled.last_error == "out of attempts"
