@@ -123,10 +123,10 @@ def settings(mongodb_url: str, managed_broker: ManagedBroker, smtp_server: SmtpS
         smtp_port=smtp_server.port,
         smtp_tls="none",
         smtp_timeout_seconds=2,
-        email_outbox_poll_seconds=0.1,
+        email_outbox_poll_seconds=0.25,
         email_retry_first_seconds=0.2,
         email_retry_max_seconds=1,
-        email_reminder_check_seconds=0.2,
+        email_reminder_check_seconds=0.5,
         public_base_url="http://console.test",
     )
 

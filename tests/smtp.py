@@ -16,6 +16,10 @@ from aiosmtpd.controller import Controller
 
 from tests.net import free_port
 
+# Long enough for several polls of the senders (EMAIL_OUTBOX_POLL_SECONDS is 0.25 in the
+# tests): a mail not received by then was not sent.
+QUIET_SECONDS = 1.0
+
 
 @dataclass(frozen=True)
 class Mail:

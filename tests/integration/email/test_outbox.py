@@ -23,7 +23,7 @@ from tests.factories import register, unique_email
 from tests.integration.alerts.conftest import eventually
 from tests.integration.email.helpers import VERIFY_SUBJECT, settled_mails
 from tests.servers import serve_api
-from tests.smtp import SmtpServer
+from tests.smtp import QUIET_SECONDS, SmtpServer
 
 
 @pytest.fixture
@@ -76,7 +76,7 @@ async def test_retry_mail_until_smtp_server_is_back(api: Api, smtp_down: SmtpSer
     [sent] = await settled_mails(to=user.email)
     assert sent.state == MailState.SENT and sent.sent_at is not None
     assert sent.text is None  # the token's link is not kept once sent
-    await asyncio.sleep(0.5)
+    await asyncio.sleep(QUIET_SECONDS)
     assert len(smtp_down.to(user.email)) == 1
 
 
@@ -113,7 +113,7 @@ async def test_give_up_mail_after_max_attempts(api: Api, smtp_down: SmtpServer) 
     # The waits between attempts grew (0.2, 0.4, 0.8, then the 1 s maximum): 5.4 s.
     assert time.monotonic() - started >= 5.4
     smtp_down.start()
-    await asyncio.sleep(0.5)
+    await asyncio.sleep(QUIET_SECONDS)
     assert smtp_down.to(user.email) == []
 
 
@@ -134,7 +134,7 @@ async def test_send_each_mail_once_from_two_api_processes(
         users = [await register(client) for client in (api, second) * 5]
         for user in users:
             await smtp_server.wait_for(user.email)
-        await asyncio.sleep(0.5)  # both senders polled several times since
+        await asyncio.sleep(QUIET_SECONDS)  # both senders polled several times since
 
     assert [len(smtp_server.to(u.email)) for u in users] == [1] * len(users)
 
