@@ -19,6 +19,7 @@ from api.graphiql import ASSETS_PATH as GRAPHIQL_ASSETS_PATH
 from api.graphiql import GraphiQLAssets
 from api.graphql import GraphQLApp
 from api.health import health
+from api.mailer import open_mailer
 from api.metrics import metrics_endpoint
 from api.request_ids import RequestIdMiddleware
 from api.security_headers import SecurityHeadersMiddleware
@@ -128,6 +129,8 @@ def create_app(settings: ApiSettings | None = None) -> Api:
             running_retention(settings, redis),
             # Device commands: sent on the broker connection, queued ones on ONLINE.
             open_commands(settings, broker, bus, redis) as commands,
+            # E-mail: the outbox sender and the alert reminder check (api/mailer.py).
+            open_mailer(settings),
         ):
             # Devices stored before name search existed get their keys (once per database).
             await backfill_search_keys()

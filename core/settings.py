@@ -61,6 +61,10 @@ class CommonSettings(BaseSettings):
     # Largest desired and reported twin document (compact JSON, UTF-8) each: over it an
     # updateDesiredState is BAD_USER_INPUT (API), a device's report a counted drop (worker).
     twin_max_bytes: int = Field(default=16 * 1024, ge=1024, le=1024 * 1024)
+    # Where the links in e-mails point: {PUBLIC_BASE_URL}/console/verify?token=...,
+    # /console/reset?token=..., /console/alerts/<id> (README "E-mail"). The worker writes
+    # alert e-mails, the API the others: both read it.
+    public_base_url: str = "http://localhost:8000"
 
     def _weak_secrets(self) -> list[str]:
         """What ENVIRONMENT=production refuses: a development or short secret."""
@@ -196,6 +200,35 @@ class ApiSettings(CommonSettings):
     command_params_max_bytes: int = Field(default=8192, ge=2, le=64 * 1024)
     commands_queued_per_device_max: int = Field(default=1000, ge=1)
     command_sweep_seconds: float = Field(default=1.0, gt=0, le=60)
+
+    # requestPasswordReset: per client address (beyond: RATE_LIMITED) and per e-mail address
+    # (beyond: the same `true`, but no e-mail: the answer reveals nothing), per window.
+    password_resets_per_address: int = Field(default=10, ge=1)
+    password_resets_per_email: int = Field(default=3, ge=1)
+    # E-mail (README "E-mail"): every mail goes through the outbox (MongoDB), sent by a
+    # background task of each API process. No SMTP_HOST: development and test log the
+    # links instead, production sends nothing (and warns at start).
+    smtp_host: str = ""
+    smtp_port: int = Field(default=587, ge=1, le=65535)
+    # "starttls": upgrade a plain connection (587); "tls": TLS from the start (465).
+    smtp_tls: Literal["none", "starttls", "tls"] = "starttls"
+    smtp_username: str | None = None
+    smtp_password: SecretStr | None = None
+    # The whole of one delivery attempt (connect, TLS, login, send), however slow the server.
+    smtp_timeout_seconds: float = Field(default=30, gt=0, le=600)
+    # The From header ("IoT Platform <noreply@example.com>").
+    email_sender: str = "IoT Platform <noreply@localhost>"
+    # How often each API process looks for mail due (a mail queued by this process
+    # wakes its sender at once).
+    email_outbox_poll_seconds: float = Field(default=2, gt=0, le=60)
+    # Attempts per mail; between them, exponential waits from the first to the longest.
+    email_max_attempts: int = Field(default=8, ge=1, le=50)
+    email_retry_first_seconds: float = Field(default=10, gt=0)
+    email_retry_max_seconds: float = Field(default=900, gt=0)
+    # How often each API process looks for alert reminders due (docs/alerts.md).
+    email_reminder_check_seconds: float = Field(default=60, gt=0, le=3600)
+    # How long the link of a verification e-mail works (a reset link: one hour).
+    email_verification_ttl_hours: int = Field(default=48, ge=1, le=24 * 30)
 
     # --- alerts (docs/alerts.md)
     alert_rules_per_device_max: int = Field(default=50, ge=1, le=1000)

@@ -15,6 +15,7 @@ from strawberry.types import ExecutionContext, ExecutionResult
 from strawberry.types.execution import PreExecutionError
 
 from core.settings import ApiSettings
+from graph.accounts.email import EmailAccountMutation
 from graph.accounts.mutations import AccountMutation
 from graph.accounts.queries import AccountQuery
 from graph.alerts.mutations import AlertMutation
@@ -41,6 +42,7 @@ from graph.limits import limit_extensions
 from graph.logs.queries import DeviceLogQuery
 from graph.logs.subscriptions import DeviceLogSubscription
 from graph.metrics import ApiMetrics
+from graph.notifications.mutations import NotificationMutation
 from graph.operation_ids import OperationIds
 from graph.operation_metrics import metrics_extensions
 from graph.readings.queries import ReadingQuery
@@ -77,6 +79,8 @@ class Mutation(
     TwinMutation,
     ApiKeyMutation,
     CommandMutation,
+    EmailAccountMutation,
+    NotificationMutation,
 ):
     pass
 

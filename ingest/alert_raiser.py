@@ -28,6 +28,7 @@ from ingest.webhooks import WebhookDelivery, WebhookSender
 from models.alerts import Alert, AlertKind, AlertRule, NotificationWebhook, Severity
 from services.alerts import NewAlert, alert_event, close_open_alert, open_alert
 from services.alerts import publish_alert_event as publish
+from services.notifications import queue_alert_email
 from services.webhooks import alert_payload, webhook_secret
 
 logger = logging.getLogger(__name__)
@@ -146,6 +147,10 @@ class AlertRaiser:
         self._stats.alerts_raised.labels(kind=kind.value).inc()
         await publish(self._redis, alert_event(alert, "raised", origin=self._origin))
         await self._retrying("webhook lookup", lambda: self._notify(alert))
+        # Its e-mail, per the owner's preferences: queued in the outbox (idempotent, so
+        # retried like the rest), sent by an API process (services/notifications.py).
+        base_url = self._settings.public_base_url
+        await self._retrying("alert e-mail", lambda: queue_alert_email(alert, base_url=base_url))
 
     async def _claim_anomaly(self, device_id: str) -> bool:
         """At most one anomaly alert per device and interval, across workers (Redis SET NX);

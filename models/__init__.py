@@ -10,6 +10,7 @@ from models.commands import Command, CommandState
 from models.dashboards import Dashboard
 from models.device_logs import DeviceLog, LogLevel
 from models.devices import Device, DeviceStatus
+from models.email import AlertReminder, EmailToken, NotificationPreferences, OutboxMail
 from models.firmware import Firmware, FirmwareUpdate, FirmwareUpdateTarget
 from models.platform import Marker
 from models.readings import MetricValue, Reading
@@ -33,11 +34,16 @@ DOCUMENT_MODELS: list[type[Document]] = [
     ApiKey,
     AuditEntry,
     Command,
+    EmailToken,
+    OutboxMail,
+    NotificationPreferences,
+    AlertReminder,
 ]
 
 __all__ = [
     "DOCUMENT_MODELS",
     "Alert",
+    "AlertReminder",
     "AlertRule",
     "ApiKey",
     "ApiKeyScope",
@@ -49,13 +55,16 @@ __all__ = [
     "DeviceLog",
     "DeviceStatus",
     "DeviceTwin",
+    "EmailToken",
     "Firmware",
     "FirmwareUpdate",
     "FirmwareUpdateTarget",
     "LogLevel",
     "Marker",
     "MetricValue",
+    "NotificationPreferences",
     "NotificationWebhook",
+    "OutboxMail",
     "Reading",
     "RefreshToken",
     "Role",

@@ -30,6 +30,9 @@ class User(Document):
     # Access tokens carry the value they were issued under; logging out (and so a new
     # password) moves it on, which ends every access token issued before at once.
     session_version: int = 0
+    # Confirmed by the link of a verification e-mail (services/email_verification.py);
+    # alert e-mails go to verified addresses only. Users from before e-mail: False.
+    email_verified: bool = False
 
     class Settings:
         name = "users"

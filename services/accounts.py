@@ -19,7 +19,7 @@ from core.settings import ApiSettings
 from live.bus import Bus
 from models.accounts import RefreshToken, Role, User, utcnow
 from models.platform import Marker
-from services import access, audit, ratelimit
+from services import access, audit, email_verification, ratelimit
 from services.errors import BadInput, Conflict, Forbidden, Unauthenticated
 from services.pagination import Page, paginate
 from services.passwords import hash_password, verify_password
@@ -89,6 +89,7 @@ async def register(
         await user.insert()
     except DuplicateKeyError as err:
         raise Conflict("email: already registered") from err
+    await email_verification.send_verification(user, settings)
     if settings.environment == "production":
         # Whoever registers first on a fresh deployment must not get to administer it.
         return await _start_session(user, settings)
@@ -263,6 +264,8 @@ async def update_user(
     changes: dict[str, object] = {}
     if email is not None:
         changes["email"] = normalise_email(email)
+        if changes["email"] != target.email:
+            changes["email_verified"] = False  # the new address is verified by its own link
     if password is not None:
         changes["password_hash"] = await hash_password(check_password(password), settings)
     if role is not None:
@@ -283,6 +286,8 @@ async def update_user(
         await target.set(before)
         raise BadInput("role", "the last ADMIN cannot be demoted")
     await _audit_user_changes(viewer, target, before)
+    if changes.get("email_verified") is False:
+        await email_verification.send_verification(target, settings)
     if password is not None:
         # A new password ends every session that the old one opened.
         await logout(target)

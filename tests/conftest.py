@@ -31,6 +31,7 @@ from tests.brokers import ManagedBroker
 from tests.client import Api
 from tests.net import ROOT, free_port
 from tests.servers import serving
+from tests.smtp import SmtpServer
 
 # Shared fixtures kept in their own modules.
 pytest_plugins = ["tests.commands"]
@@ -81,7 +82,18 @@ def managed_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Managed
 
 
 @pytest.fixture(scope="session")
-def settings(mongodb_url: str, managed_broker: ManagedBroker) -> Settings:
+def smtp_server() -> Iterator[SmtpServer]:
+    """A real SMTP server (aiosmtpd) the session's API sends its e-mail to."""
+    server = SmtpServer()
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def settings(mongodb_url: str, managed_broker: ManagedBroker, smtp_server: SmtpServer) -> Settings:
     return Settings(
         _env_file=None,  # type: ignore[call-arg]
         environment="test",
@@ -110,6 +122,16 @@ def settings(mongodb_url: str, managed_broker: ManagedBroker) -> Settings:
         # runs at start-up and then hourly; retention tests run passes of their own.
         reading_retention_days=20_000,
         retention_interval_seconds=3600,
+        # E-mail to the session's SMTP server (tests/smtp.py), with quick polls and retries.
+        smtp_host="127.0.0.1",
+        smtp_port=smtp_server.port,
+        smtp_tls="none",
+        smtp_timeout_seconds=2,
+        email_outbox_poll_seconds=0.25,
+        email_retry_first_seconds=0.2,
+        email_retry_max_seconds=1,
+        email_reminder_check_seconds=0.5,
+        public_base_url="http://console.test",
     )
 
 

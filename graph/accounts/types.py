@@ -21,6 +21,9 @@ class User:
     email: str
     role: Role
     created_at: datetime
+    email_verified: bool = strawberry.field(
+        description="Confirmed by the link of a verification e-mail (verifyEmail)."
+    )
 
     @classmethod
     def from_document(cls, user: UserDocument) -> Self:
@@ -29,6 +32,7 @@ class User:
             email=user.email,
             role=user.role,
             created_at=user.created_at,
+            email_verified=user.email_verified,
         )
 
 

@@ -1,0 +1,1 @@
+"""The notifications domain: alert e-mail preferences."""
