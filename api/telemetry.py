@@ -64,7 +64,7 @@ async def _authenticated(request: Request, state: AppState) -> DeviceInfo:
     if token is None:
         raise Unauthenticated("A device token is required.")
     device, _claims = await authenticate_device_token(token, settings=state.settings)
-    return DeviceInfo(str(device.id), str(device.owner_id), device.status)
+    return DeviceInfo(str(device.id), str(device.organization_id), device.status)
 
 
 async def post_telemetry(request: Request) -> Response:

@@ -35,6 +35,8 @@ from graph.logs.subscriptions import DeviceLogSubscription
 from graph.metrics import ApiMetrics
 from graph.operation_ids import OperationIds
 from graph.operation_metrics import metrics_extensions
+from graph.organizations.mutations import OrganizationMutation
+from graph.organizations.queries import OrganizationQuery
 from graph.readings.queries import ReadingQuery
 from graph.readings.subscriptions import ReadingSubscription
 from graph.twins.mutations import TwinMutation
@@ -51,6 +53,7 @@ class Query(
     AlertQuery,
     FirmwareQuery,
     DeviceLogQuery,
+    OrganizationQuery,
 ):
     pass
 
@@ -63,6 +66,7 @@ class Mutation(
     AlertMutation,
     FirmwareMutation,
     TwinMutation,
+    OrganizationMutation,
 ):
     pass
 

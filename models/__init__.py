@@ -8,6 +8,7 @@ from models.dashboards import Dashboard
 from models.device_logs import DeviceLog, LogLevel
 from models.devices import Device, DeviceStatus
 from models.firmware import Firmware, FirmwareUpdate, FirmwareUpdateTarget
+from models.organizations import Organization
 from models.platform import Marker
 from models.readings import MetricValue, Reading
 from models.twins import DeviceTwin
@@ -27,6 +28,7 @@ DOCUMENT_MODELS: list[type[Document]] = [
     FirmwareUpdateTarget,
     DeviceLog,
     DeviceTwin,
+    Organization,
 ]
 
 __all__ = [
