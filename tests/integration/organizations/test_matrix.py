@@ -39,6 +39,8 @@ MEMBERS: Final = {**WRITE, "operator": "FORBIDDEN"}
 # Dashboards: their organization's members only, an ADMIN included.
 DASHBOARD_READ: Final = {**READ, "admin": "NOT_FOUND"}
 DASHBOARD_WRITE: Final = {**WRITE, "admin": "NOT_FOUND"}
+# An ADMIN sees the organization (not its dashboards): creating one there is FORBIDDEN.
+DASHBOARD_CREATE: Final = {**WRITE, "admin": "FORBIDDEN"}
 
 DASHBOARD = "query ($id: ID!) { dashboard(id: $id) { id name } }"
 
@@ -145,7 +147,7 @@ OPERATIONS: Final[dict[str, tuple[Operation, dict[str, str]]]] = {
     "read dashboard": (read_dashboard, DASHBOARD_READ),
     "update dashboard": (update_dashboard, DASHBOARD_WRITE),
     "delete dashboard": (delete_dashboard, DASHBOARD_WRITE),
-    "create dashboard in organization": (create_dashboard_in_organization, DASHBOARD_WRITE),
+    "create dashboard in organization": (create_dashboard_in_organization, DASHBOARD_CREATE),
     "add member": (add_member_op, MEMBERS),
     "remove member": (remove_member_op, MEMBERS),
 }

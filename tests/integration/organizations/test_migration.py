@@ -32,7 +32,14 @@ OWNED_MODELS: tuple[type[Document], ...] = (
 
 def as_stored_before(document: Document) -> dict[str, Any]:
     """The document as the code before organizations wrote it: no organization_id."""
-    raw: dict[str, Any] = document.model_dump(by_alias=True, exclude={"organization_id"})
+    if document.id is None:
+        document.id = PydanticObjectId()
+    # As Beanie writes it: without None fields where the model keeps no nulls (alerts).
+    raw: dict[str, Any] = document.model_dump(
+        by_alias=True,
+        exclude={"organization_id"},
+        exclude_none=not document.get_settings().keep_nulls,
+    )
     return raw
 
 
