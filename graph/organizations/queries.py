@@ -11,7 +11,7 @@ from services import organizations
 
 @strawberry.type
 class OrganizationQuery:
-    @strawberry.field(description="The caller's organizations (its personal one first).")
+    @strawberry.field(description="The organizations the caller is a member of, oldest first.")
     async def organizations(self, info: Info) -> list[Organization]:
         viewer = await info.context.require_user()
         found = await organizations.list_organizations(viewer)

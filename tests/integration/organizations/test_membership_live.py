@@ -6,7 +6,9 @@ from __future__ import annotations
 import pytest
 from redis.asyncio import Redis
 
-from core.events import StatusEvent, device_channel, owner_channel
+from core.events import StatusEvent, alert_owner_channel, device_channel, owner_channel
+from models.alerts import AlertKind, Severity
+from services.alerts import NewAlert, alert_event, open_alert, publish_alert_event
 from tests.client import Api
 from tests.contract import op
 from tests.integration.api.test_websocket import LEGACY_WS, TRANSPORT_WS
@@ -130,3 +132,48 @@ async def test_outsider_feed_gets_nothing_of_organization(
         await redis.publish(owner_channel("readings", team.outsider.user_id), forged.encode())
         await publish(redis, reading_event(own.id, team.outsider.user_id, 2.0))
         assert await ws.next_data() == expected_reading(own.id, 2.0)
+
+
+async def test_alerts_of_organization_device_for_members_acknowledge_by_role(
+    api: Api, api_server: str, redis: Redis
+) -> None:
+    team = await make_team(api)
+    alert = await open_alert(
+        NewAlert(
+            # As the worker names it: the device's organization.
+            owner_id=team.organization_id,
+            device_id=team.device.id,
+            rule_id=None,
+            kind=AlertKind.ANOMALY,
+            metric="temp",
+            value=99.0,
+            message="temp = 99",
+            severity=Severity.CRITICAL,
+            open_key=None,
+        )
+    )
+    assert alert is not None and str(alert.organization_id) == team.organization_id
+    async with client(api_server, team.viewer) as ws:
+        await ws.subscribe("1", op("AlertRaised"))
+        await wait_numsub(redis, alert_owner_channel(team.organization_id), 1)
+        await publish_alert_event(redis, alert_event(alert, "raised", origin="test"))
+        data = await ws.next_data()
+    assert data["alertRaised"]["id"] == str(alert.id)
+    listed = {
+        who: await api.execute(op("Alerts"), {}, token=team.session(who).access_token)
+        for who in ("owner", "viewer", "outsider")
+    }
+    assert [e["node"]["id"] for e in listed["viewer"].data["alerts"]["edges"]] == [str(alert.id)]
+    assert listed["outsider"].data["alerts"]["edges"] == []
+    by_viewer = await api.execute(
+        op("AcknowledgeAlert"), {"id": str(alert.id)}, token=team.viewer.access_token
+    )
+    assert by_viewer.code == "FORBIDDEN"
+    by_outsider = await api.execute(
+        op("AcknowledgeAlert"), {"id": str(alert.id)}, token=team.outsider.access_token
+    )
+    assert by_outsider.code == "NOT_FOUND"
+    by_operator = await api.execute(
+        op("AcknowledgeAlert"), {"id": str(alert.id)}, token=team.operator.access_token
+    )
+    assert by_operator.data["acknowledgeAlert"]["state"] == "ACKNOWLEDGED"

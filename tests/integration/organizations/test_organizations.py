@@ -3,6 +3,8 @@ devices(filter: {organizationId}), through the API."""
 
 from __future__ import annotations
 
+import asyncio
+
 from bson import ObjectId
 
 from models.organizations import Organization
@@ -220,3 +222,29 @@ async def test_find_devices_organization_filter_narrows_member_devices(api: Api)
         op("FindDevices"), {"organizationId": other.user_id}, token=user.access_token
     )
     assert foreign.code == "NOT_FOUND"
+
+
+async def test_remove_each_other_at_once_one_owner_stays(api: Api) -> None:
+    first = await register(api)
+    second = await register(api)
+    organization_id = await create_organization(api, first)
+    await add_member(api, first, organization_id, second, "OWNER")
+    results = await asyncio.gather(
+        api.execute(
+            op("RemoveMember"),
+            {"organizationId": organization_id, "userId": second.user_id},
+            token=first.access_token,
+        ),
+        api.execute(
+            op("RemoveMember"),
+            {"organizationId": organization_id, "userId": first.user_id},
+            token=second.access_token,
+        ),
+    )
+    # One removal wins; the other finds no other OWNER left (CONFLICT), or its caller
+    # already removed (FORBIDDEN / NOT_FOUND, by how far the first had got).
+    assert sum(not r.errors for r in results) == 1
+    assert all(not r.errors or r.code in {"CONFLICT", "FORBIDDEN", "NOT_FOUND"} for r in results)
+    stored = await Organization.get(ObjectId(organization_id))
+    assert stored is not None
+    assert [m.role.value for m in stored.members] == ["OWNER"]

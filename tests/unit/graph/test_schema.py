@@ -56,6 +56,11 @@ SERVED = {
     "DeviceTwin",
     "UpdateDesiredState",
     "TwinChanged",
+    "CreateOrganization",
+    "Organizations",
+    "AddMember",
+    "RemoveMember",
+    "CreateOrgDevice",
 }
 # Not served yet, by the issue that brings them.
 PENDING: dict[str, int] = {
