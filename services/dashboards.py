@@ -15,7 +15,7 @@ from services import access
 from services.dashboard_config import validate_config
 from services.devices import organization_of_new
 from services.errors import Conflict, NotFound
-from services.memberships import ensure_organization_exists
+from services.memberships import ensure_organization_exists, ensure_personal_membership
 from services.validation import clean_text, ensure_found, parse_id
 
 logger = logging.getLogger(__name__)
@@ -64,6 +64,8 @@ async def create_dashboard(
             f"At most {settings.dashboards_per_user_max} dashboards per user; delete one first."
         )
     now = utcnow()
+    if organization_id is None:
+        await ensure_personal_membership(owner)
     organization = organization_of_new(owner, organization_id, kind="dashboard")
     if organization_id is not None:
         await ensure_organization_exists(organization)

@@ -25,7 +25,7 @@ from services.broker_identities import DynsecCommands, broker_errors
 from services.credentials import hash_mqtt_password
 from services.device_metadata import MetadataChange, metadata_updates
 from services.errors import Conflict, Forbidden, NotFound, QuotaExceeded, Unauthenticated
-from services.memberships import ensure_organization_exists
+from services.memberships import ensure_organization_exists, ensure_personal_membership
 from services.tokens import (
     DeviceClaims,
     decode_device_token,
@@ -116,6 +116,8 @@ async def create_device(
     left without a Device (the insert failed, or the process died) is removed here
     or by the next reconcile.
     """
+    if organization_id is None:
+        await ensure_personal_membership(owner)
     organization = organization_of_new(owner, organization_id, kind="device")
     if organization_id is not None:
         await ensure_organization_exists(organization)

@@ -73,3 +73,13 @@ async def ensure_organization_exists(organization_id: PydanticObjectId) -> None:
     )
     if found is None:
         raise NotFound("Organization")
+
+
+async def ensure_personal_membership(user: User) -> None:
+    """Before using `user`'s personal organization: make it if registration stopped
+    before it did (a crash between the two inserts), then reload the memberships. No
+    query when the user is a member of it, as it is from registration on."""
+    if user.id is None or str(user.id) in user.memberships:
+        return
+    await ensure_personal_organization(user)
+    await load_memberships(user)

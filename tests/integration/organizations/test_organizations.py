@@ -248,3 +248,13 @@ async def test_remove_each_other_at_once_one_owner_stays(api: Api) -> None:
     stored = await Organization.get(ObjectId(organization_id))
     assert stored is not None
     assert [m.role.value for m in stored.members] == ["OWNER"]
+
+
+async def test_create_device_makes_personal_organization_missing_after_crash(api: Api) -> None:
+    user = await register(api)
+    # As if the process died between inserting the user and its organization.
+    await Organization.get_pymongo_collection().delete_one({"_id": ObjectId(user.user_id)})
+    device = await create_org_device(api, user, None)
+    assert device.node["organization"]["id"] == user.user_id
+    stored = await Organization.get(ObjectId(user.user_id))
+    assert stored is not None and [m.user_id for m in stored.members] == [ObjectId(user.user_id)]
