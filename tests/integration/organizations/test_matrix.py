@@ -67,6 +67,15 @@ async def rotate_credentials(api: Api, team: Team, who: Session) -> Result:
     return await _run(api, who, "RotateDeviceCredentials", {"id": team.device.id})
 
 
+async def read_twin(api: Api, team: Team, who: Session) -> Result:
+    return await _run(api, who, "DeviceTwin", {"id": team.device.id})
+
+
+async def update_desired_state(api: Api, team: Team, who: Session) -> Result:
+    variables = {"deviceId": team.device.id, "patch": {"interval": 30}}
+    return await _run(api, who, "UpdateDesiredState", variables)
+
+
 async def create_device_in_organization(api: Api, team: Team, who: Session) -> Result:
     variables = {"name": "new", "type": "esp32", "organizationId": team.organization_id}
     return await _run(api, who, "CreateOrgDevice", variables)
@@ -141,6 +150,8 @@ OPERATIONS: Final[dict[str, tuple[Operation, dict[str, str]]]] = {
     "delete device": (delete_device, WRITE),
     "rotate credentials": (rotate_credentials, WRITE),
     "create device in organization": (create_device_in_organization, WRITE),
+    "read twin": (read_twin, READ),
+    "update desired state": (update_desired_state, WRITE),
     "create alert rule": (create_alert_rule, WRITE),
     "list alert rules": (list_alert_rules, READ),
     "delete alert rule": (delete_alert_rule, WRITE),
