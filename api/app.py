@@ -45,6 +45,7 @@ from services.broker_identities import api_identities
 from services.broker_reconcile import reconcile
 from services.command_dispatch import open_commands
 from services.device_search import backfill_search_keys
+from services.org_migration import migrate_to_organizations
 from services.retention import running_retention
 
 logger = logging.getLogger(__name__)
@@ -134,6 +135,9 @@ def create_app(settings: ApiSettings | None = None) -> Api:
         ):
             # Devices stored before name search existed get their keys (once per database).
             await backfill_search_keys()
+            # Users, devices, dashboards, rules, alerts and webhooks stored before
+            # organizations: personal organizations (once per database; idempotent).
+            await migrate_to_organizations()
             # The API owns the device log TTL: one-off commands (api.admin...) leave it be.
             await apply_retention(settings.device_log_retention_days)
             await apply_audit_retention(settings.audit_retention_days)

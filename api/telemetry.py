@@ -76,7 +76,7 @@ async def _authenticated(request: Request, state: AppState) -> DeviceInfo:
         device = await get_device(grant.user, path_id, action="write")
     else:
         device, _claims = await authenticate_device_token(token, settings=state.settings)
-    return DeviceInfo(str(device.id), str(device.owner_id), device.status)
+    return DeviceInfo(str(device.id), str(device.organization_id), device.status)
 
 
 async def post_telemetry(request: Request) -> Response:

@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 
 from bench.harness import print_table, write_results
 from core.events import ReadingEvent
-from models.accounts import Role
+from models.accounts import MemberRole, Role
 from services.access import Viewer, may
 
 OWN = "65a000000000000000000001"
@@ -34,8 +34,9 @@ def _ns(statement: str, scope: dict[str, object]) -> float:
 def main() -> None:
     now = datetime.now(UTC)
     cases = [
-        ("USER, own event", Viewer(OWN, Role.USER), OWN),
-        ("USER, foreign event", Viewer(OWN, Role.USER), OTHER),
+        # Events name their organization; the viewer's personal one has its own id.
+        ("USER, own event", Viewer(OWN, Role.USER, {OWN: MemberRole.OWNER}), OWN),
+        ("USER, foreign event", Viewer(OWN, Role.USER, {OWN: MemberRole.OWNER}), OTHER),
         ("ADMIN, any event", Viewer(OTHER + "0", Role.ADMIN), OTHER),
     ]
     load_before = os.getloadavg()

@@ -1,11 +1,14 @@
 """Live events on Redis pub/sub: channel names and compact JSON encodings.
 
 The ingest worker publishes; every API process subscribes. Each event names the
-device's owner, so a subscriber can be authorised per event without a read.
+device's owner -- its organization (`owner_id` carries the organization's id; a personal
+organization's id is its user's) -- so a subscriber can be authorised per event without
+a read.
 
 Channels (one event is published on each of its three):
     readings:device:<device id>    one device
-    readings:owner:<owner id>      every device of one user (readingAdded(deviceId: null))
+    readings:owner:<organization id>  every device of one organization
+                                   (readingAdded(deviceId: null) of its members)
     readings:all                   every device (an ADMIN's readingAdded(deviceId: null))
   and likewise status:device:<id>, status:owner:<id>, status:all for status changes,
   logs:device:<id>, logs:owner:<id>, logs:all for device log lines,

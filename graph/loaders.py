@@ -9,6 +9,7 @@ from beanie import PydanticObjectId
 from strawberry.dataloader import DataLoader
 
 from models.accounts import User
+from models.organizations import Organization
 from models.readings import Reading
 from services.twins import Twin, read_twins
 
@@ -16,6 +17,11 @@ from services.twins import Twin, read_twins
 async def load_users(ids: Sequence[PydanticObjectId]) -> list[User | None]:
     found = {user.id: user for user in await User.find({"_id": {"$in": list(ids)}}).to_list()}
     return [found.get(user_id) for user_id in ids]
+
+
+async def load_organizations(ids: Sequence[PydanticObjectId]) -> list[Organization | None]:
+    found = {o.id: o for o in await Organization.find({"_id": {"$in": list(ids)}}).to_list()}
+    return [found.get(organization_id) for organization_id in ids]
 
 
 async def load_latest_readings(device_ids: Sequence[PydanticObjectId]) -> list[Reading | None]:
@@ -39,3 +45,6 @@ class Loaders:
             load_fn=load_latest_readings
         )
         self.twins: DataLoader[PydanticObjectId, Twin] = DataLoader(load_fn=read_twins)
+        self.organizations: DataLoader[PydanticObjectId, Organization | None] = DataLoader(
+            load_fn=load_organizations
+        )

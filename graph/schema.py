@@ -45,6 +45,8 @@ from graph.metrics import ApiMetrics
 from graph.notifications.mutations import NotificationMutation
 from graph.operation_ids import OperationIds
 from graph.operation_metrics import metrics_extensions
+from graph.organizations.mutations import OrganizationMutation
+from graph.organizations.queries import OrganizationQuery
 from graph.readings.queries import ReadingQuery
 from graph.readings.subscriptions import ReadingSubscription
 from graph.twins.mutations import TwinMutation
@@ -65,6 +67,7 @@ class Query(
     ApiKeyQuery,
     AuditQuery,
     CommandQuery,
+    OrganizationQuery,
 ):
     pass
 
@@ -81,6 +84,7 @@ class Mutation(
     CommandMutation,
     EmailAccountMutation,
     NotificationMutation,
+    OrganizationMutation,
 ):
     pass
 

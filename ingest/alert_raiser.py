@@ -171,17 +171,18 @@ class AlertRaiser:
         return bool(claimed)
 
     async def _notify(self, alert: Alert) -> None:
+        # The webhook of the alert's organization (set by a user for its personal one).
         hook = await NotificationWebhook.get_pymongo_collection().find_one(
-            {"user_id": alert.owner_id}
+            {"organization_id": alert.organization_id}
         )
         if hook is None:
             return
         delivery_id = uuid.uuid4().hex
-        secret = webhook_secret(self._settings, str(alert.owner_id), hook["secret_nonce"])
+        secret = webhook_secret(self._settings, str(hook["user_id"]), hook["secret_nonce"])
         self._webhooks.submit(
             WebhookDelivery(
                 delivery_id=delivery_id,
-                owner=str(alert.owner_id),
+                owner=str(alert.organization_id),
                 url=hook["url"],
                 secret=secret,
                 body=alert_payload(alert, delivery_id=delivery_id),

@@ -29,7 +29,8 @@ def rule_spec(raw: dict[str, Any]) -> RuleSpec:
     return RuleSpec(
         rule_id=str(raw["_id"]),
         device_id=str(raw["device_id"]),
-        owner_id=str(raw["owner_id"]),
+        # The rule's organization (live events and alerts name it as the owner).
+        owner_id=str(raw.get("organization_id", raw["owner_id"])),
         kind=raw.get("kind", DEFAULT_KIND.value),
         metric=raw.get("metric"),
         min_value=raw.get("min_value"),

@@ -32,6 +32,8 @@ REFRESH_RETRY_SECONDS = 1.0
 @dataclass(frozen=True, slots=True)
 class DeviceInfo:
     device_id: str
+    # The device's organization (what live events, alerts and access checks name as
+    # its owner: docs/access.md); its owning user's before the migration stored it.
     owner_id: str
     status: DeviceStatus
 
@@ -92,12 +94,16 @@ class DeviceDirectory:
                 # The raw driver and two fields: Beanie's validation would cost more
                 # than the read.
                 cursor = Device.get_pymongo_collection().find(
-                    {"_id": {"$in": list(wanted)}}, {"owner_id": 1, "status": 1}
+                    {"_id": {"$in": list(wanted)}},
+                    {"owner_id": 1, "organization_id": 1, "status": 1},
                 )
                 async for doc in cursor:
                     device_id = wanted[doc["_id"]]
+                    # Not migrated yet (the API migrates at start): its owner's personal
+                    # organization, whose id is the owner's.
+                    organization = doc.get("organization_id", doc["owner_id"])
                     found[device_id] = DeviceInfo(
-                        device_id, str(doc["owner_id"]), DeviceStatus(doc["status"])
+                        device_id, str(organization), DeviceStatus(doc["status"])
                     )
         finally:
             self._reads_in_flight -= 1

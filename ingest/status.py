@@ -135,5 +135,5 @@ class StatusTracker:
             self._directory.remember_status(device_id, DeviceStatus.OFFLINE)
             if result.modified_count:
                 self._publish(
-                    device_id, str(device.owner_id), DeviceStatus.OFFLINE, device.last_seen
+                    device_id, str(device.organization_id), DeviceStatus.OFFLINE, device.last_seen
                 )

@@ -12,6 +12,7 @@ from models.device_logs import DeviceLog, LogLevel
 from models.devices import Device, DeviceStatus
 from models.email import AlertReminder, EmailToken, NotificationPreferences, OutboxMail
 from models.firmware import Firmware, FirmwareUpdate, FirmwareUpdateTarget
+from models.organizations import Organization
 from models.platform import Marker
 from models.readings import MetricValue, Reading
 from models.twins import DeviceTwin
@@ -38,6 +39,7 @@ DOCUMENT_MODELS: list[type[Document]] = [
     OutboxMail,
     NotificationPreferences,
     AlertReminder,
+    Organization,
 ]
 
 __all__ = [

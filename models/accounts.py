@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Annotated
 
 import pymongo
 from beanie import Document, Indexed, PydanticObjectId
-from pydantic import Field
+from pydantic import Field, PrivateAttr
 
 
 def utcnow() -> datetime:
@@ -22,6 +23,14 @@ class Role(StrEnum):
     ADMIN = "ADMIN"
 
 
+class MemberRole(StrEnum):
+    """A user's role in an organization (models.organizations)."""
+
+    OWNER = "OWNER"  # everything, members included
+    OPERATOR = "OPERATOR"  # devices, commands, twins, rules, dashboards
+    VIEWER = "VIEWER"  # read and subscribe only
+
+
 class User(Document):
     email: Annotated[str, Indexed(unique=True)]
     password_hash: str
@@ -33,6 +42,17 @@ class User(Document):
     # Confirmed by the link of a verification e-mail (services/email_verification.py);
     # alert e-mails go to verified addresses only. Users from before e-mail: False.
     email_verified: bool = False
+    # Its organizations and its role in each, {organization id (str): role}: not stored
+    # here (models.organizations holds members) but loaded with the user as a principal
+    # (services.organizations.load_memberships); empty until loaded.
+    _memberships: dict[str, MemberRole] = PrivateAttr(default_factory=dict)
+
+    @property
+    def memberships(self) -> Mapping[str, MemberRole]:
+        return self._memberships
+
+    def set_memberships(self, memberships: Mapping[str, MemberRole]) -> None:
+        self._memberships = dict(memberships)
 
     class Settings:
         name = "users"

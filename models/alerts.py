@@ -41,9 +41,13 @@ class AlertKind(StrEnum):
 
 
 class AlertRule(Document):
-    """One rule on one device; it belongs to the device's owner."""
+    """One rule on one device; it belongs to the device's organization."""
 
+    # The device's owner (who registered it) when the rule was made.
     owner_id: PydanticObjectId
+    # The device's organization: access is decided on it. Before organizations, the
+    # owner's personal one (its id is the owner's).
+    organization_id: PydanticObjectId = Field(default_factory=lambda data: data["owner_id"])
     device_id: PydanticObjectId
     kind: RuleKind = RuleKind.THRESHOLD
     # None for a NO_DATA rule: it watches the device, not one metric.
@@ -66,7 +70,9 @@ class AlertRule(Document):
     class Settings:
         name = "alert_rules"
         indexes = [
-            pymongo.IndexModel([("owner_id", pymongo.ASCENDING), ("_id", pymongo.DESCENDING)]),
+            pymongo.IndexModel(
+                [("organization_id", pymongo.ASCENDING), ("_id", pymongo.DESCENDING)]
+            ),
             pymongo.IndexModel([("device_id", pymongo.ASCENDING)]),
         ]
 
@@ -77,7 +83,10 @@ def rule_open_key(rule_id: object) -> str:
 
 
 class Alert(Document):
-    owner_id: PydanticObjectId
+    # The owning user of alerts stored before organizations; new alerts carry only
+    # organization_id (the device's organization, on which access is decided).
+    owner_id: PydanticObjectId | None = None
+    organization_id: PydanticObjectId = Field(default_factory=lambda data: data["owner_id"])
     device_id: PydanticObjectId
     # None for anomaly alerts, which no rule raises.
     rule_id: PydanticObjectId | None = None
@@ -107,10 +116,12 @@ class Alert(Document):
             pymongo.IndexModel(
                 [("open_key", pymongo.ASCENDING)], name="one_open_alert", unique=True, sparse=True
             ),
-            pymongo.IndexModel([("owner_id", pymongo.ASCENDING), ("_id", pymongo.DESCENDING)]),
+            pymongo.IndexModel(
+                [("organization_id", pymongo.ASCENDING), ("_id", pymongo.DESCENDING)]
+            ),
             pymongo.IndexModel(
                 [
-                    ("owner_id", pymongo.ASCENDING),
+                    ("organization_id", pymongo.ASCENDING),
                     ("state", pymongo.ASCENDING),
                     ("_id", pymongo.DESCENDING),
                 ]
@@ -123,10 +134,15 @@ class NotificationWebhook(Document):
     """Where a user's raised alerts are POSTed. The signing secret is not stored: it is
     derived from a server key and `secret_nonce` (services.webhooks.webhook_secret)."""
 
+    # Who set it (its secret is derived with this id).
     user_id: Annotated[PydanticObjectId, Indexed(unique=True)]
+    # The organization whose alerts it receives: the user's personal one (its id is the
+    # user's), which the start-up migration stores for webhooks set before.
+    organization_id: PydanticObjectId = Field(default_factory=lambda data: data["user_id"])
     url: str
     secret_nonce: str
     created_at: datetime = Field(default_factory=utcnow)
 
     class Settings:
         name = "notification_webhooks"
+        indexes = [pymongo.IndexModel([("organization_id", pymongo.ASCENDING)])]

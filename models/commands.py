@@ -34,7 +34,7 @@ OPEN_STATES: Final = (CommandState.QUEUED, CommandState.SENT)
 
 class Command(Document):
     device_id: PydanticObjectId
-    owner_id: PydanticObjectId  # the device's owner when the command was sent
+    owner_id: PydanticObjectId  # the device's organization when the command was sent (access)
     name: str
     params_json: str = "null"
     state: CommandState = CommandState.QUEUED

@@ -13,7 +13,10 @@ from models.accounts import utcnow
 
 
 class Dashboard(Document):
+    # Who made it (dashboard quotas count these); access is decided on organization_id.
     owner_id: PydanticObjectId
+    # The owning organization; before organizations, the owner's personal one (its id).
+    organization_id: PydanticObjectId = Field(default_factory=lambda data: data["owner_id"])
     name: str
     # The config as the client sent it, once validated by services.dashboard_config.
     config: dict[str, Any]
@@ -23,5 +26,8 @@ class Dashboard(Document):
     class Settings:
         name = "dashboards"
         indexes = [
-            pymongo.IndexModel([("owner_id", pymongo.ASCENDING), ("_id", pymongo.DESCENDING)]),
+            pymongo.IndexModel(
+                [("organization_id", pymongo.ASCENDING), ("_id", pymongo.DESCENDING)]
+            ),
+            pymongo.IndexModel([("owner_id", pymongo.ASCENDING)]),
         ]

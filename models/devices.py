@@ -28,7 +28,12 @@ class Location(BaseModel):
 
 
 class Device(Document):
+    # Who registered it (device quotas count these); access is decided on organization_id.
     owner_id: PydanticObjectId
+    # The owning organization (services.access). A device stored before organizations
+    # belongs to its owner's personal organization, whose id is the owner's
+    # (models.organizations): the start-up migration stores it (services.org_migration).
+    organization_id: PydanticObjectId = Field(default_factory=lambda data: data["owner_id"])
     name: str
     type: str
     status: DeviceStatus = DeviceStatus.NEVER_SEEN
@@ -56,14 +61,20 @@ class Device(Document):
 
     class Settings:
         name = "devices"
+        # Every list filters on access.visible_filter, which is organization_id (one id,
+        # or $in of the caller's): the indexes lead with it, as they led with owner_id
+        # when the owner decided. owner_id keeps one index for the per-user quota count.
         indexes = [
-            pymongo.IndexModel([("owner_id", pymongo.ASCENDING), ("_id", pymongo.DESCENDING)]),
-            # devices(filter): one per filter, behind the owner filter and before the
-            # page order (services.device_search).
+            pymongo.IndexModel(
+                [("organization_id", pymongo.ASCENDING), ("_id", pymongo.DESCENDING)]
+            ),
+            pymongo.IndexModel([("owner_id", pymongo.ASCENDING)]),
+            # devices(filter): one per filter, behind the organization filter and before
+            # the page order (services.device_search).
             *(
                 pymongo.IndexModel(
                     [
-                        ("owner_id", pymongo.ASCENDING),
+                        ("organization_id", pymongo.ASCENDING),
                         (field, pymongo.ASCENDING),
                         ("_id", pymongo.DESCENDING),
                     ]

@@ -1,24 +1,30 @@
 """The one access decision: may this principal do this to that resource?
 
 Every service and every live-event check asks here; no query builds its own owner
-filter. A principal today is a platform user, USER or ADMIN: a USER reads and writes
-what it owns, an ADMIN everybody's, firmware is the ADMIN's alone, and dashboards
-are personal (an ADMIN too sees only its own). What a principal may not see is
-NOT_FOUND (existence is never revealed); what it may see but not do is FORBIDDEN.
-A device (its device token) is a principal too, acting only as itself (`device_may_send`).
-Organizations (OWNER / OPERATOR / VIEWER) plug in here: see docs/access.md.
+filter. Devices, alert rules, alerts, dashboards and reading streams belong to an
+organization; a principal (a platform user, USER or ADMIN) carries its memberships,
+{organization id: OWNER | OPERATOR | VIEWER}: a member reads its organizations'
+resources, an OPERATOR or OWNER writes them, an OWNER administers the organization
+(members). An ADMIN reads and writes everybody's, except dashboards (only members see
+those); firmware is the ADMIN's alone. A user is its own owner. What a principal may
+not see is NOT_FOUND (existence is never revealed); what it may see but not do is
+FORBIDDEN. A device (its device token) is a principal too, acting only as itself
+(`device_may_send`). See docs/access.md.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Final, Literal, Protocol
 
-from models.accounts import Role
+from beanie import PydanticObjectId
+
+from models.accounts import MemberRole, Role
 from services.errors import Forbidden, NotFound
 
 # read: see, list, subscribe. write: change, delete, acknowledge, create under it.
-# admin: change who may do what (a user's role; an organization's members, later).
+# admin: change who may do what (a user's role; an organization's members).
 type Action = Literal["read", "write", "admin"]
 type Kind = Literal[
     "device",
@@ -31,25 +37,40 @@ type Kind = Literal[
     "api_key",
     "audit_entry",
     "command",
+    "organization",
 ]
 
-# The document field naming a resource's owner (a user is its own owner); None: the
-# kind belongs to the platform, not to a user.
+# The document field naming a resource's owner: the owning organization's id for the
+# organization's kinds (an organization is its own), a user is its own owner; None: the
+# kind belongs to the platform. Live events carry the same id as their owner_id.
 OWNER_FIELD: Final[dict[Kind, str | None]] = {
-    "device": "owner_id",
-    "alert_rule": "owner_id",
-    "alert": "owner_id",
-    "dashboard": "owner_id",
+    "device": "organization_id",
+    "alert_rule": "organization_id",
+    "alert": "organization_id",
+    "dashboard": "organization_id",
     "firmware": None,
-    "reading_stream": "owner_id",
+    "reading_stream": "organization_id",
     "user": "_id",
     "api_key": "user_id",
     # An entry's readers: its actor and the owner of its target (models.audit).
     "audit_entry": "user_ids",
+    # A command's owner_id is its device's organization (services.commands).
     "command": "owner_id",
+    "organization": "_id",
 }
-# Only their owner, whoever else asks (an ADMIN included).
+# Owned by an organization: decided by the principal's role in it.
+ORGANIZATION_KINDS: Final[frozenset[Kind]] = frozenset(
+    {"device", "alert_rule", "alert", "dashboard", "reading_stream", "command", "organization"}
+)
+# Only their organization's members (dashboards) or their user (API keys), whoever else
+# asks (an ADMIN included).
 PERSONAL: Final[frozenset[Kind]] = frozenset({"dashboard", "api_key"})
+# What each role in an organization may do to its resources.
+ROLE_ACTIONS: Final[dict[MemberRole, frozenset[Action]]] = {
+    MemberRole.OWNER: frozenset({"read", "write", "admin"}),
+    MemberRole.OPERATOR: frozenset({"read", "write"}),
+    MemberRole.VIEWER: frozenset({"read"}),
+}
 # How NOT_FOUND names a kind.
 LABEL: Final[dict[Kind, str]] = {
     "device": "Device",
@@ -62,14 +83,21 @@ LABEL: Final[dict[Kind, str]] = {
     "api_key": "API key",
     "audit_entry": "Audit entry",
     "command": "Command",
+    "organization": "Organization",
 }
 _ADMIN: Final = Role.ADMIN  # a module global: read per event on the live path
 # Matches no document: what a principal sees of a kind it may not see at all.
 NOTHING: Final[dict[str, object]] = {"_id": {"$in": []}}
 
 
+_OWNER: Final = MemberRole.OWNER  # module globals: read per event on the live path
+_OPERATOR: Final = MemberRole.OPERATOR
+_ORGANIZATION_KINDS: Final = ORGANIZATION_KINDS
+
+
 class Principal(Protocol):
-    """Who asks. A models.accounts.User is one; so is a Viewer."""
+    """Who asks. A models.accounts.User is one (its memberships loaded with it by
+    services.organizations.load_memberships); so is a Viewer."""
 
     @property
     def id(self) -> object: ...
@@ -77,29 +105,62 @@ class Principal(Protocol):
     @property
     def role(self) -> Role: ...
 
+    @property
+    def memberships(self) -> Mapping[str, MemberRole]:
+        """{organization id (str): its role there}."""
+        ...
+
 
 @dataclass(frozen=True, slots=True)
 class Viewer:
-    """A principal whose id is a str, as live events carry their owner ids."""
+    """A principal whose id is a str, as live events carry their owner ids. Its
+    memberships are those of when it was made: a change of membership closes the
+    user's WebSockets (graph.sessions), so a live feed never outlives its rights."""
 
     id: str
     role: Role
+    memberships: Mapping[str, MemberRole] = field(default_factory=dict)
 
 
 def viewer_of(principal: Principal) -> Viewer:
     """`principal` with a str id, for checks against live events."""
-    return Viewer(str(principal.id), principal.role)
+    return Viewer(str(principal.id), principal.role, dict(principal.memberships))
+
+
+def member_role(principal: Principal, organization_id: object) -> MemberRole | None:
+    """`principal`'s role in the organization `organization_id` (None: not a member)."""
+    key = organization_id if type(organization_id) is str else str(organization_id)
+    return principal.memberships.get(key)
 
 
 def may(principal: Principal, action: Action, kind: Kind, owner_id: object = None) -> bool:
-    """Whether `principal` may `action` a `kind` owned by `owner_id` (None: not owned
-    by one user; for an owned kind that means "anybody's").
+    """Whether `principal` may `action` a `kind` owned by `owner_id`: the owning
+    organization's id for an organization's kind, a user's for "user" (None: not owned
+    by one; for an owned kind that means "anybody's").
 
     Live feeds call this per subscriber per event: keep it a few comparisons.
     """
-    if owner_id is not None and owner_id == principal.id:
-        return action != "admin" or principal.role is _ADMIN
+    if owner_id is not None:
+        if kind in _ORGANIZATION_KINDS:
+            key = owner_id if type(owner_id) is str else str(owner_id)
+            role = principal.memberships.get(key)
+            # Identity tests, not ROLE_ACTIONS[role]: an enum member hashes in Python.
+            if role is not None and (
+                action == "read" or role is _OWNER or (role is _OPERATOR and action == "write")
+            ):
+                return True
+        elif owner_id == principal.id:
+            return action != "admin" or principal.role is _ADMIN
     return principal.role is _ADMIN and kind not in PERSONAL
+
+
+def organizations_where(principal: Principal, action: Action) -> list[str]:
+    """The ids of the organizations where `principal`'s role allows `action`."""
+    return [
+        organization_id
+        for organization_id, role in principal.memberships.items()
+        if action in ROLE_ACTIONS[role]
+    ]
 
 
 def require(principal: Principal, action: Action, kind: Kind, owner_id: object = None) -> None:
@@ -123,10 +184,19 @@ def visible_filter(
     place an owner filter is built."""
     if kind not in PERSONAL and may(principal, action, kind):
         return {}
-    field = OWNER_FIELD[kind]
-    if field is None or not may(principal, action, kind, principal.id):
+    owner_field = OWNER_FIELD[kind]
+    if owner_field is None:
         return dict(NOTHING)
-    return {field: principal.id}
+    if kind in ORGANIZATION_KINDS:
+        ids = [PydanticObjectId(i) for i in organizations_where(principal, action)]
+        if not ids:
+            return dict(NOTHING)
+        if len(ids) == 1:
+            return {owner_field: ids[0]}
+        return {owner_field: {"$in": ids}}
+    if not may(principal, action, kind, principal.id):
+        return dict(NOTHING)
+    return {owner_field: principal.id}
 
 
 def sees_all(principal: Principal, kind: Kind) -> bool:

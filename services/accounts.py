@@ -21,6 +21,7 @@ from models.accounts import RefreshToken, Role, User, utcnow
 from models.platform import Marker
 from services import access, audit, email_verification, ratelimit
 from services.errors import BadInput, Conflict, Forbidden, Unauthenticated
+from services.memberships import ensure_personal_organization, load_memberships
 from services.pagination import Page, paginate
 from services.passwords import hash_password, verify_password
 from services.tokens import (
@@ -90,6 +91,7 @@ async def register(
     except DuplicateKeyError as err:
         raise Conflict("email: already registered") from err
     await email_verification.send_verification(user, settings)
+    await ensure_personal_organization(user)
     if settings.environment == "production":
         # Whoever registers first on a fresh deployment must not get to administer it.
         return await _start_session(user, settings)
@@ -217,7 +219,8 @@ async def user_from_access_token_subject(subject: str, *, session_version: int =
         raise Unauthenticated("Invalid token.")
     if user.session_version != session_version:
         raise Unauthenticated("Session ended: log in again.")
-    return user
+    # The principal: what the access decision reads of its organizations.
+    return await load_memberships(user)
 
 
 async def list_users(viewer: User, *, first: int, after: str | None) -> Page[User]:
@@ -346,6 +349,7 @@ async def create_admin(email: str, password: str, *, settings: ApiSettings) -> U
         await user.insert()
     except DuplicateKeyError as err:
         raise Conflict("email: already registered") from err
+    await ensure_personal_organization(user)
     await _claim_first_admin(user)
     logger.info("ADMIN %s created from the command line", user.id)
     return user

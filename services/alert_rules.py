@@ -69,9 +69,10 @@ async def notify_rule_change(redis: Redis, device_id: object) -> None:
 async def create_rule(
     viewer: User, device_id: str, fields: RuleFields, *, settings: ApiSettings, redis: Redis
 ) -> AlertRule:
-    """A new enabled rule on a device the viewer may see; it belongs to the device's owner."""
+    """A new enabled rule on a device the viewer may see; it belongs to the device's
+    organization (Forbidden for a VIEWER there)."""
     device = await get_device(viewer, device_id)
-    access.require(viewer, "write", "alert_rule", device.owner_id)
+    access.require(viewer, "write", "alert_rule", device.organization_id)
     checked = fields.checked()
     # Counted before inserting: concurrent creations may overshoot by a few, no more.
     if await AlertRule.find({"device_id": device.id}).count() >= (
@@ -84,6 +85,7 @@ async def create_rule(
     now = utcnow()
     rule = AlertRule(
         owner_id=device.owner_id,
+        organization_id=device.organization_id,
         device_id=device.id,
         kind=checked.kind,
         metric=checked.metric,
@@ -117,7 +119,7 @@ async def get_rule(viewer: User, rule_id: str, *, action: access.Action = "read"
     visible = access.visible_filter(viewer, "alert_rule")
     query = {"_id": parse_id(rule_id, kind="alert rule"), **visible}
     rule = ensure_found(await AlertRule.find_one(query), "Alert rule")
-    access.require(viewer, action, "alert_rule", rule.owner_id)
+    access.require(viewer, action, "alert_rule", rule.organization_id)
     return rule
 
 
@@ -169,7 +171,9 @@ async def delete_rule(viewer: User, rule_id: str, *, redis: Redis) -> None:
     query = {"_id": parse_id(rule_id, kind="alert rule"), **writable}
     raw = await AlertRule.get_pymongo_collection().find_one_and_delete(query)
     if raw is None:
-        raise NotFound("Alert rule")
+        # Not writable: NotFound unless visible, Forbidden when it is (a VIEWER's).
+        await get_rule(viewer, rule_id, action="write")
+        raise NotFound("Alert rule")  # deleted meanwhile
     await close_rule_alert(rule_open_key(raw["_id"]), by="rule_deleted", redis=redis)
     await notify_rule_change(redis, raw["device_id"])
     logger.info("alert rule %s deleted by user %s", raw["_id"], viewer.id)

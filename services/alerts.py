@@ -31,7 +31,7 @@ from models.accounts import User, utcnow
 from models.alerts import OPEN_STATES, Alert, AlertKind, AlertState, Severity
 from services import access
 from services.devices import get_device
-from services.live import Feed
+from services.live import Feed, organizations_feed
 from services.pagination import Page, paginate
 from services.validation import ensure_found, parse_id
 
@@ -43,6 +43,7 @@ API_ORIGIN = "api"
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class NewAlert:
+    # The device's organization (as live events name it, its "owner").
     owner_id: str
     device_id: str
     rule_id: str | None
@@ -61,7 +62,8 @@ async def open_alert(new: NewAlert) -> Alert | None:
     The sparse unique index on open_key decides, so this holds for any number of
     concurrent workers, not only within one."""
     alert = Alert(
-        owner_id=parse_id(new.owner_id, kind="user"),
+        # NewAlert.owner_id is the device's organization, as live events carry it.
+        organization_id=parse_id(new.owner_id, kind="organization"),
         device_id=parse_id(new.device_id, kind="device"),
         rule_id=parse_id(new.rule_id, kind="rule") if new.rule_id else None,
         kind=new.kind,
@@ -97,7 +99,7 @@ def alert_event(alert: Alert, change: AlertChange, *, origin: str) -> AlertEvent
         change=change,
         alert_id=str(alert.id),
         device_id=str(alert.device_id),
-        owner_id=str(alert.owner_id),
+        owner_id=str(alert.organization_id),
         rule_id=str(alert.rule_id) if alert.rule_id else None,
         kind=alert.kind.value,
         metric=alert.metric,
@@ -153,7 +155,7 @@ async def get_alert(viewer: User, alert_id: str) -> Alert:
 async def _unchanged(viewer: User, alert_id: str) -> Alert:
     """An alert a write left as it was: NotFound unless visible, Forbidden unless writable."""
     alert = await get_alert(viewer, alert_id)
-    access.require(viewer, "write", "alert", alert.owner_id)
+    access.require(viewer, "write", "alert", alert.organization_id)
     return alert
 
 
@@ -224,4 +226,4 @@ async def alert_feed(viewer: User, device_id: str | None = None) -> Feed:
         return Feed(alert_device_channel(own_id), principal, "alert", device_id=own_id)
     if access.sees_all(viewer, "alert"):
         return Feed(ALERTS_ALL_CHANNEL, principal, "alert")
-    return Feed(alert_owner_channel(principal.id), principal, "alert")
+    return organizations_feed(principal, "alert", alert_owner_channel)

@@ -30,6 +30,7 @@ from models.api_keys import ApiKey, ApiKeyScope
 from services import access, audit
 from services.accounts import announce_revoked
 from services.errors import BadInput, Conflict, Forbidden, Unauthenticated
+from services.memberships import load_memberships
 from services.tokens import hash_opaque_token
 from services.validation import clean_text, ensure_found, parse_id
 
@@ -212,6 +213,8 @@ async def authenticate_api_key(
     user = await User.get(document.user_id)
     if user is None:
         raise Unauthenticated("Invalid API key.")
+    # The principal: a key acts with its user's roles in its organizations.
+    user = await load_memberships(user)
     grant = ApiKeyGrant(
         user=user,
         key_id=str(document.id),

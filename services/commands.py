@@ -82,7 +82,7 @@ async def send_command(
     params_json = _params_json(params, settings)
     timeout = _timeout(timeout_seconds)
     device = await get_device(viewer, device_id)
-    access.require(viewer, "write", "command", device.owner_id)
+    access.require(viewer, "write", "command", device.organization_id)
     online = device.status == DeviceStatus.ONLINE
     # An ONLINE device's queue is sent as it grows; only a device away fills one up.
     if not online:
@@ -98,7 +98,7 @@ async def send_command(
     now = utcnow()
     command = Command(
         device_id=device.id,
-        owner_id=device.owner_id,
+        owner_id=device.organization_id,
         name=name,
         params_json=params_json,
         created_at=now,

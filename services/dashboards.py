@@ -1,9 +1,10 @@
-"""Dashboards: personal to their owner (an ADMIN too sees only its own)."""
+"""Dashboards: an organization's, seen by its members only (an ADMIN too sees only those
+of its own organizations); OWNER and OPERATOR change them."""
 
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import Any, NoReturn
 
 from pymongo import ReturnDocument
 
@@ -12,7 +13,9 @@ from models.accounts import User, utcnow
 from models.dashboards import Dashboard
 from services import access
 from services.dashboard_config import validate_config
+from services.devices import organization_of_new
 from services.errors import Conflict, NotFound
+from services.memberships import ensure_organization_exists, ensure_personal_membership
 from services.validation import clean_text, ensure_found, parse_id
 
 logger = logging.getLogger(__name__)
@@ -26,6 +29,14 @@ def _owned(viewer: User, dashboard_id: str, *, action: access.Action = "read") -
     return {"_id": object_id, **access.visible_filter(viewer, "dashboard", action=action)}
 
 
+async def _unwritable(viewer: User, dashboard_id: str) -> NoReturn:
+    """A write matched nothing: NotFound unless the viewer sees the dashboard, Forbidden
+    when it does (a VIEWER of its organization)."""
+    dashboard = await get_dashboard(viewer, dashboard_id)
+    access.require(viewer, "write", "dashboard", dashboard.organization_id)
+    raise NotFound("Dashboard")  # deleted meanwhile
+
+
 async def _config(viewer: User, config: object, settings: ApiSettings) -> dict[str, Any]:
     return await validate_config(
         viewer,
@@ -36,9 +47,15 @@ async def _config(viewer: User, config: object, settings: ApiSettings) -> dict[s
 
 
 async def create_dashboard(
-    owner: User, *, name: str, config: object, settings: ApiSettings
+    owner: User,
+    *,
+    name: str,
+    config: object,
+    settings: ApiSettings,
+    organization_id: str | None = None,
 ) -> Dashboard:
-    """A new dashboard of `owner`'s, its config checked against the widget schema."""
+    """A new dashboard made by `owner` in `organization_id` (omitted: its personal
+    organization), its config checked against the widget schema."""
     clean_name = clean_text(name, field="name", max_length=MAX_NAME_LENGTH)
     checked = await _config(owner, config, settings)
     # Counted before inserting: concurrent creations may overshoot by a few, no more.
@@ -47,8 +64,18 @@ async def create_dashboard(
             f"At most {settings.dashboards_per_user_max} dashboards per user; delete one first."
         )
     now = utcnow()
+    if organization_id is None:
+        await ensure_personal_membership(owner)
+    organization = organization_of_new(owner, organization_id, kind="dashboard")
+    if organization_id is not None:
+        await ensure_organization_exists(organization)
     dashboard = Dashboard(
-        owner_id=owner.id, name=clean_name, config=checked, created_at=now, updated_at=now
+        owner_id=owner.id,
+        organization_id=organization,
+        name=clean_name,
+        config=checked,
+        created_at=now,
+        updated_at=now,
     )
     await dashboard.insert()
     logger.info("dashboard %s created for user %s", dashboard.id, owner.id)
@@ -56,7 +83,7 @@ async def create_dashboard(
 
 
 async def list_dashboards(viewer: User) -> list[Dashboard]:
-    """The viewer's own dashboards, newest first (bounded by dashboards_per_user_max)."""
+    """The dashboards of the viewer's organizations, newest first."""
     return await Dashboard.find(access.visible_filter(viewer, "dashboard")).sort("-_id").to_list()
 
 
@@ -89,7 +116,7 @@ async def update_dashboard(
         query, {"$set": changes}, return_document=ReturnDocument.AFTER
     )
     if raw is None:
-        raise NotFound("Dashboard")
+        await _unwritable(viewer, dashboard_id)
     updated: Dashboard = Dashboard.model_validate(raw)
     return updated
 
@@ -100,5 +127,5 @@ async def delete_dashboard(viewer: User, dashboard_id: str) -> None:
         _owned(viewer, dashboard_id, action="write")
     )
     if result.deleted_count == 0:
-        raise NotFound("Dashboard")
+        await _unwritable(viewer, dashboard_id)
     logger.info("dashboard %s deleted by user %s", dashboard_id, viewer.id)

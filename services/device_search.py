@@ -1,9 +1,10 @@
 """devices(filter): the viewer's devices narrowed by tag, type, status and name search.
 
 Every filter is optional and they combine with AND, behind access.visible_filter, so no
-filter reaches another tenant's devices. Each filter has an index that leads with the
-owner and ends with the page order (models.devices): (owner_id, tags | status | type |
-search_keys, _id). The search is an anchored prefix match on the stored search keys
+filter reaches another tenant's devices; an organizationId the caller is no member of
+is NOT_FOUND (an ADMIN's: any that exists). Each filter has an index that leads with the
+organization and ends with the page order (models.devices): (organization_id, tags |
+status | type | search_keys, _id). The search is an anchored prefix match on the stored search keys
 (models.name_search), which MongoDB answers as one key range of that index.
 """
 
@@ -15,6 +16,7 @@ import unicodedata
 from dataclasses import dataclass
 from typing import Final
 
+from beanie import PydanticObjectId
 from pymongo import UpdateOne
 from pymongo.errors import DuplicateKeyError
 
@@ -26,6 +28,7 @@ from services import access
 from services.device_metadata import normalise_tag
 from services.devices import MAX_NAME_LENGTH, MAX_TYPE_LENGTH
 from services.errors import BadInput, NotFound
+from services.memberships import ensure_organization_exists
 from services.pagination import Page, paginate
 from services.validation import clean_text, parse_id
 
@@ -60,12 +63,11 @@ def search_text(search: str) -> str:
 
 def filter_query(device_filter: DeviceFilter) -> dict[str, object]:
     """The MongoDB conditions of `device_filter` (without the access filter)."""
-    if device_filter.organization_id is not None:
-        # Organizations arrive with issue 16; until then no organization exists, so any
-        # id names one the caller cannot see.
-        parse_id(device_filter.organization_id, kind="organization", field="filter.organizationId")
-        raise NotFound("Organization")
     query: dict[str, object] = {}
+    if device_filter.organization_id is not None:
+        query["organization_id"] = parse_id(
+            device_filter.organization_id, kind="organization", field="filter.organizationId"
+        )
     if device_filter.tag is not None:
         query["tags"] = normalise_tag(device_filter.tag, field="filter.tag")
     if device_filter.type is not None:
@@ -84,6 +86,15 @@ async def find_devices(
 ) -> Page[Device]:
     """The viewer's devices (an ADMIN's: all) matching every filter given, newest first."""
     conditions = filter_query(device_filter)
+    organization = conditions.get("organization_id")
+    if organization is not None:
+        # One organization: NotFound unless the caller may see its devices.
+        if not access.may(viewer, "read", "device", organization):
+            raise NotFound("Organization")
+        if access.member_role(viewer, organization) is None:  # an ADMIN's any id
+            await ensure_organization_exists(PydanticObjectId(str(organization)))
+        # Its own filter is the access filter's narrowing: one index range.
+        return await paginate(Device, conditions, first=first, after=after, newest_first=True)
     query = {**conditions, **access.visible_filter(viewer, "device")}
     return await paginate(Device, query, first=first, after=after, newest_first=True)
 

@@ -22,7 +22,8 @@ from services.alert_cleanup import delete_device_alerts
 from services.broker_identities import DynsecCommands, broker_errors
 from services.credentials import hash_mqtt_password
 from services.device_metadata import MetadataChange, metadata_updates
-from services.errors import Conflict, QuotaExceeded, Unauthenticated
+from services.errors import Conflict, Forbidden, NotFound, QuotaExceeded, Unauthenticated
+from services.memberships import ensure_organization_exists, ensure_personal_membership
 from services.retention import RetentionChange, delete_device_data
 from services.tokens import (
     DeviceClaims,
@@ -74,15 +75,51 @@ def _new_credentials(device: Device, settings: ApiSettings) -> DeviceCredentials
     )
 
 
+def organization_of_new(
+    viewer: User, organization_id: str | None, *, kind: access.Kind
+) -> PydanticObjectId:
+    """The organization a new `kind` goes to: `organization_id`, or the caller's personal
+    one (its id is the caller's) when omitted; NotFound for one it may not see,
+    Forbidden for one where its role may not write (a VIEWER)."""
+    if organization_id is None:
+        if viewer.id is None:
+            raise ValueError("the viewer must be stored")
+        chosen = viewer.id
+    else:
+        chosen = PydanticObjectId(
+            parse_id(organization_id, kind="organization", field="organizationId")
+        )
+    if not access.may(viewer, "write", kind, chosen):
+        if not access.may(viewer, "read", kind, chosen) and not access.may(
+            viewer, "read", "organization", chosen
+        ):
+            raise NotFound("Organization")
+        raise Forbidden("Your role in this organization may not create this.")
+    return chosen
+
+
 async def create_device(
-    owner: User, *, name: str, type: str, settings: ApiSettings, broker: DynsecCommands
+    owner: User,
+    *,
+    name: str,
+    type: str,
+    settings: ApiSettings,
+    broker: DynsecCommands,
+    organization_id: str | None = None,
 ) -> tuple[Device, DeviceCredentials]:
-    """Register a device for `owner`; its credentials are returned this once.
+    """Register a device for `owner` in `organization_id` (omitted: its personal
+    organization; its role there must allow writing devices); its credentials are
+    returned this once.
 
     The broker client comes first: a Device exists only with its client. A client
     left without a Device (the insert failed, or the process died) is removed here
     or by the next reconcile.
     """
+    if organization_id is None:
+        await ensure_personal_membership(owner)
+    organization = organization_of_new(owner, organization_id, kind="device")
+    if organization_id is not None:
+        await ensure_organization_exists(organization)
     # Counted, not reserved: parallel creations may pass it by a few, never by many.
     if await Device.find({"owner_id": owner.id}).count() >= settings.devices_per_user_max:
         raise QuotaExceeded(
@@ -92,6 +129,7 @@ async def create_device(
     device = Device(
         id=device_id,
         owner_id=owner.id,
+        organization_id=organization,
         name=clean_text(name, field="name", max_length=MAX_NAME_LENGTH),
         type=clean_text(type, field="type", max_length=MAX_TYPE_LENGTH),
         mqtt_username=str(device_id),
@@ -107,7 +145,9 @@ async def create_device(
     except Exception:
         await _undo_on_broker(broker_identities.remove_device(broker, str(device_id)))
         raise
-    logger.info("device %s created for user %s", device.id, owner.id)
+    logger.info(
+        "device %s created by user %s in organization %s", device.id, owner.id, organization
+    )
     await audit.record(
         owner,
         "device.create",
@@ -124,7 +164,7 @@ async def get_device(viewer: User, device_id: str, *, action: access.Action = "r
     object_id = parse_id(device_id, kind="device")
     query = {"_id": object_id, **access.visible_filter(viewer, "device")}
     device = ensure_found(await Device.find_one(query), "Device")
-    access.require(viewer, action, "device", device.owner_id)
+    access.require(viewer, action, "device", device.organization_id)
     return device
 
 

@@ -36,6 +36,8 @@ class Feed:
     viewer: Viewer
     kind: access.Kind
     device_id: str | None = None
+    # Further channels listened on (one per organization of a member of several).
+    more_channels: tuple[str, ...] = ()
 
     @property
     def viewer_id(self) -> str:
@@ -49,6 +51,17 @@ class Feed:
         return may(self.viewer, "read", self.kind, event.owner_id)
 
 
+def organizations_feed(
+    principal: Viewer, kind: access.Kind, channel_of: Callable[[str], str]
+) -> Feed:
+    """The feed of every device of the principal's organizations: their owner channels
+    (events carry their organization as owner_id; docs/access.md)."""
+    channels = [channel_of(organization_id) for organization_id in sorted(principal.memberships)]
+    if not channels:  # a member of none: its own channel, which nothing is published on
+        channels = [channel_of(principal.id)]
+    return Feed(channels[0], principal, kind, more_channels=tuple(channels[1:]))
+
+
 async def feed_for(viewer: User, kind: Kind, device_id: str | None = None) -> Feed:
     """The feed of one device the viewer may see (NotFound otherwise), or, without a
     device, of all the viewer's devices (an ADMIN's: everyone's)."""
@@ -60,7 +73,9 @@ async def feed_for(viewer: User, kind: Kind, device_id: str | None = None) -> Fe
         return Feed(channel, principal, "reading_stream", device_id=own_id)
     if access.sees_all(viewer, "reading_stream"):
         return Feed(all_channel(kind), principal, "reading_stream")
-    return Feed(owner_channel(kind, principal.id), principal, "reading_stream")
+    return organizations_feed(
+        principal, "reading_stream", lambda organization_id: owner_channel(kind, organization_id)
+    )
 
 
 def decode_status(raw: bytes) -> StatusEvent:
@@ -81,7 +96,7 @@ async def watch[E: OwnedEvent](
 ) -> AsyncIterator[AsyncIterator[E]]:
     """The feed's events that pass its rule, while the block runs; unsubscribes on exit."""
     async with bus.subscribe(
-        feed.channel, max_buffer=max_buffer, on_overflow=on_overflow
+        feed.channel, *feed.more_channels, max_buffer=max_buffer, on_overflow=on_overflow
     ) as subscription:
         yield _allowed(subscription, feed, _decoded_once(decode))
 
@@ -107,7 +122,7 @@ async def _allowed[E: OwnedEvent](
             yield event
         else:
             logger.warning(
-                "event of device %s (owner %s) on %s withheld from user %s",
+                "event of device %s (organization %s) on %s withheld from user %s",
                 event.device_id,
                 event.owner_id,
                 channel,
@@ -115,4 +130,12 @@ async def _allowed[E: OwnedEvent](
             )
 
 
-__all__ = ["Feed", "ReadingEvent", "StatusEvent", "decode_status", "feed_for", "watch"]
+__all__ = [
+    "Feed",
+    "ReadingEvent",
+    "StatusEvent",
+    "decode_status",
+    "feed_for",
+    "organizations_feed",
+    "watch",
+]

@@ -86,9 +86,13 @@ async def set_preferences(
 
 
 async def _recipient(alert: Alert) -> tuple[NotificationPreferences, User] | None:
-    """The owner's preferences and account when this alert is to be mailed to it."""
+    """The owner's preferences and account when this alert is to be mailed to it: the
+    user whose personal organization the device is in (a personal organization's id is
+    its user's). Alerts of a shared organization are not mailed yet (its members'
+    preferences would each apply; docs/alerts.md)."""
+    owner_id = alert.owner_id or alert.organization_id
     preferences = await NotificationPreferences.find_one(
-        NotificationPreferences.user_id == alert.owner_id
+        NotificationPreferences.user_id == owner_id
     )
     if preferences is None or not preferences.email:
         return None
@@ -97,7 +101,7 @@ async def _recipient(alert: Alert) -> tuple[NotificationPreferences, User] | Non
         return None
     if preferences.device_ids is not None and alert.device_id not in preferences.device_ids:
         return None
-    user = await User.get(alert.owner_id)
+    user = await User.get(owner_id)
     if user is None or not user.email_verified:
         return None
     return preferences, user

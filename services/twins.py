@@ -224,7 +224,7 @@ async def update_desired(
 
     twin, changed = await _change(_object_id(str(device.id)), change)
     if changed:
-        await announce(sink, twin, str(device.owner_id))
+        await announce(sink, twin, str(device.organization_id))
         try:
             await publish_desired(publisher, twin)
         except BrokerUnavailable as err:

@@ -104,7 +104,15 @@ async def set_webhook(
     nonce = secrets.token_urlsafe(16)
     raw = await NotificationWebhook.get_pymongo_collection().find_one_and_update(
         {"user_id": viewer.id},
-        {"$set": {"url": checked, "secret_nonce": nonce, "created_at": utcnow()}},
+        {
+            "$set": {
+                "url": checked,
+                "secret_nonce": nonce,
+                "created_at": utcnow(),
+                # The caller's personal organization (its id is the caller's).
+                "organization_id": viewer.id,
+            }
+        },
         upsert=True,
         return_document=ReturnDocument.AFTER,
     )

@@ -15,7 +15,11 @@ class DashboardMutation:
     async def create_dashboard(self, info: Info, input: CreateDashboardInput) -> Dashboard:
         owner = await info.context.require_user()
         dashboard = await dashboards.create_dashboard(
-            owner, name=input.name, config=input.config, settings=info.context.settings
+            owner,
+            name=input.name,
+            config=input.config,
+            settings=info.context.settings,
+            organization_id=input.organization_id,
         )
         return Dashboard.from_document(dashboard)
 

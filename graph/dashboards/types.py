@@ -38,6 +38,9 @@ class Dashboard:
 class CreateDashboardInput:
     name: str
     config: JSON = strawberry.field(description=CONFIG_DESCRIPTION)
+    organization_id: strawberry.ID | None = strawberry.field(
+        default=None, description="Omitted: the caller's personal organization."
+    )
 
 
 @strawberry.input

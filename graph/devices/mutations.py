@@ -30,6 +30,7 @@ class DeviceMutation:
             type=input.type,
             settings=info.context.settings,
             broker=info.context.broker,
+            organization_id=input.organization_id,
         )
         return CreateDevicePayload(
             device=Device.from_document(device),

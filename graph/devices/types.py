@@ -12,6 +12,7 @@ from strawberry.scalars import JSON
 from graph.accounts.types import User
 from graph.context import Info
 from graph.devices.metadata import ATTRIBUTES_DESCRIPTION, Location, LocationInput
+from graph.organizations.types import Organization
 from graph.readings.types import Reading
 from graph.twins.types import DeviceTwin
 from models.devices import Device as DeviceDocument
@@ -39,6 +40,15 @@ class Device:
         description="Days its raw readings (and logs) are kept; null: the platform default."
     )
     owner_id: strawberry.Private[PydanticObjectId]
+    organization_id: strawberry.Private[PydanticObjectId]
+
+    @strawberry.field(description="The organization the device belongs to.")
+    async def organization(self, info: Info) -> Organization:
+        # The device itself was resolved with the viewer's access checked.
+        found = await info.context.loaders.organizations.load(self.organization_id)
+        if found is None:  # the organization was removed under us
+            raise LookupError(f"organization of device {self.id} is missing")
+        return Organization.from_document(found)
 
     @strawberry.field
     async def owner(self, info: Info) -> User:
@@ -74,6 +84,7 @@ class Device:
             location=Location.from_document(device.location) if device.location else None,
             retention_days=device.retention_days,
             owner_id=device.owner_id,
+            organization_id=device.organization_id,
         )
 
 
@@ -119,6 +130,9 @@ class DeviceTokenVerification:
 class CreateDeviceInput:
     name: str
     type: str
+    organization_id: strawberry.ID | None = strawberry.field(
+        default=None, description="Omitted: the caller's personal organization."
+    )
 
 
 @strawberry.input

@@ -243,12 +243,19 @@ async def test_find_devices_without_token_unauthenticated(api: Api) -> None:
 # ------------------------------------------------------------------ organizationId, bad input
 
 
-async def test_find_devices_organization_not_found_until_organizations(api: Api) -> None:
-    session = await register(api)
+async def test_find_devices_organization_unknown_or_foreign_not_found(api: Api) -> None:
+    _, session = await admin_and_user(api)
+    other = await register(api)
     await create_device(api, session)
-    result = await find(api, session, organizationId=str(ObjectId()))
-    assert result.code == "NOT_FOUND"
-    assert result.message == "Organization not found."
+    await create_device(api, other)
+    # No such organization, and another user's (personal) one, look the same.
+    for organization_id in (str(ObjectId()), other.user_id):
+        result = await find(api, session, organizationId=organization_id)
+        assert result.code == "NOT_FOUND"
+        assert result.message == "Organization not found."
+    # Its own personal organization (its id is the user's): its devices.
+    own = await find(api, session, organizationId=session.user_id)
+    assert own.data["devices"]["totalCount"] == 1
     malformed = await find(api, session, organizationId="not-an-id")
     assert malformed.code == "BAD_USER_INPUT"
     assert malformed.message.startswith("filter.organizationId:")
@@ -364,12 +371,12 @@ async def test_api_start_backfills_search_keys(api: Api, settings: Settings) -> 
 
 
 FILTER_INDEXES = {
-    field: [("owner_id", 1), (field, 1), ("_id", -1)]
+    field: [("organization_id", 1), (field, 1), ("_id", -1)]
     for field in ("tags", "status", "type", "search_keys")
 }
 
 
-async def test_device_indexes_lead_with_owner_end_with_page_order() -> None:
+async def test_device_indexes_lead_with_organization_end_with_page_order() -> None:
     indexes = await Device.get_pymongo_collection().index_information()
     keys = [list(info["key"]) for info in indexes.values()]
     for field, expected in FILTER_INDEXES.items():
@@ -393,13 +400,13 @@ async def test_find_devices_query_plan_fits_filter_index(
     collection. The stand-in's explain has no query planner to ask."""
     session = await register(api)
     await fleet(api, session)
-    query = {**condition, "owner_id": ObjectId(session.user_id)}
+    query = {**condition, "organization_id": ObjectId(session.user_id)}
     collection = Device.get_pymongo_collection()
     plan = await collection.find(query).sort("_id", -1).limit(21).explain()
     if "queryPlanner" not in plan:
         pytest.skip("the MongoDB stand-in's explain() reports no query planner")
     assert "COLLSCAN" not in str(plan["queryPlanner"]["winningPlan"])
-    index = f"owner_id_1_{field}_1__id_-1"
+    index = f"organization_id_1_{field}_1__id_-1"
     hinted = await collection.find(query).sort("_id", -1).limit(21).hint(index).explain()
     stats = hinted["executionStats"]
     assert stats["nReturned"] >= 1

@@ -5,11 +5,12 @@ from __future__ import annotations
 import re
 
 import pytest
+from bson import ObjectId
 
 from models.devices import DeviceStatus
 from models.name_search import name_keys, normalise, prefix_pattern
 from services.device_search import DeviceFilter, filter_query, search_text
-from services.errors import BadInput, NotFound
+from services.errors import BadInput
 
 
 def matches(name: str, search: str) -> bool:
@@ -122,10 +123,15 @@ def test_filter_query_bad_input(device_filter: DeviceFilter, field: str) -> None
     assert caught.value.field == field
 
 
-def test_filter_query_organization_not_found_until_organizations() -> None:
-    with pytest.raises(NotFound) as caught:
-        filter_query(DeviceFilter(organization_id="665f1c2e8b3f4a0012345678", tag="prod"))
-    assert caught.value.message == "Organization not found."
+def test_filter_query_organization_narrows_by_organization_id() -> None:
+    query = filter_query(DeviceFilter(organization_id="665f1c2e8b3f4a0012345678", tag="prod"))
+    assert query == {"organization_id": ObjectId("665f1c2e8b3f4a0012345678"), "tags": "prod"}
+
+
+def test_filter_query_organization_bad_id() -> None:
+    with pytest.raises(BadInput) as caught:
+        filter_query(DeviceFilter(organization_id="nope"))
+    assert caught.value.field == "filter.organizationId"
 
 
 def test_search_text_whitespace_is_not_a_control_character() -> None:

@@ -1,0 +1,1 @@
+"""Organizations: members and their roles (docs/access.md)."""
