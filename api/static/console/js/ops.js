@@ -2,7 +2,7 @@
 // (no string building): tests/unit/api/test_console_operations.py validates every one
 // against schema.graphql, so a schema change that breaks the console fails a test.
 
-const AUTH = 'accessToken refreshToken expiresIn user { id email role }';
+const AUTH = `accessToken refreshToken expiresIn user { id email role }`;
 
 export const REGISTER = `mutation ConsoleRegister($input: RegisterInput!) {
   register(input: $input) { ${AUTH} }

@@ -14,6 +14,7 @@ import {
   CREATE_ALERT_RULE,
   CREATE_NO_DATA_RULE,
   DELETE_ALERT_RULE,
+  DELETE_DEVICE,
   DEVICE,
   DEVICE_LOG_ADDED,
   DEVICE_LOGS,
@@ -404,5 +405,14 @@ function detailsSection(element, { device }) {
       showError(messages, error);
     }
   });
-  element.append(form, messages, h('p', { class: 'hint' }, `Registered ${formatTime(device.createdAt)}.`));
+  const remove = button('Delete device', async () => {
+    if (!window.confirm(`Delete “${device.name}”, its credentials and its readings?`)) return;
+    try {
+      await gql(DELETE_DEVICE, { id: device.id });
+      location.hash = '#/fleet';
+    } catch (error) {
+      showError(messages, error);
+    }
+  }, { class: 'danger' });
+  element.append(form, messages, h('p', { class: 'hint' }, `Registered ${formatTime(device.createdAt)}.`), remove);
 }
