@@ -176,7 +176,11 @@ async def test_console_journeys(
     device_id = await text(page, "[data-secret=id]")
     username = await text(page, "[data-secret=username]")
     password = await text(page, "[data-secret=password]")
+    # The broker's address as devices reach it (the API cannot know it): the line follows.
+    broker = f"{managed_broker.host}:{managed_broker.port}"
+    await page("fill", within="#new-device", label="Broker address (host:port)", value=broker)
     line = await text(page, "[data-secret=mosquitto]")
+    assert line.startswith(f"mosquitto_pub -h {managed_broker.host} -p {managed_broker.port} ")
     assert f"-u '{username}'" in line and f"-P '{password}'" in line and f"-i {device_id}" in line
     assert f"devices/{device_id}/telemetry" in line
     await page("wait", selector=f"tr[data-device-id='{device_id}']", text="Greenhouse 1")

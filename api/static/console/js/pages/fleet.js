@@ -143,11 +143,19 @@ export function render(main) {
   };
 }
 
-function mosquittoLine(device, credentials) {
-  const host = location.hostname || 'localhost';
+const BROKER_KEY = 'iotplatform.console.broker';
+
+// The API does not say where its broker listens to the outside (devstack: port 1884,
+// compose: 1883): the line uses what the person set here, remembered in this browser.
+function brokerAddress() {
+  return localStorage.getItem(BROKER_KEY) || `${location.hostname || 'localhost'}:1883`;
+}
+
+function mosquittoLine(device, credentials, broker) {
+  const [host, port = '1883'] = broker.trim().split(/:(?=\d+$)/);
   const payload = JSON.stringify({ temperature: 21.5 });
   return (
-    `mosquitto_pub -h ${host} -p 1883 -i ${device.id} -u '${credentials.mqttUsername}' ` +
+    `mosquitto_pub -h ${host} -p ${port} -i ${device.id} -u '${credentials.mqttUsername}' ` +
     `-P '${credentials.mqttPassword}' -t devices/${device.id}/telemetry -q 1 -m '${payload}'`
   );
 }
@@ -178,7 +186,12 @@ function newDevicePanel(created) {
       const { device, credentials } = data.createDevice;
       created(device);
       messages.replaceChildren();
-      const line = mosquittoLine(device, credentials);
+      const broker = h('input', { type: 'text', name: 'broker', value: brokerAddress(), autocomplete: 'off' });
+      const code = h('code', { dataset: { secret: 'mosquitto' } }, mosquittoLine(device, credentials, broker.value));
+      broker.addEventListener('input', () => {
+        localStorage.setItem(BROKER_KEY, broker.value.trim());
+        code.textContent = mosquittoLine(device, credentials, broker.value);
+      });
       const copied = h('span', { class: 'copied', role: 'status' });
       const secret = (label, value, key) =>
         h('div', { class: 'secret' }, h('dt', {}, label), h('dd', {}, h('code', { dataset: { secret: key } }, value)));
@@ -192,9 +205,10 @@ function newDevicePanel(created) {
           secret('MQTT password', credentials.mqttPassword, 'password'),
           secret('Device token (HTTP, firmware downloads)', credentials.token, 'token'),
         ),
-        h('p', {}, 'Publish a reading as this device (the broker on this host, port 1883):'),
-        h('pre', { class: 'command' }, h('code', { dataset: { secret: 'mosquitto' } }, line)),
-        h('div', { class: 'actions' }, button('Copy command', () => copyText(line, copied)), copied, h('a', { href: `#/devices/${device.id}` }, 'Open the device')),
+        h('p', {}, 'Publish a reading as this device:'),
+        field('Broker address (host:port)', broker, 'Where devices reach the MQTT broker (make run: port 1884).'),
+        h('pre', { class: 'command' }, code),
+        h('div', { class: 'actions' }, button('Copy command', () => copyText(code.textContent, copied)), copied, h('a', { href: `#/devices/${device.id}` }, 'Open the device')),
       );
       form.reset();
       type.value = 'sensor';
