@@ -35,7 +35,7 @@ from ingest.worker import IngestWorker
 from tests.brokers import ManagedBroker
 from tests.client import Api
 from tests.contract import op
-from tests.factories import PASSWORD
+from tests.factories import PASSWORD, Session, create_device
 from tests.integration.live import wait_numsub
 from tests.system.browser.conftest import Driver
 
@@ -318,7 +318,16 @@ async def test_console_keyboard_sign_in_and_phone_width(
 ) -> None:
     """Signing in with the keyboard alone; the fleet readable at a phone's width."""
     page = console_browser
-    await api.execute(op("Register"), {"email": EMAIL, "password": PASSWORD})
+    registered = await api.execute(op("Register"), {"email": EMAIL, "password": PASSWORD})
+    owner = Session(
+        user_id=registered.data["register"]["user"]["id"],
+        email=EMAIL,
+        role="ADMIN",
+        access_token=registered.data["register"]["accessToken"],
+        refresh_token=registered.data["register"]["refreshToken"],
+    )
+    for name in ("Greenhouse 1", "Cold store"):
+        await create_device(api, owner, name=name, type="sensor")
     await page("open", url=f"{api_server}/console/", width=390, height=844)
     await page("wait", role="heading", name="Sign in")
     # The e-mail field has focus; Tab reaches the password; Enter submits.
@@ -329,6 +338,8 @@ async def test_console_keyboard_sign_in_and_phone_width(
     await page("type", text=PASSWORD)
     await page("press", key="Enter")
     await page("wait", role="heading", name="Fleet")
+    await page("wait", selector=".count", text="2 devices")
+    await page("wait", selector="tbody tr", text="Cold store")
     # Nothing wider than the screen but the tables' own scrolling regions.
     overflow = await page(
         "eval", expression="document.documentElement.scrollWidth - window.innerWidth"

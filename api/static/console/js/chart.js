@@ -38,7 +38,8 @@ export class LiveChart {
         height: this.height,
         legend: { show: this.series.length > 1 },
         cursor: { drag: { x: false, y: false } },
-        scales: { x: { time: true } },
+        // At least a minute across: one point alone is not spread over years.
+        scales: { x: { time: true, range: (u, min, max) => (max - min < 60 ? [max - 60, max + 2] : [min, max]) } },
         axes: [
           {},
           { values: (u, ticks) => ticks.map((v) => `${+v.toFixed(2)}${unit ? ` ${unit}` : ''}`), size: 70 },
