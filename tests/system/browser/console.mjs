@@ -20,6 +20,8 @@
 //   focused                       the focused element: {tag, text, label}
 //   viewport {width, height}      resizes the page
 //   screenshot {path, fullPage?}  a PNG of the page
+//   metrics                       the tab's memory (Chrome's Performance.getMetrics, after
+//                                 a garbage collection): JSHeapUsedSize, JSHeapTotalSize, Nodes
 //   report                        what the page did: requests (with transferred sizes),
 //                                 WebSockets and frames, console messages, page errors,
 //                                 CSP violations
@@ -178,6 +180,14 @@ const commands = {
   async screenshot({ path, fullPage = false }) {
     await session.page.screenshot({ path, fullPage });
     return {};
+  },
+  async metrics() {
+    const cdp = await session.context.newCDPSession(session.page);
+    await cdp.send('HeapProfiler.collectGarbage');
+    await cdp.send('Performance.enable');
+    const { metrics } = await cdp.send('Performance.getMetrics');
+    await cdp.detach();
+    return { metrics: Object.fromEntries(metrics.map((m) => [m.name, m.value])) };
   },
   async report() {
     await Promise.all(session.pending);

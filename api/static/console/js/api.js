@@ -85,10 +85,7 @@ export function refresh() {
     refreshing = post(REFRESH_TOKEN, { refreshToken: token }, null)
       .then((data) => {
         // Signed out meanwhile: stay signed out.
-        if (session && session.refreshToken === token) {
-          session = { ...session, refreshToken: data.refreshToken.refreshToken };
-          auth.start(data.refreshToken);
-        }
+        if (session && session.refreshToken === token) auth.start(data.refreshToken);
       })
       .catch((error) => {
         if (error.code === 'UNAUTHENTICATED') auth.end();

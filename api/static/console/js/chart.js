@@ -29,6 +29,7 @@ export class LiveChart {
 
   // After the element is in the document (uPlot needs its width).
   mount() {
+    if (this.destroyed) return this;
     const { uPlot } = window;
     const width = Math.max(240, this.canvas.clientWidth || 600);
     const unit = this.unit;
@@ -126,6 +127,7 @@ export class LiveChart {
   }
 
   destroy() {
+    this.destroyed = true;
     cancelAnimationFrame(this.frame);
     this.resizer.disconnect();
     if (this.plot) this.plot.destroy();

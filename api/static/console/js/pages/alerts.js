@@ -65,7 +65,14 @@ export function render(main) {
 
   function update(alert) {
     const existing = rows.get(alert.id);
-    if (!existing) return;
+    if (!existing) {
+      // Now one of the list's (say, acknowledged while the list shows acknowledged ones).
+      if (matches(alert)) {
+        tbody.prepend(row(alert));
+        setTotal(total + 1);
+      }
+      return;
+    }
     if (matches(alert)) existing.replaceWith(row(alert));
     else {
       existing.remove();
