@@ -19,6 +19,9 @@
 //   drawn                         the console:drawn events (live chart points) so far
 //   focused                       the focused element: {tag, text, label}
 //   viewport {width, height}      resizes the page
+//   offline {on}                  takes the browser's network away, closing the page's open
+//                                 WebSockets as a lost network would (Chromium's offline mode
+//                                 leaves open ones be), or gives it back
 //   screenshot {path, fullPage?}  a PNG of the page
 //   metrics                       the tab's memory (Chrome's Performance.getMetrics, after
 //                                 a garbage collection): JSHeapUsedSize, JSHeapTotalSize, Nodes
@@ -114,6 +117,15 @@ const commands = {
         window.__cspViolations.push(`${event.effectiveDirective} blocked ${event.blockedURI || 'inline'} at ${event.sourceFile || '?'}:${event.lineNumber}`);
       });
       document.addEventListener('console:drawn', (event) => window.__drawn.push(event.detail));
+      // Every WebSocket the page opens, so `offline` can drop them.
+      const Native = window.WebSocket;
+      window.__sockets = [];
+      window.WebSocket = class extends Native {
+        constructor(...args) {
+          super(...args);
+          window.__sockets.push(this);
+        }
+      };
     });
     const response = await page.goto(url, { waitUntil: 'load' });
     await page.locator('html[data-ready="true"]').waitFor({ state: 'attached', timeout: READY_TIMEOUT });
@@ -172,6 +184,11 @@ const commands = {
         return { tag: element.tagName, text: element.textContent.trim().slice(0, 80), label: element.labels?.[0]?.textContent || null };
       }),
     };
+  },
+  async offline({ on }) {
+    await session.context.setOffline(Boolean(on));
+    if (on) await session.page.evaluate(() => window.__sockets.forEach((socket) => socket.close(4000, 'network lost')));
+    return {};
   },
   async viewport({ width, height }) {
     await session.page.setViewportSize({ width, height });
