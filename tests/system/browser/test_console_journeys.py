@@ -377,6 +377,10 @@ async def test_console_keyboard_sign_in_and_phone_width(
     await page("offline", on=False)
     await page("until", expression=f"{state} === 'online'", timeout=30_000)
     await wait_subscribed(page, "ConsoleDeviceStatusChanged", since=frames)
+    # An ADMIN (the platform's first account) has the firmware page: no images yet.
+    await page("click", role="link", name="Firmware")
+    await page("wait", role="heading", name="Firmware")
+    await page("wait", selector="tbody tr", text="No images yet.")
     # Sign out ends the session: the sign-in page again, nothing kept in the tab.
     await page("click", role="button", name="Sign out")
     await page("wait", role="heading", name="Sign in")

@@ -97,7 +97,8 @@ export class LiveChart {
     let drop = 0;
     while (drop < xs.length && (xs[drop] < cutoff || xs.length - drop > MAX_POINTS)) drop += 1;
     if (drop) this.data.forEach((column) => column.splice(0, drop));
-    this.last = { time, value, index };
+    // The newest point, whatever arrived last (history can land after a live point).
+    if (!this.last || time >= this.last.time) this.last = { time, value, index };
   }
 
   flush() {
