@@ -254,6 +254,11 @@ async def test_console_journeys(
         await page("fill", within="#section-rules", label="Maximum", value="30")
         await page("click", role="button", name="Add threshold rule")
         await page("wait", selector="#section-rules tbody tr", text="temperature above 30")
+        # Where the device is (for the dashboard's map), from its Details.
+        await page("fill", within="#section-details", label="Latitude", value="52.37")
+        await page("fill", within="#section-details", label="Longitude", value="4.89")
+        await page("click", role="button", name="Save details")
+        await page("wait", selector="#section-details .info", text="Saved.")
         frames = len((await page("report"))["messages"])
         await page("click", role="link", name="Alerts")
         await page("wait", role="heading", name="Alerts")
@@ -302,6 +307,13 @@ async def test_console_journeys(
         await page("fill", within=".add-widget", label="Maximum", value="50")
         await page("check", within=".add-widget", label="Greenhouse 1")
         await page("click", role="button", name="Add widget")
+        await page("select", within=".add-widget", label="Kind", value="table")
+        await page("fill", within=".add-widget", label="Title", value="Latest")
+        await page("fill", within=".add-widget", label="Rows", value="5")
+        await page("click", role="button", name="Add widget")
+        await page("select", within=".add-widget", label="Kind", value="map")
+        await page("fill", within=".add-widget", label="Title", value="Where")
+        await page("click", role="button", name="Add widget")
         await page("click", role="button", name="Save dashboard")
         await page("wait", selector=".editor .info", text="Saved.")
         saved = await api.execute(op("Dashboards"), {}, token=token)
@@ -311,13 +323,31 @@ async def test_console_journeys(
         assert [(w["kind"], w["devices"], w.get("metrics")) for w in widgets] == [
             ("line_chart", [device_id], ["temperature"]),
             ("gauge", [device_id], ["temperature"]),
+            ("table", [device_id], ["temperature"]),
+            ("map", [device_id], ["temperature"]),
+        ]
+        # Each in the first free place of the 12-column grid: two by two.
+        assert [(w["position"]["x"], w["position"]["y"]) for w in widgets] == [
+            (0, 0),
+            (6, 0),
+            (0, 4),
+            (6, 4),
         ]
         await page("click", role="button", name="Close editor")
         await page(
             "until",
             expression="document.querySelector('.widget-gauge figure')?.dataset.last === '35.5'",
         )
-        frames = len((await page("report"))["messages"])
+        # The map has no tiles (offline): the device is a named dot on the plane.
+        await page(
+            "until",
+            expression="document.querySelector('.widget-map svg text')?.textContent.startsWith('Greenhouse 1')",
+        )
+        assert (
+            await page(
+                "eval", expression="document.querySelectorAll('.widget-map svg circle').length"
+            )
+        )["value"] == 1
         await wait_subscribed(page, "ConsoleReadingAdded", since=0)
         await asyncio.sleep(0.5)
         await device.publish(temperature=24.25)
@@ -329,6 +359,11 @@ async def test_console_journeys(
             "until",
             expression="document.querySelector('.widget-line_chart figure').dataset.last === '24.25'",
         )
+        await page("wait", selector=".widget-table tbody tr", text="temperature 24.25")
+        rows = await page(
+            "eval", expression="document.querySelectorAll('.widget-table tbody tr').length"
+        )
+        assert rows["value"] == 5  # its limit: the newest five readings
         await screenshot(page, "dashboard")
     await assert_clean(page, api_server)
 

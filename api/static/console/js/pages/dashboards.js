@@ -272,7 +272,8 @@ const WIDGETS = {
       svg.append(dot, label);
       labels.set(id, label);
     }
-    body.append(svg);
+    if (placed.length) body.append(svg);
+    else body.append(h('p', { class: 'hint' }, 'None of these devices has a location yet: set one in its page’s Details.'));
     const latest = (device) =>
       (device.latestReading?.values || []).filter((v) => !widget.metrics || widget.metrics.includes(v.metric)).map(formatValue).join(', ');
     for (const { id, device } of placed) {
@@ -286,6 +287,17 @@ const WIDGETS = {
     if (unplaced.length) body.append(h('p', { class: 'hint' }, `Without a location: ${unplaced.map(context.name).join(', ')}.`));
   },
 };
+
+// The first place, row by row, where a w × h widget overlaps none of the others.
+function freePlace(config, w, h) {
+  const overlaps = (x, y) =>
+    config.widgets.some(({ position: p }) => x < p.x + p.w && p.x < x + w && y < p.y + p.h && p.y < y + h);
+  for (let y = 0; ; y += 1) {
+    for (let x = 0; x + w <= config.layout.columns; x += 1) {
+      if (!overlaps(x, y)) return { x, y, w, h };
+    }
+  }
+}
 
 // The editor: the name, the widgets (remove, move), a new widget, the JSON; Save.
 function buildEditor(dashboard, devices, { changed, save, remove }) {
@@ -318,8 +330,11 @@ function buildEditor(dashboard, devices, { changed, save, remove }) {
   function move(index, by) {
     const [widget] = config.widgets.splice(index, 1);
     config.widgets.splice(index + by, 0, widget);
-    const swap = config.widgets[index];
-    [widget.position.y, swap.position.y] = [swap.position.y, widget.position.y];
+    // The two trade places on the grid (each keeps its size, within the columns).
+    const [a, b] = [widget.position, config.widgets[index].position];
+    [a.x, a.y, b.x, b.y] = [b.x, b.y, a.x, a.y];
+    a.x = Math.min(a.x, config.layout.columns - a.w);
+    b.x = Math.min(b.x, config.layout.columns - b.w);
     refresh();
     changed();
   }
@@ -367,12 +382,11 @@ function buildEditor(dashboard, devices, { changed, save, remove }) {
     event.preventDefault();
     const chosen = [...deviceBoxes.querySelectorAll('input:checked')].map((box) => box.value);
     const w = Math.min(Number(width.value) || 6, config.layout.columns);
-    const y = config.widgets.reduce((bottom, wd) => Math.max(bottom, wd.position.y + wd.position.h), 0);
     const widget = {
-      id: `w${Date.now().toString(36)}`,
+      id: `w${Date.now().toString(36)}${config.widgets.length}`,
       kind: kind.value,
       devices: chosen,
-      position: { x: 0, y, w, h: Number(height.value) || 4 },
+      position: freePlace(config, w, Number(height.value) || 4),
     };
     if (title.value.trim()) widget.title = title.value.trim();
     const names = metrics.value.split(',').map((m) => m.trim()).filter(Boolean);
