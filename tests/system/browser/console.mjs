@@ -13,6 +13,7 @@
 //   click {...locator}            clicks it            fill {...locator, value}  fills it
 //   select {...locator, value}    picks an option      check {...locator}        ticks it
 //   press {key}                   a key, to whatever has focus
+//   type {text}                   types text, to whatever has focus
 //   wait {...locator, timeout?}   until it is visible; answers {text}
 //   until {expression, timeout?}  until the expression (evaluated in the page) is truthy
 //   eval {expression}             evaluates it in the page; answers {value}

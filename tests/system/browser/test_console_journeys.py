@@ -5,10 +5,11 @@ registers, creates a device and reads its credentials once, publishes as the dev
 over MQTT (aiomqtt, the device's own credentials, through the broker and the ingest
 worker) and sees each value on the device's chart without a reload, adds a threshold
 rule, raises an alert with a reading over it and acknowledges it on the Alerts page
-(arrived live, with the badge), then builds and saves a dashboard whose gauge follows
-new readings. Afterwards: every request stayed on the API's origin (the console works
+(arrived live, with the badge), then builds and saves a dashboard (line chart, gauge,
+table, map) whose widgets follow new readings. Afterwards: every request stayed on the API's origin (the console works
 offline), nothing broke the Content-Security-Policy, no console error, nothing failed.
-A second session signs in with the keyboard alone and reads the fleet at phone width.
+A second session signs in with the keyboard alone, reads the fleet at phone width,
+loses the network and sees the live socket come back by itself.
 
 Measured and printed (not asserted): MQTT publish to point drawn on the chart, p50/p99
 over LATENCY_SAMPLES readings; the first load's transferred bytes (asserted <= 300 KB).
