@@ -15,6 +15,7 @@
 //   press {key}                   a key, to whatever has focus
 //   type {text}                   types text, to whatever has focus
 //   wait {...locator, timeout?}   until it is visible; answers {text}
+//   reload                        reloads the page (the tab's sessionStorage stays), waits until ready
 //   until {expression, timeout?}  until the expression (evaluated in the page) is truthy
 //   eval {expression}             evaluates it in the page; answers {value}
 //   drawn                         the console:drawn events (live chart points) so far
@@ -131,6 +132,11 @@ const commands = {
     const response = await page.goto(url, { waitUntil: 'load' });
     await page.locator('html[data-ready="true"]').waitFor({ state: 'attached', timeout: READY_TIMEOUT });
     return { status: response.status(), url: page.url(), csp: (await response.allHeaders())['content-security-policy'] || null };
+  },
+  async reload() {
+    await session.page.reload({ waitUntil: 'load' });
+    await session.page.locator('html[data-ready="true"]').waitFor({ state: 'attached', timeout: READY_TIMEOUT });
+    return {};
   },
   async click(locator) {
     await locate(locator).click();

@@ -391,9 +391,31 @@ async def test_console_keyboard_sign_in_and_phone_width(
     assert focused["label"] == "E-mail", focused
     await page("type", text=EMAIL)
     await page("press", key="Tab")
-    await page("type", text=PASSWORD)
+    await page("type", text="not the password")
+    await page("press", key="Enter")
+    # A refusal in words, with the contract's code beside them.
+    refused = await page("wait", selector=".error[data-code=UNAUTHENTICATED]")
+    assert "do not match an account" in refused["text"], refused
+    await page("fill", label="Password", value=PASSWORD)
     await page("press", key="Enter")
     await page("wait", role="heading", name="Fleet")
+    # Tokens are refreshed before they expire: a tab whose access token has 30 s left
+    # rotates both on load (refreshToken) and goes on.
+    stored = "JSON.parse(sessionStorage.getItem('iotplatform.console.session'))"
+    before = (await page("eval", expression=stored))["value"]
+    await page(
+        "eval",
+        expression=(
+            f"sessionStorage.setItem('iotplatform.console.session', JSON.stringify("
+            f"{{...{stored}, expiresAt: Date.now() + 30000}}))"
+        ),
+    )
+    await page("reload")
+    await page("wait", selector=".count", text="2 devices")
+    after = (await page("eval", expression=stored))["value"]
+    assert after["refreshToken"] != before["refreshToken"]
+    assert after["accessToken"] != before["accessToken"]
+    assert after["expiresAt"] > before["expiresAt"] - 60_000
     await page("wait", selector=".count", text="2 devices")
     await page("wait", selector="tbody tr", text="Cold store")
     # Nothing wider than the screen but the tables' own scrolling regions.

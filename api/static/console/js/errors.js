@@ -23,15 +23,16 @@ export class ApiError extends Error {
   }
 }
 
-export function describe(error) {
+// words: a page's own words for some codes (the sign-in page's UNAUTHENTICATED).
+export function describe(error, words = {}) {
   const code = error instanceof ApiError ? error.code : 'INTERNAL';
   const detail = error instanceof ApiError && DETAILED.has(code) ? error.message : '';
-  return { code, words: WORDS[code], detail };
+  return { code, words: words[code] || WORDS[code], detail };
 }
 
 // Puts one error into a message area (ui.messageArea) as words, with its code.
-export function showError(area, error) {
-  const { code, words, detail } = describe(error);
+export function showError(area, error, overrides = {}) {
+  const { code, words, detail } = describe(error, overrides);
   area.replaceChildren(
     h(
       'p',

@@ -46,7 +46,7 @@ export function render(main) {
       auth.start(mode === 'login' ? data.login : data.register);
       document.dispatchEvent(new Event('console:signed-in'));
     } catch (error) {
-      showError(messages, error);
+      showError(messages, error, { UNAUTHENTICATED: 'That e-mail and password do not match an account.' });
       submit.disabled = false;
     }
   });
