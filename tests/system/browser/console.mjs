@@ -12,6 +12,7 @@
 //                                 url and waits until the console is ready (html[data-ready])
 //   click {...locator}            clicks it            fill {...locator, value}  fills it
 //   select {...locator, value}    picks an option      check {...locator}        ticks it
+//   upload {...locator, filename, base64}  puts a file into a file input
 //   press {key}                   a key, to whatever has focus
 //   type {text}                   types text, to whatever has focus
 //   wait {...locator, timeout?}   until it is visible; answers {text}
@@ -148,6 +149,11 @@ const commands = {
   },
   async select(locator) {
     await locate(locator).selectOption(String(locator.value));
+    return {};
+  },
+  async upload(locator) {
+    const file = { name: locator.filename, mimeType: 'application/octet-stream', buffer: Buffer.from(locator.base64, 'base64') };
+    await locate(locator).setInputFiles(file);
     return {};
   },
   async check(locator) {

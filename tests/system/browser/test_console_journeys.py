@@ -20,6 +20,7 @@ CONSOLE_SCREENSHOTS=<dir> saves the main pages as PNGs there (docs/console/ is m
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import os
 import statistics
@@ -36,7 +37,8 @@ from ingest.worker import IngestWorker
 from tests.brokers import ManagedBroker
 from tests.client import Api
 from tests.contract import op
-from tests.factories import PASSWORD, Session, create_device
+from tests.factories import PASSWORD, Session, create_device, register
+from tests.integration.firmware.helpers import next_offer
 from tests.integration.live import wait_numsub
 from tests.system.browser.conftest import Driver
 
@@ -83,11 +85,12 @@ async def assert_clean(
     return report
 
 
-async def screenshot(driver: Driver, name: str) -> None:
+async def screenshot(driver: Driver, name: str, *, full_page: bool = False) -> None:
     folder = os.environ.get("CONSOLE_SCREENSHOTS")
     if folder:
         Path(folder).mkdir(parents=True, exist_ok=True)
-        await driver("screenshot", path=str(Path(folder).resolve() / f"{name}.png"))
+        path = str(Path(folder).resolve() / f"{name}.png")
+        await driver("screenshot", path=path, fullPage=full_page)
 
 
 async def text(driver: Driver, selector: str) -> str:
@@ -445,3 +448,62 @@ async def test_console_keyboard_sign_in_and_phone_width(
     kept = await page("eval", expression="sessionStorage.getItem('iotplatform.console.session')")
     assert kept["value"] is None
     await assert_clean(page, api_server, network_lost=True)
+
+
+async def test_console_firmware_rollout_progress_live(
+    console_browser: Driver,
+    api: Api,
+    api_server: str,
+    browser_worker: IngestWorker,
+    managed_broker: ManagedBroker,
+) -> None:
+    """An ADMIN uploads an image, starts a rollout, and watches the device's progress
+    arrive live as the device (over MQTT) reports it."""
+    page = console_browser
+    admin = await register(api, "admin@example.com")
+    device = await create_device(api, admin, name="Pump 7", type="pump")
+    await page("open", url=f"{api_server}/console/")
+    await page("fill", label="E-mail", value=admin.email)
+    await page("fill", label="Password", value=PASSWORD)
+    await page("click", role="button", name="Sign in")
+    await page("wait", role="heading", name="Fleet")
+    await page("click", role="link", name="Firmware")
+    await page("wait", role="heading", name="Firmware")
+    image = b"\x7fELF console test image " * 64
+    await page(
+        "upload",
+        label="Image file",
+        filename="pump-2.1.0.bin",
+        base64=base64.b64encode(image).decode(),
+    )
+    await page("fill", label="Version", value="2.1.0")
+    await page("fill", label="Device type", value="pump")
+    await page("click", role="button", name="Upload")
+    await page("wait", selector=".info", text="Image stored and signed.")
+    await page("wait", selector="tbody tr", text="2.1.0")
+    async with aiomqtt.Client(
+        managed_broker.host,
+        managed_broker.port,
+        username=device.mqtt_username,
+        password=device.mqtt_password,
+        identifier=device.id,
+    ) as as_device:
+        await as_device.subscribe(f"devices/{device.id}/ota", qos=1)
+        await page("check", label="Pump 7")
+        await page("click", role="button", name="Start rollout")
+        await page("wait", selector=".rollout tbody tr", text="Pump 7")
+        offer = await next_offer(as_device)
+        assert offer["version"] == "2.1.0"
+        row = ".rollout tbody tr[data-state={}]"
+        await page("wait", selector=row.format("DISPATCHED"), text="Pump 7")
+        progress = f"devices/{device.id}/ota/progress"
+        report = {"updateId": offer["updateId"], "state": "DOWNLOADING", "progress": 40}
+        await as_device.publish(progress, json.dumps(report), qos=1)
+        shown = await page("wait", selector=row.format("DOWNLOADING"), text="40%")
+        assert "downloading" in shown["text"]
+        await screenshot(page, "firmware", full_page=True)
+        report = {"updateId": offer["updateId"], "state": "SUCCEEDED", "progress": 100}
+        await as_device.publish(progress, json.dumps(report), qos=1)
+        await page("wait", selector=row.format("SUCCEEDED"), text="100%")
+        await page("wait", selector=".rollout p", text="succeeded")
+    await assert_clean(page, api_server)

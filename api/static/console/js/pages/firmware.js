@@ -56,7 +56,7 @@ export function render(main) {
     devices.replaceChildren(
       h('legend', {}, 'Devices of the image’s type'),
       ...eligible.map((d) => h('label', {}, h('input', { type: 'checkbox', name: 'rollout-device', value: d.id, checked: true }), ` ${d.name}`)),
-      eligible.length ? null : h('p', { class: 'hint' }, 'No device of this type.'),
+      ...(eligible.length ? [] : [h('p', { class: 'hint' }, 'No device of this type.')]),
     );
   }
   firmwareChoice.addEventListener('change', showDevices);
