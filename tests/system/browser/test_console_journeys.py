@@ -402,6 +402,9 @@ async def test_console_keyboard_sign_in_and_phone_width(
     await page("fill", label="Password", value=PASSWORD)
     await page("press", key="Enter")
     await page("wait", role="heading", name="Fleet")
+    # Its requests answered (a reload would abort one in flight).
+    await page("wait", selector=".count", text="2 devices")
+    await page("until", expression="document.getElementById('alert-badge').dataset.count === '0'")
     # Tokens are refreshed before they expire: a tab whose access token has 30 s left
     # rotates both on load (refreshToken) and goes on.
     stored = "JSON.parse(sessionStorage.getItem('iotplatform.console.session'))"
