@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 # Every dependency pinned with its hashes (scripts/lock writes it from pyproject.toml).
 LOCK := requirements-dev.txt
 
-.PHONY: ensure-services venv install lock upgrade run lint typecheck schema test test-unit clean clean-data
+.PHONY: ensure-services venv install lock upgrade run lint typecheck schema test test-unit clean clean-data console-check
 
 # Python 3.13, Redis and Mosquitto installed (quiet when they are).
 ensure-services:
@@ -68,8 +68,13 @@ $(BROWSER_MODULES): tests/system/browser/package-lock.json tests/system/browser/
 	cd tests/system/browser && npm ci --no-audit --no-fund
 	touch $@
 
+# The console's vendored browser files (api/static/console/vendor, served as they are:
+# no build step) against console/package-lock.json: npm ci there, then byte for byte.
+console-check: | ensure-services
+	scripts/vendor-console --check
+
 # Redis and Mosquitto started if nothing answers, then lint, types and the tests.
-test: install browser-deps
+test: install browser-deps console-check
 	scripts/ensure-services --start
 	$(MAKE) --no-print-directory lint typecheck
 	$(BIN)/pytest $(PYTEST_ARGS)

@@ -14,6 +14,7 @@ from starlette.routing import Mount, Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from api.body_limit import BodyLimitMiddleware
+from api.console import CONSOLE_PATH, ConsoleAssets, to_console
 from api.data import EXPORT_PATH, IMPORT_PATH, export_readings, import_readings_endpoint
 from api.graphiql import ASSETS_PATH as GRAPHIQL_ASSETS_PATH
 from api.graphiql import GraphiQLAssets
@@ -183,6 +184,9 @@ def create_app(settings: ApiSettings | None = None) -> Api:
             # GraphiQL's scripts and styles, vendored (api/graphiql.py, docs/graphiql.md):
             # there only while the page is (GRAPHIQL).
             *([Mount(GRAPHIQL_ASSETS_PATH, app=GraphiQLAssets())] if settings.graphiql else []),
+            # The web console (api/console.py, docs/console.md); / leads there.
+            Route("/", to_console, methods=["GET"]),
+            Mount(CONSOLE_PATH, app=ConsoleAssets(), name="console"),
             Route("/health", health, methods=["GET"]),
             # Devices fetch images here with their device token (firmware/download.py).
             Route("/firmware/{firmware_id}/download", download_firmware, methods=["GET"]),

@@ -4,6 +4,8 @@ The Content-Security-Policy allows what the GraphiQL page needs, served from thi
 origin: its scripts and styles (inline styles too), data: images and fonts, and
 fetches and WebSockets back to the API. HSTS only on responses to requests that came
 over TLS, as uvicorn sees them (the scheme a trusted proxy reports, FORWARDED_ALLOW_IPS).
+A response that sets one of these headers keeps its own: the web console's files carry
+a stricter policy (api/console.py: no inline style either).
 """
 
 from __future__ import annotations

@@ -442,7 +442,12 @@ def bring_up(
             f"simulator: {simulate} devices, 1 reading/s each, taking OTA updates; see them as "
             "simulator@example.com / simulator-password"
         )
-    return [*(f"GraphiQL: {url}/graphql" for url in urls), *lines]
+    # The console first: what a person opens (api/console.py, docs/console.md).
+    return [
+        *(f"Console: {url}/console/" for url in urls),
+        *(f"GraphiQL: {url}/graphql" for url in urls),
+        *lines,
+    ]
 
 
 def run(*, simulate: int = 0, apis: int = 1, workers: int = 1) -> int:

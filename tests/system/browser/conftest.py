@@ -33,7 +33,7 @@ from tests.integration.ingest.conftest import (
 )
 from tests.net import ROOT
 
-NODE_DIR = ROOT / "tests" / "browser"
+NODE_DIR = ROOT / "tests" / "system" / "browser"
 CHROMIUM = Path("/usr/bin/chromium")
 NODE_MAJOR = 20  # playwright-core's engines (package.json)
 
@@ -124,18 +124,14 @@ class Driver:
             await self.process.wait()
 
 
-@pytest.fixture(scope="module")
-async def browser(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Driver]:
-    """Headless Chromium for the module's tests; screenshots of each step go to a
-    temporary folder (its path is in the driver's ready line)."""
+async def start_driver(script: str, *arguments: str) -> Driver:
+    """A driver script of this folder (driver.mjs, console.mjs), once it said it is ready."""
     node = require_node()
     require_chromium()
-    screenshots = tmp_path_factory.mktemp("screenshots")
     process = await asyncio.create_subprocess_exec(
         node,
-        "driver.mjs",
-        "--screenshots",
-        str(screenshots),
+        script,
+        *arguments,
         cwd=NODE_DIR,
         stdin=asyncio.subprocess.PIPE,
         stdout=asyncio.subprocess.PIPE,
@@ -149,6 +145,25 @@ async def browser(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Dri
         await driver.close()
         raise AssertionError(f"Chromium did not start: {err}") from err
     assert ready.get("ready"), ready
+    return driver
+
+
+@pytest.fixture(scope="module")
+async def browser(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Driver]:
+    """Headless Chromium for the module's tests; screenshots of each step go to a
+    temporary folder (its path is in the driver's ready line)."""
+    screenshots = tmp_path_factory.mktemp("screenshots")
+    driver = await start_driver("driver.mjs", "--screenshots", str(screenshots))
+    try:
+        yield driver
+    finally:
+        await driver.close()
+
+
+@pytest.fixture(scope="module")
+async def console_browser() -> AsyncIterator[Driver]:
+    """Headless Chromium driving the web console (console.mjs)."""
+    driver = await start_driver("console.mjs")
     try:
         yield driver
     finally:
