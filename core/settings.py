@@ -96,6 +96,11 @@ class ApiSettings(CommonSettings):
     # This API process's name at the broker (client ids iot-api-<name>, iot-api-<name>-ota);
     # unique per process. Empty: the host name (each container's own).
     api_instance: str = ""
+    # Brokers that ask over HTTP (RabbitMQ, EMQX; docs/brokers.md): the password they
+    # present (HTTP Basic) to /broker/auth/...; unset, those endpoints are not served.
+    broker_auth_secret: SecretStr | None = None
+    # The one virtual host devices and services may use on RabbitMQ.
+    broker_auth_vhost: str = "/"
 
     # HTTP.
     api_host: str = "127.0.0.1"
