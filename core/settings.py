@@ -101,6 +101,11 @@ class ApiSettings(CommonSettings):
     broker_auth_secret: SecretStr | None = None
     # The one virtual host devices and services may use on RabbitMQ.
     broker_auth_vhost: str = "/"
+    # RabbitMQ's management API (http://rabbitmq:15672) and an administrator there: when
+    # set, a rotated or deleted device's open connections are closed through it.
+    broker_management_url: str = ""
+    broker_management_username: str = ""
+    broker_management_password: SecretStr | None = None
 
     # HTTP.
     api_host: str = "127.0.0.1"

@@ -20,6 +20,7 @@ from models.name_search import name_keys
 from services import access, audit, broker_auth, broker_identities, ratelimit
 from services.alert_cleanup import delete_device_alerts
 from services.broker_identities import DynsecCommands, broker_errors
+from services.broker_sessions import close_device_connections
 from services.credentials import hash_mqtt_password
 from services.device_metadata import MetadataChange, metadata_updates
 from services.errors import Conflict, QuotaExceeded, Unauthenticated
@@ -165,7 +166,7 @@ async def update_device(
 
 
 async def delete_device(
-    viewer: User, device_id: str, *, broker: DynsecCommands, redis: Redis
+    viewer: User, device_id: str, *, broker: DynsecCommands, redis: Redis, settings: ApiSettings
 ) -> None:
     """Remove a device and everything that belongs to it, its broker client first."""
     device = await get_device(viewer, device_id, action="write")
@@ -175,6 +176,7 @@ async def delete_device(
         await broker_identities.remove_device(broker, str(device.id))
     # Brokers asking over HTTP refuse it from now on, in every API process.
     await _tell_broker_auth(broker_auth.device_deleted(redis, str(device.id)), device.id)
+    await close_device_connections(settings, str(device.id), "device deleted")
     await device.delete()
     # Its data goes after the device, so none outlives a device that is gone: every kind
     # retention knows (readings, and what registers there: logs, rollups).
@@ -250,6 +252,7 @@ async def rotate_credentials(
     await _tell_broker_auth(
         broker_auth.device_rotated(redis, str(device.id), device.credentials_version), device.id
     )
+    await close_device_connections(settings, str(device.id), "credentials rotated")
     logger.info("credentials of device %s rotated", device.id)
     await audit.record(
         viewer,

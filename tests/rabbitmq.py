@@ -43,8 +43,12 @@ def _wait_for_port(port: int, process: subprocess.Popen[bytes], timeout: float) 
     raise TimeoutError(f"RabbitMQ's MQTT listener on {port} did not open in {timeout} s")
 
 
-def config_text(*, amqp_port: int, mqtt_port: int, auth_base: str) -> str:
-    """rabbitmq.conf: the HTTP backend only, POST, the secret as the URLs' user info."""
+def config_text(
+    *, amqp_port: int, mqtt_port: int, auth_base: str, management: tuple[int, str, str]
+) -> str:
+    """rabbitmq.conf: the HTTP backend first (POST, the secret as the URLs' user info);
+    then the internal one, for the management administrator (the default user)."""
+    management_port, admin, admin_password = management
     paths = {
         "user_path": "user",
         "vhost_path": "vhost",
@@ -56,6 +60,11 @@ def config_text(*, amqp_port: int, mqtt_port: int, auth_base: str) -> str:
         f"mqtt.listeners.tcp.1 = 127.0.0.1:{mqtt_port}",
         "mqtt.allow_anonymous = false",
         "auth_backends.1 = http",
+        "auth_backends.2 = internal",
+        f"default_user = {admin}",
+        f"default_pass = {admin_password}",
+        f"management.tcp.port = {management_port}",
+        "management.tcp.ip = 127.0.0.1",
         "auth_http.http_method = post",
         *(f"auth_http.{key} = {auth_base}/{name}" for key, name in paths.items()),
         "log.console = false",
@@ -67,7 +76,14 @@ def config_text(*, amqp_port: int, mqtt_port: int, auth_base: str) -> str:
 class RabbitNode:
     """One node; `start` returns when its MQTT listener accepts connections."""
 
-    def __init__(self, directory: Path, *, api_url: str, secret: str) -> None:
+    def __init__(
+        self,
+        directory: Path,
+        *,
+        api_url: str,
+        secret: str,
+        management: tuple[int, str, str],
+    ) -> None:
         self.directory = directory
         self.amqp_port = free_port()
         self.mqtt_port = free_port()
@@ -77,6 +93,8 @@ class RabbitNode:
         self.auth_base = (
             f"{parts.scheme}://{AUTH_USER}:{secret}@{parts.netloc}/broker/auth/rabbitmq"
         )
+        # Port, administrator and password of its management API.
+        self.management = management
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -109,10 +127,15 @@ class RabbitNode:
         cookie.chmod(0o400)
         (base / "rabbitmq.conf").write_text(
             config_text(
-                amqp_port=self.amqp_port, mqtt_port=self.mqtt_port, auth_base=self.auth_base
+                amqp_port=self.amqp_port,
+                mqtt_port=self.mqtt_port,
+                auth_base=self.auth_base,
+                management=self.management,
             )
         )
-        (base / "enabled_plugins").write_text("[rabbitmq_mqtt,rabbitmq_auth_backend_http].\n")
+        (base / "enabled_plugins").write_text(
+            "[rabbitmq_mqtt,rabbitmq_auth_backend_http,rabbitmq_management].\n"
+        )
         with (base / "server.out").open("wb") as out:
             self.process = subprocess.Popen(
                 [str(SERVER)],
@@ -122,6 +145,7 @@ class RabbitNode:
                 start_new_session=True,
             )
         _wait_for_port(self.mqtt_port, self.process, START_TIMEOUT)
+        _wait_for_port(self.management[0], self.process, START_TIMEOUT)
 
     def stop(self) -> None:
         if self.process is None:

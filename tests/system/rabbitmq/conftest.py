@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from urllib.parse import urlsplit
 
 import aiomqtt
 import pytest
@@ -20,10 +21,18 @@ def rabbit_node(
     if not rabbitmq.available():
         pytest.skip("RabbitMQ is not installed on this machine")
     assert settings.broker_auth_secret is not None
+    assert settings.broker_management_password is not None
+    management_port = urlsplit(settings.broker_management_url).port
+    assert management_port is not None
     node = RabbitNode(
         tmp_path_factory.mktemp("rabbitmq"),
         api_url=api_server,
         secret=settings.broker_auth_secret.get_secret_value(),
+        management=(
+            management_port,
+            settings.broker_management_username,
+            settings.broker_management_password.get_secret_value(),
+        ),
     )
     try:
         node.start()

@@ -103,19 +103,32 @@ async def test_subscribe_to_another_devices_commands_refused(
         assert not any(code.is_failure for code in codes)
 
 
-async def test_rotate_and_delete_refuse_the_old_credentials_at_once(
+async def test_rotate_and_delete_refuse_the_old_credentials_and_close_sessions(
     api: Api, rabbit_node: RabbitNode
 ) -> None:
     session = await register(api)
     device = await create_device(api, session)
-    # Connected once: the API cached its credentials version.
-    assert not await login_refused(rabbit_node, device.mqtt_username, device.mqtt_password)
-    result = await api.execute(
-        op("RotateDeviceCredentials"), {"id": device.id}, token=session.access_token
-    )
-    new_password = result.data["rotateDeviceCredentials"]["mqttPassword"]
+    bystander = await create_device(api, session)
+    async with (
+        rabbit_client(rabbit_node, device.mqtt_username, device.mqtt_password) as old_session,
+        rabbit_client(rabbit_node, bystander.mqtt_username, bystander.mqtt_password) as other,
+    ):
+        await old_session.subscribe(f"devices/{device.id}/commands/#", qos=1)
+        await other.subscribe(f"devices/{bystander.id}/commands/#", qos=1)
+        result = await api.execute(
+            op("RotateDeviceCredentials"), {"id": device.id}, token=session.access_token
+        )
+        new_password = result.data["rotateDeviceCredentials"]["mqttPassword"]
+        # Closed through RabbitMQ's management API; another device stays connected.
+        assert await closed_by_broker(old_session)
+        assert not await closed_by_broker(other, timeout=0.5)
     assert await login_refused(rabbit_node, device.mqtt_username, device.mqtt_password)
     assert not await login_refused(rabbit_node, device.mqtt_username, new_password)
-    result = await api.execute(op("DeleteDevice"), {"id": device.id}, token=session.access_token)
-    assert result.data["deleteDevice"] is True
+    async with rabbit_client(rabbit_node, device.mqtt_username, new_password) as open_session:
+        await open_session.subscribe(f"devices/{device.id}/commands/#", qos=1)
+        result = await api.execute(
+            op("DeleteDevice"), {"id": device.id}, token=session.access_token
+        )
+        assert result.data["deleteDevice"] is True
+        assert await closed_by_broker(open_session)
     assert await login_refused(rabbit_node, device.mqtt_username, new_password)
