@@ -159,6 +159,15 @@ async def _form(request: Request) -> dict[str, str]:
         return {}
 
 
+def _bound(form: Mapping[str, str], party: BrokerParty | None) -> BrokerParty | None:
+    """The party, unless the request names another client id than its bound one
+    (RabbitMQ 3.10 adds `client_id` to the vhost and resource checks of MQTT clients)."""
+    client_id = form.get("client_id")
+    if party is None or (client_id is not None and client_id != party.client_id):
+        return None
+    return party
+
+
 async def _refused(request: Request) -> Response | None:
     settings, _ = _state(request)
     if settings.broker_auth_secret is None or not caller_allowed(
@@ -190,7 +199,7 @@ async def rabbitmq_vhost(request: Request) -> Response:
         return refused
     settings, redis = _state(request)
     form = await _form(request)
-    party = await broker_auth.party_of(settings, redis, form.get("username", ""))
+    party = _bound(form, await broker_auth.party_of(settings, redis, form.get("username", "")))
     return _text(party is not None and form.get("vhost") == settings.broker_auth_vhost)
 
 
@@ -199,7 +208,7 @@ async def rabbitmq_resource_endpoint(request: Request) -> Response:
         return refused
     settings, redis = _state(request)
     form = await _form(request)
-    party = await broker_auth.party_of(settings, redis, form.get("username", ""))
+    party = _bound(form, await broker_auth.party_of(settings, redis, form.get("username", "")))
     return _text(
         party is not None
         and form.get("vhost") == settings.broker_auth_vhost

@@ -73,6 +73,10 @@ async def test_device_login_and_topic_checks(api: Api, broker: httpx.AsyncClient
     assert wrong_client == "deny"
     assert await answer(broker, "vhost", username=device.id, vhost="/", ip="::1") == "allow"
     assert await answer(broker, "vhost", username=device.id, vhost="other", ip="::1") == "deny"
+    foreign_id = await answer(
+        broker, "vhost", username=device.id, vhost="/", ip="::1", client_id=other.id
+    )
+    assert foreign_id == "deny"
 
     def topic(permission: str, key: str) -> dict[str, str]:
         return {
