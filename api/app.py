@@ -14,6 +14,7 @@ from starlette.routing import Mount, Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from api.body_limit import BodyLimitMiddleware
+from api.broker_auth import broker_auth_routes
 from api.console import CONSOLE_PATH, ConsoleAssets, to_console
 from api.data import EXPORT_PATH, IMPORT_PATH, export_readings, import_readings_endpoint
 from api.graphiql import ASSETS_PATH as GRAPHIQL_ASSETS_PATH
@@ -197,6 +198,8 @@ def create_app(settings: ApiSettings | None = None) -> Api:
             Route(IMPORT_PATH, import_readings_endpoint, methods=["POST"]),
             # Unauthenticated, like /health: keep it off the public side of the proxy.
             Route("/metrics", metrics_endpoint(metrics, ingest_stats.registry), methods=["GET"]),
+            # Brokers' HTTP auth backends, with BROKER_AUTH_SECRET only (api/broker_auth.py).
+            *broker_auth_routes(settings),
         ],
         middleware=middleware,
         lifespan=lifespan,

@@ -96,6 +96,16 @@ class ApiSettings(CommonSettings):
     # This API process's name at the broker (client ids iot-api-<name>, iot-api-<name>-ota);
     # unique per process. Empty: the host name (each container's own).
     api_instance: str = ""
+    # Brokers that ask over HTTP (RabbitMQ, EMQX; docs/brokers.md): the password they
+    # present (HTTP Basic) to /broker/auth/...; unset, those endpoints are not served.
+    broker_auth_secret: SecretStr | None = None
+    # The one virtual host devices and services may use on RabbitMQ.
+    broker_auth_vhost: str = "/"
+    # RabbitMQ's management API (http://rabbitmq:15672) and an administrator there: when
+    # set, a rotated or deleted device's open connections are closed through it.
+    broker_management_url: str = ""
+    broker_management_username: str = ""
+    broker_management_password: SecretStr | None = None
 
     # HTTP.
     api_host: str = "127.0.0.1"

@@ -17,9 +17,10 @@ from core.settings import ApiSettings
 from models.accounts import User
 from models.devices import Device
 from models.name_search import name_keys
-from services import access, audit, broker_identities, ratelimit
+from services import access, audit, broker_auth, broker_identities, ratelimit
 from services.alert_cleanup import delete_device_alerts
 from services.broker_identities import DynsecCommands, broker_errors
+from services.broker_sessions import close_device_connections
 from services.credentials import hash_mqtt_password
 from services.device_metadata import MetadataChange, metadata_updates
 from services.errors import Conflict, Forbidden, NotFound, QuotaExceeded, Unauthenticated
@@ -62,6 +63,15 @@ async def _undo_on_broker(step: Awaitable[None]) -> None:
         await step
     except (BrokerUnavailable, DynsecError) as err:
         logger.warning("broker: undo failed (%s); the next reconcile repairs it", err)
+
+
+async def _tell_broker_auth(step: Awaitable[None], device_id: object) -> None:
+    """Brokers asking over HTTP (services.broker_auth) follow at once; without Redis,
+    within broker_auth.CACHE_SECONDS."""
+    try:
+        await step
+    except RedisError as err:
+        logger.warning("device %s: broker auth cache not updated (%s)", device_id, err)
 
 
 def _new_credentials(device: Device, settings: ApiSettings) -> DeviceCredentials:
@@ -196,7 +206,7 @@ async def update_device(
 
 
 async def delete_device(
-    viewer: User, device_id: str, *, broker: DynsecCommands, redis: Redis
+    viewer: User, device_id: str, *, broker: DynsecCommands, redis: Redis, settings: ApiSettings
 ) -> None:
     """Remove a device and everything that belongs to it, its broker client first."""
     device = await get_device(viewer, device_id, action="write")
@@ -204,6 +214,9 @@ async def delete_device(
     # deleted device stays valid at the broker.
     with broker_errors("the device was not deleted"):
         await broker_identities.remove_device(broker, str(device.id))
+    # Brokers asking over HTTP refuse it from now on, in every API process.
+    await _tell_broker_auth(broker_auth.device_deleted(redis, str(device.id)), device.id)
+    await close_device_connections(settings, str(device.id), "device deleted")
     await device.delete()
     # Its data goes after the device, so none outlives a device that is gone: every kind
     # retention knows (readings, and what registers there: logs, rollups).
@@ -276,6 +289,10 @@ async def rotate_credentials(
     if result.matched_count == 0:
         # Rotated (or deleted) concurrently; the other call's outcome stands.
         raise Conflict("The device's credentials changed meanwhile; try again.")
+    await _tell_broker_auth(
+        broker_auth.device_rotated(redis, str(device.id), device.credentials_version), device.id
+    )
+    await close_device_connections(settings, str(device.id), "credentials rotated")
     logger.info("credentials of device %s rotated", device.id)
     await audit.record(
         viewer,

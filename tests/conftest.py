@@ -110,6 +110,13 @@ def settings(mongodb_url: str, managed_broker: ManagedBroker, smtp_server: SmtpS
         # Its broker client ids (iot-api-<instance>...): each API process needs its own.
         api_instance=f"test-{uuid.uuid4().hex[:8]}",
         device_credential_key=secrets.token_urlsafe(32),
+        # Brokers asking over HTTP (api/broker_auth.py; tests/system/rabbitmq).
+        broker_auth_secret=secrets.token_urlsafe(24),
+        # Its management API, where that node runs (tests/system/rabbitmq): rotated and
+        # deleted devices' connections are closed there. Elsewhere nothing listens.
+        broker_management_url=f"http://127.0.0.1:{free_port()}",
+        broker_management_username="iot-broker-admin",
+        broker_management_password=secrets.token_urlsafe(24),
         # Cheap hashing keeps the suite fast; production keeps the defaults.
         argon2_time_cost=1,
         argon2_memory_cost_kib=64,

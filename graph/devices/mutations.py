@@ -67,7 +67,11 @@ class DeviceMutation:
     async def delete_device(self, info: Info, id: strawberry.ID) -> bool:
         viewer = await info.context.require_user()
         await devices.delete_device(
-            viewer, id, broker=info.context.broker, redis=info.context.redis
+            viewer,
+            id,
+            broker=info.context.broker,
+            redis=info.context.redis,
+            settings=info.context.settings,
         )
         return True
 
