@@ -27,6 +27,7 @@ from services.api_keys import ApiKeyGrant, authenticate_api_key, is_api_key, rev
 from services.broker_identities import DynsecCommands
 from services.commands import Dispatch
 from services.errors import Unauthenticated
+from services.pagination import clamp_page_size
 from services.tokens import bearer_token, decode_access_claims
 
 
@@ -60,6 +61,15 @@ class Context:
     # When the token that authenticated this context expires (a WebSocket outlives it).
     _expires_at: float | None = field(default=None, init=False)
     _loaders: Loaders | None = field(default=None, init=False)
+
+    def page_size(self, first: int | None) -> int:
+        """`first` as a page size: PAGE_SIZE_DEFAULT when omitted, capped at PAGE_SIZE_MAX
+        (services.pagination.clamp_page_size; a negative one is BAD_USER_INPUT)."""
+        return clamp_page_size(
+            first,
+            default=self.settings.page_size_default,
+            maximum=self.settings.page_size_max,
+        )
 
     @property
     def loaders(self) -> Loaders:

@@ -8,7 +8,6 @@ from graph.accounts.types import User
 from graph.context import Info
 from graph.pagination import Connection
 from services import accounts
-from services.pagination import clamp_page_size
 
 
 @strawberry.type
@@ -22,10 +21,7 @@ class AccountQuery:
         self, info: Info, first: int | None = None, after: str | None = None
     ) -> Connection[User]:
         viewer = await info.context.require_user()
-        settings = info.context.settings
-        size = clamp_page_size(
-            first, default=settings.page_size_default, maximum=settings.page_size_max
-        )
+        size = info.context.page_size(first)
         page = await accounts.list_users(viewer, first=size, after=after)
         return Connection[User].from_page(page, User.from_document)
 

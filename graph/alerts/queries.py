@@ -9,7 +9,6 @@ from graph.context import Info
 from graph.pagination import Connection
 from models.alerts import AlertState
 from services import alert_rules, alerts, webhooks
-from services.pagination import clamp_page_size
 
 
 @strawberry.type
@@ -40,10 +39,7 @@ class AlertQuery:
         after: str | None = None,
     ) -> Connection[Alert]:
         viewer = await info.context.require_user()
-        settings = info.context.settings
-        size = clamp_page_size(
-            first, default=settings.page_size_default, maximum=settings.page_size_max
-        )
+        size = info.context.page_size(first)
         page = await alerts.list_alerts(
             viewer, state=state, device_id=device_id, first=size, after=after
         )

@@ -7,7 +7,6 @@ import strawberry
 from graph.audit.types import AuditEntryConnection
 from graph.context import Info
 from services import audit
-from services.pagination import clamp_page_size
 
 
 @strawberry.type
@@ -25,10 +24,7 @@ class AuditQuery:
         after: str | None = None,
     ) -> AuditEntryConnection:
         viewer = await info.context.require_user()
-        settings = info.context.settings
-        size = clamp_page_size(
-            first, default=settings.page_size_default, maximum=settings.page_size_max
-        )
+        size = info.context.page_size(first)
         log = await audit.list_entries(
             viewer, organization_id=organization_id, first=size, after=after
         )

@@ -9,7 +9,6 @@ from graph.context import Info
 from graph.pagination import Connection
 from models.commands import CommandState
 from services import commands
-from services.pagination import clamp_page_size
 
 
 @strawberry.type
@@ -24,10 +23,7 @@ class CommandQuery:
         after: str | None = None,
     ) -> Connection[Command]:
         viewer = await info.context.require_user()
-        settings = info.context.settings
-        size = clamp_page_size(
-            first, default=settings.page_size_default, maximum=settings.page_size_max
-        )
+        size = info.context.page_size(first)
         page = await commands.list_commands(
             viewer, device_id=device_id, state=state, first=size, after=after
         )

@@ -9,7 +9,6 @@ from graph.devices.metadata import DeviceFilter
 from graph.devices.types import Device
 from graph.pagination import Connection
 from services import device_search, devices
-from services.pagination import clamp_page_size
 
 
 @strawberry.type
@@ -23,10 +22,7 @@ class DeviceQuery:
         filter: DeviceFilter | None = None,
     ) -> Connection[Device]:
         viewer = await info.context.require_user()
-        settings = info.context.settings
-        size = clamp_page_size(
-            first, default=settings.page_size_default, maximum=settings.page_size_max
-        )
+        size = info.context.page_size(first)
         spec = filter.to_spec() if filter is not None else device_search.DeviceFilter()
         page = await device_search.find_devices(viewer, spec, first=size, after=after)
         return Connection[Device].from_page(page, Device.from_document)

@@ -10,7 +10,6 @@ import strawberry
 from graph.context import Info
 from graph.logs.types import DeviceLogConnection
 from services import device_logs
-from services.pagination import clamp_page_size
 
 
 @strawberry.type
@@ -29,10 +28,7 @@ class DeviceLogQuery:
         after: str | None = None,
     ) -> DeviceLogConnection:
         viewer = await info.context.require_user()
-        settings = info.context.settings
-        size = clamp_page_size(
-            first, default=settings.page_size_default, maximum=settings.page_size_max
-        )
+        size = info.context.page_size(first)
         page = await device_logs.list_device_logs(
             viewer, device_id, start=from_, end=to, first=size, after=after
         )

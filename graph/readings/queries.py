@@ -10,7 +10,6 @@ import strawberry
 from graph.context import Info
 from graph.readings.types import AggregateBucket, ReadingConnection
 from services import readings
-from services.pagination import clamp_page_size
 
 
 @strawberry.type
@@ -28,10 +27,7 @@ class ReadingQuery:
         after: str | None = None,
     ) -> ReadingConnection:
         viewer = await info.context.require_user()
-        settings = info.context.settings
-        size = clamp_page_size(
-            first, default=settings.page_size_default, maximum=settings.page_size_max
-        )
+        size = info.context.page_size(first)
         page = await readings.list_readings(
             viewer, device_id, start=from_, end=to, first=size, after=after
         )
