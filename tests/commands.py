@@ -12,11 +12,22 @@ from pymongo import AsyncMongoClient, monitoring
 
 from core.settings import Settings
 from models import DOCUMENT_MODELS
+from models.commands import Command
 from models.devices import Device
+from models.email import AlertReminder, OutboxMail
 from models.firmware import Firmware, FirmwareUpdate, FirmwareUpdateTarget
 
 BACKGROUND_COLLECTIONS = frozenset(
-    model.Settings.name for model in (Firmware, FirmwareUpdate, FirmwareUpdateTarget)
+    model.Settings.name
+    for model in (
+        Firmware,
+        FirmwareUpdate,
+        FirmwareUpdateTarget,
+        # The API's e-mail sender and reminder check, and its command sweep.
+        OutboxMail,
+        AlertReminder,
+        Command,
+    )
 )
 # Tasks of the API's HTTP ingest (ingest/http_intake.py) that read and write on their own
 # (its alert engine reloads a device's rules when the device changes, stores, lastSeen):
