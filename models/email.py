@@ -105,10 +105,13 @@ class NotificationPreferences(Document):
 
 
 class AlertReminder(Document):
-    """An alert mailed with reminders on: when its next reminder is due. The reminder
-    check claims due ones by moving `next_due_at` forward, so each goes out once."""
+    """One member's reminders of one alert mailed to it with reminders on: when the next
+    is due. The reminder check claims due ones by moving `next_due_at` forward, so each
+    goes out once. Its id is `services.notifications.reminder_id(alert, user)`, so a
+    retried raise finds it present; reminders stored before organizations have the
+    alert's id as theirs and no `alert_id`."""
 
-    # Its id is the alert's.
+    alert_id: PydanticObjectId | None = None
     user_id: PydanticObjectId
     next_due_at: datetime
     last_mailed_at: datetime
@@ -117,3 +120,8 @@ class AlertReminder(Document):
     class Settings:
         name = "alert_reminders"
         indexes = [pymongo.IndexModel([("next_due_at", pymongo.ASCENDING)])]
+
+    @property
+    def of_alert(self) -> PydanticObjectId | None:
+        """The alert's id (a reminder stored before organizations has it as its own)."""
+        return self.alert_id or self.id

@@ -1,16 +1,19 @@
 """Alert e-mails: each user's preferences, the mail of a raised alert, and reminders.
 
-The ingest worker that raises an alert queues its e-mail in the outbox
-(`queue_alert_email`, ingest/alert_raiser.py), right after the alert is stored: the
-e-mail exists as soon as the alert does, whichever API process sends it. With
-reminders on, an `AlertReminder` records when the next one is due; each API process
-runs `send_due_reminders` periodically and claims due ones atomically, so every
-reminder goes out once. Preferences are read again at each reminder.
+An alert is mailed to every member of its device's organization whose own preferences
+ask for it (a personal organization's only member is its user). The ingest worker that
+raises an alert queues its e-mails in the outbox (`queue_alert_email`,
+ingest/alert_raiser.py) right after the alert is stored: they exist as soon as the alert
+does, whichever API process sends them. With reminders on, an `AlertReminder` per member
+records when its next one is due; each API process runs `send_due_reminders`
+periodically and claims due ones atomically, so every reminder goes out once.
+Preferences and membership are read again at each reminder.
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import logging
 from datetime import datetime, timedelta
 from typing import Any, Final
@@ -19,10 +22,11 @@ from beanie import PydanticObjectId
 from pymongo import ASCENDING, ReturnDocument
 from pymongo.errors import DuplicateKeyError
 
-from models.accounts import User, utcnow
+from models.accounts import MemberRole, User, utcnow
 from models.alerts import Alert, AlertState, Severity
 from models.devices import Device
 from models.email import AlertReminder, MailKind, NotificationPreferences
+from models.organizations import Organization
 from services import access, mail_messages, outbox
 from services.errors import BadInput, NotFound
 from services.validation import parse_id
@@ -61,9 +65,9 @@ async def set_preferences(
             )
         )
         found = {
-            raw["_id"]: raw["owner_id"]
+            raw["_id"]: raw.get("organization_id", raw["owner_id"])
             async for raw in Device.get_pymongo_collection().find(
-                {"_id": {"$in": wanted}}, {"owner_id": 1}
+                {"_id": {"$in": wanted}}, {"owner_id": 1, "organization_id": 1}
             )
         }
         for device_id in wanted:
@@ -85,26 +89,62 @@ async def set_preferences(
     return preferences
 
 
-async def _recipient(alert: Alert) -> tuple[NotificationPreferences, User] | None:
-    """The owner's preferences and account when this alert is to be mailed to it: the
-    user whose personal organization the device is in (a personal organization's id is
-    its user's). Alerts of a shared organization are not mailed yet (its members'
-    preferences would each apply; docs/alerts.md)."""
-    owner_id = alert.owner_id or alert.organization_id
-    preferences = await NotificationPreferences.find_one(
-        NotificationPreferences.user_id == owner_id
+def reminder_id(alert_id: PydanticObjectId, user_id: PydanticObjectId) -> PydanticObjectId:
+    """The id of `user_id`'s reminders of `alert_id`: derived from both, so the insert of
+    a retried raise is a duplicate key, as it is for the mail's outbox key."""
+    digest = hashlib.sha256(alert_id.binary + user_id.binary).digest()
+    return PydanticObjectId(digest[:12])
+
+
+async def _members(organization_id: PydanticObjectId) -> dict[PydanticObjectId, MemberRole]:
+    """{user id: role} of the organization's members; an organization not stored (a
+    personal one its migration has not made yet) is its user's alone."""
+    raw = await Organization.get_pymongo_collection().find_one(
+        {"_id": organization_id}, {"members": 1}
     )
-    if preferences is None or not preferences.email:
-        return None
+    if raw is None:
+        return {organization_id: MemberRole.OWNER}
+    return {m["user_id"]: MemberRole(m["role"]) for m in raw.get("members", ())}
+
+
+def _wants(alert: Alert, preferences: NotificationPreferences) -> bool:
+    if not preferences.email:
+        return False
     minimum = preferences.min_severity or Severity.INFO
     if RANK[alert.severity] < RANK[minimum]:
-        return None
-    if preferences.device_ids is not None and alert.device_id not in preferences.device_ids:
-        return None
-    user = await User.get(owner_id)
-    if user is None or not user.email_verified:
-        return None
-    return preferences, user
+        return False
+    return preferences.device_ids is None or alert.device_id in preferences.device_ids
+
+
+async def _recipients(
+    alert: Alert, only: PydanticObjectId | None = None
+) -> list[tuple[NotificationPreferences, User]]:
+    """Every member of the alert's organization (or just `only`) who may read the alert,
+    has a verified address and whose preferences ask for this alert: each member's own
+    preferences apply. A removed member is no longer one, so gets nothing more."""
+    members = await _members(alert.organization_id)
+    if only is not None:
+        members = {only: members[only]} if only in members else {}
+    if not members:
+        return []
+    wanted = {
+        p.user_id: p
+        async for p in NotificationPreferences.find(
+            {"user_id": {"$in": list(members)}, "email": True}
+        )
+        if _wants(alert, p)
+    }
+    if not wanted:
+        return []
+    found = []
+    async for user in User.find({"_id": {"$in": list(wanted)}}):
+        preferences = wanted[user.id]
+        # The access decision on the role this organization gives the member (a
+        # platform ADMIN is mailed only for the organizations it is a member of).
+        user.set_memberships({str(alert.organization_id): members[preferences.user_id]})
+        if user.email_verified and access.may(user, "read", "alert", alert.organization_id):
+            found.append((preferences, user))
+    return sorted(found, key=lambda pair: str(pair[0].user_id))
 
 
 async def _device_name(device_id: PydanticObjectId) -> str:
@@ -112,25 +152,32 @@ async def _device_name(device_id: PydanticObjectId) -> str:
     return str(raw["name"]) if raw is not None else str(device_id)
 
 
-async def queue_alert_email(alert: Alert, *, base_url: str) -> bool:
-    """Queue the e-mail of a just raised alert if its owner's preferences ask for it
-    (and the reminder record); idempotent, so a writer may retry. True when queued."""
-    recipient = await _recipient(alert)
-    if recipient is None:
-        return False
-    preferences, user = recipient
+async def queue_alert_email(alert: Alert, *, base_url: str) -> int:
+    """Queue the e-mail of a just raised alert to each member whose preferences ask for
+    it (and their reminder records); idempotent, so a writer may retry. Returns how many
+    mails were newly queued."""
+    recipients = await _recipients(alert)
+    if not recipients:
+        return 0
+    if alert.id is None:
+        raise ValueError("the alert must be stored first")
     message = mail_messages.alert(base_url, alert, device_name=await _device_name(alert.device_id))
-    queued = await outbox.enqueue(MailKind.ALERT, user.email, message, key=f"alert:{alert.id}")
-    if preferences.remind_after_minutes is not None:
-        now = utcnow()
-        # Present already: a retry of the same alert.
-        with contextlib.suppress(DuplicateKeyError):
-            await AlertReminder(
-                id=alert.id,
-                user_id=user.id,
-                next_due_at=now + timedelta(minutes=preferences.remind_after_minutes),
-                last_mailed_at=now,
-            ).insert()
+    queued = 0
+    for preferences, user in recipients:
+        key = f"alert:{alert.id}:{preferences.user_id}"
+        if await outbox.enqueue(MailKind.ALERT, user.email, message, key=key):
+            queued += 1
+        if preferences.remind_after_minutes is not None:
+            now = utcnow()
+            # Present already: a retry of the same alert.
+            with contextlib.suppress(DuplicateKeyError):
+                await AlertReminder(
+                    id=reminder_id(alert.id, preferences.user_id),
+                    alert_id=alert.id,
+                    user_id=preferences.user_id,
+                    next_due_at=now + timedelta(minutes=preferences.remind_after_minutes),
+                    last_mailed_at=now,
+                ).insert()
     return queued
 
 
@@ -155,12 +202,12 @@ async def send_due_reminders(*, base_url: str, now: datetime | None = None) -> i
         reminder = await _claim_reminder(now)
         if reminder is None:
             break
-        alert = await Alert.get(reminder.id)
-        recipient = await _recipient(alert) if alert is not None else None
-        if alert is None or alert.state != AlertState.ACTIVE or recipient is None:
+        alert = await Alert.get(reminder.of_alert)
+        recipients = await _recipients(alert, only=reminder.user_id) if alert is not None else []
+        if alert is None or alert.state != AlertState.ACTIVE or not recipients:
             await collection.delete_one({"_id": reminder.id})
             continue
-        preferences, user = recipient
+        [(preferences, user)] = recipients
         if preferences.remind_after_minutes is None:
             await collection.delete_one({"_id": reminder.id})
             continue
@@ -168,9 +215,8 @@ async def send_due_reminders(*, base_url: str, now: datetime | None = None) -> i
         message = mail_messages.alert(
             base_url, alert, device_name=await _device_name(alert.device_id), reminder=number
         )
-        if await outbox.enqueue(
-            MailKind.ALERT_REMINDER, user.email, message, key=f"reminder:{alert.id}:{number}"
-        ):
+        key = f"reminder:{alert.id}:{user.id}:{number}"
+        if await outbox.enqueue(MailKind.ALERT_REMINDER, user.email, message, key=key):
             queued += 1
         await collection.update_one(
             {"_id": reminder.id},

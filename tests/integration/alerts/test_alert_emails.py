@@ -14,12 +14,14 @@ from beanie import PydanticObjectId
 from ingest.worker import IngestWorker
 from models.accounts import utcnow
 from models.email import AlertReminder, OutboxMail
+from services.notifications import reminder_id
 from tests.client import Api
 from tests.contract import op
 from tests.factories import Session, create_device, register
 from tests.integration.alerts.conftest import alerts_of, eventually, rule_applied, send, settled
 from tests.integration.alerts.test_evaluation import threshold_rule
 from tests.integration.email.helpers import verified_user
+from tests.integration.organizations import add_member, create_org_device, create_organization
 from tests.smtp import QUIET_SECONDS, SmtpServer
 
 ALERT_SUBJECT = ("INFO alert", "WARNING alert", "CRITICAL alert")
@@ -175,8 +177,8 @@ async def test_remind_while_alert_stays_active(
     device = await alerting_device(api, user, worker, publisher, name="pump", severity="WARNING")
     alert_id = await raise_on(publisher, worker, device)
     await smtp_server.wait_for(user.email, subject="WARNING alert")
-    reminder = await AlertReminder.get(PydanticObjectId(alert_id))
-    assert reminder is not None
+    reminder = await AlertReminder.get(reminder_of(alert_id, user))
+    assert reminder is not None and reminder.alert_id == PydanticObjectId(alert_id)
     assert timedelta(seconds=55) < reminder.next_due_at - utcnow() <= timedelta(minutes=1)
 
     # Several reminder checks (every 0.5 s) before the minute is up: no reminder.
@@ -184,16 +186,13 @@ async def test_remind_while_alert_stays_active(
     assert smtp_server.to(user.email, "[reminder]") == []
 
     async def minute_passes() -> None:
-        await AlertReminder.get_pymongo_collection().update_one(
-            {"_id": PydanticObjectId(alert_id)},
-            {"$set": {"next_due_at": utcnow() - timedelta(seconds=1)}},
-        )
+        await make_due(reminder_of(alert_id, user))
 
     await minute_passes()
     [first] = await smtp_server.wait_for(user.email, subject="[reminder]")
     assert "reminder 1" in first.text
     assert f"/console/alerts/{alert_id}" in first.text
-    rescheduled = await AlertReminder.get(PydanticObjectId(alert_id))
+    rescheduled = await AlertReminder.get(reminder_of(alert_id, user))
     assert rescheduled is not None and rescheduled.reminders == 1
     assert rescheduled.next_due_at - utcnow() > timedelta(seconds=55)
 
@@ -206,12 +205,27 @@ async def test_remind_while_alert_stays_active(
     assert acknowledged.codes == []
     await minute_passes()
     # No longer ACTIVE: the check drops its reminder instead of sending one.
-    await eventually(lambda: _gone(alert_id), what="the reminder of the acknowledged alert dropped")
+    await eventually(
+        lambda: _gone(reminder_of(alert_id, user)),
+        what="the reminder of the acknowledged alert dropped",
+    )
     assert len(smtp_server.to(user.email, "[reminder]")) == 2
 
 
-async def _gone(alert_id: str) -> bool:
-    return await AlertReminder.get(PydanticObjectId(alert_id)) is None
+def reminder_of(alert_id: str, user: Session) -> PydanticObjectId:
+    """The id of `user`'s reminders of the alert."""
+    return reminder_id(PydanticObjectId(alert_id), PydanticObjectId(user.user_id))
+
+
+async def make_due(reminder: PydanticObjectId) -> None:
+    """The reminder's interval has passed (its due time moved into the past)."""
+    await AlertReminder.get_pymongo_collection().update_one(
+        {"_id": reminder}, {"$set": {"next_due_at": utcnow() - timedelta(seconds=1)}}
+    )
+
+
+async def _gone(reminder: PydanticObjectId) -> bool:
+    return await AlertReminder.get(reminder) is None
 
 
 async def test_no_reminder_without_remind_after_minutes(
@@ -248,3 +262,105 @@ async def test_raise_alert_with_smtp_server_down_mail_follows(
 
     [mail] = await smtp_server.wait_for(user.email, subject="WARNING alert")
     assert f"/console/alerts/{alert_id}" in mail.text
+
+
+async def test_alert_of_shared_organization_mailed_to_each_member_per_own_preferences(
+    api: Api, worker: IngestWorker, publisher: aiomqtt.Client, smtp_server: SmtpServer
+) -> None:
+    owner = await verified_user(api, smtp_server)
+    viewer = await verified_user(api, smtp_server)
+    operator = await verified_user(api, smtp_server)
+    outsider = await verified_user(api, smtp_server)
+    organization_id = await create_organization(api, owner)
+    await add_member(api, owner, organization_id, viewer, "VIEWER")
+    await add_member(api, owner, organization_id, operator, "OPERATOR")
+    device = await create_org_device(api, owner, organization_id, "greenhouse")
+    quiet = await create_org_device(api, owner, organization_id, "shed")
+    # Each member's own preferences: a VIEWER may list the organization's devices.
+    assert (await preferences(api, owner)).codes == []
+    listed = await preferences(api, viewer, minSeverity="WARNING", deviceIds=[device.id])
+    assert listed.data["setNotificationPreferences"]["deviceIds"] == [device.id]
+    assert (await preferences(api, operator, email=False)).codes == []
+    assert (await preferences(api, outsider)).codes == []
+    for target, severity in ((device, "CRITICAL"), (quiet, "INFO")):
+        rule = await threshold_rule(api, owner, target.id, max=30.0, severity=severity)
+        await rule_applied(worker, target.id, rule["id"])
+
+    await raise_on(publisher, worker, quiet.id)  # INFO, another device: the owner's only
+    alert_id = await raise_on(publisher, worker, device.id)
+
+    [to_viewer] = await smtp_server.wait_for(viewer.email, subject="CRITICAL alert")
+    assert to_viewer.subject == "CRITICAL alert on greenhouse: temp = 42, above max 30"
+    assert f"/console/alerts/{alert_id}" in to_viewer.text
+    await smtp_server.wait_for(owner.email, subject="CRITICAL alert")
+    await smtp_server.wait_for(owner.email, subject="INFO alert on shed")
+    await asyncio.sleep(QUIET_SECONDS)
+    assert len(alert_mails(smtp_server, owner.email)) == 2
+    assert len(alert_mails(smtp_server, viewer.email)) == 1
+    assert alert_mails(smtp_server, operator.email) == []
+    assert alert_mails(smtp_server, outsider.email) == []
+    assert await OutboxMail.find({"kind": "alert"}).count() == 3
+
+
+async def test_removed_member_gets_no_more_reminders_others_still_do(
+    api: Api, worker: IngestWorker, publisher: aiomqtt.Client, smtp_server: SmtpServer
+) -> None:
+    owner = await verified_user(api, smtp_server)
+    viewer = await verified_user(api, smtp_server)
+    organization_id = await create_organization(api, owner)
+    await add_member(api, owner, organization_id, viewer, "VIEWER")
+    device = await create_org_device(api, owner, organization_id, "boiler")
+    for member in (owner, viewer):
+        assert (await preferences(api, member, remindAfterMinutes=1)).codes == []
+    rule = await threshold_rule(api, owner, device.id, max=30.0, severity="WARNING")
+    await rule_applied(worker, device.id, rule["id"])
+    alert_id = await raise_on(publisher, worker, device.id)
+    for member in (owner, viewer):
+        await smtp_server.wait_for(member.email, subject="WARNING alert")
+        assert await AlertReminder.get(reminder_of(alert_id, member)) is not None
+
+    removed = await api.execute(
+        op("RemoveMember"),
+        {"organizationId": organization_id, "userId": viewer.user_id},
+        token=owner.access_token,
+    )
+    assert removed.codes == []
+    for member in (owner, viewer):
+        await make_due(reminder_of(alert_id, member))
+
+    [reminder] = await smtp_server.wait_for(owner.email, subject="[reminder]")
+    assert "reminder 1" in reminder.text
+    await eventually(
+        lambda: _gone(reminder_of(alert_id, viewer)),
+        what="the removed member's reminder dropped",
+    )
+    assert smtp_server.to(viewer.email, "[reminder]") == []
+    kept = await AlertReminder.get(reminder_of(alert_id, owner))
+    assert kept is not None and kept.reminders == 1
+
+
+async def test_reminder_stored_before_organizations_still_reminds(
+    api: Api, worker: IngestWorker, publisher: aiomqtt.Client, smtp_server: SmtpServer
+) -> None:
+    user = await verified_user(api, smtp_server)
+    assert (await preferences(api, user, remindAfterMinutes=1)).codes == []
+    device = await alerting_device(api, user, worker, publisher, name="old", severity="WARNING")
+    alert_id = await raise_on(publisher, worker, device)
+    await smtp_server.wait_for(user.email, subject="WARNING alert")
+    # As the previous release stored it: the alert's id as its own, no alert_id.
+    collection = AlertReminder.get_pymongo_collection()
+    await collection.delete_one({"_id": reminder_of(alert_id, user)})
+    await collection.insert_one(
+        {
+            "_id": PydanticObjectId(alert_id),
+            "user_id": PydanticObjectId(user.user_id),
+            "next_due_at": utcnow() - timedelta(seconds=1),
+            "last_mailed_at": utcnow() - timedelta(minutes=1),
+            "reminders": 0,
+        }
+    )
+
+    [reminder] = await smtp_server.wait_for(user.email, subject="[reminder]")
+    assert f"/console/alerts/{alert_id}" in reminder.text
+    legacy = await AlertReminder.get(PydanticObjectId(alert_id))
+    assert legacy is not None and legacy.reminders == 1
