@@ -5,7 +5,10 @@ asks the API's real auth endpoints, names that refer to each other exist."""
 
 from __future__ import annotations
 
+import os
 import re
+import shutil
+import subprocess
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -226,3 +229,32 @@ def test_rabbitmq_asks_the_api_service_for_every_check() -> None:
     assert template["default_user"] == management["BROKER_MANAGEMENT_USERNAME"]
     assert urlsplit(management["BROKER_MANAGEMENT_URL"]).port == 15672
     assert rabbitmq_directives(rabbitmq_config()["10-platform.conf"])["auth_backends.1"] == "http"
+
+
+def kubernetes_expand(text: str, env: dict[str, str]) -> str:
+    """What Kubernetes does to a command: `$$` is `$`, `$(NAME)` a defined variable."""
+    return re.sub(
+        r"\$\$|\$\(([A-Za-z_][A-Za-z0-9_]*)\)",
+        lambda m: "$" if m[0] == "$$" else env.get(m[1], m[0]),
+        text,
+    )
+
+
+def test_worker_command_takes_the_identity_of_its_ordinal() -> None:
+    """The worker's shell line, expanded as Kubernetes does and run by sh, for pod 2."""
+    (worker,) = containers(named("StatefulSet", "ingest"))
+    env = {"POD_INDEX": "2", "MQTT_PASSWORD": "pw-3"}
+    shell, flag, script = (kubernetes_expand(part, env) for part in worker["command"])
+    # `env` in place of the worker: it prints what the worker would have been given.
+    script = script.replace("exec python -m ingest", "exec env")
+    ran = subprocess.run(
+        [shutil.which(shell) or shell, flag, script],
+        env={"PATH": os.environ["PATH"], **env},
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    exported = dict(line.split("=", 1) for line in ran.stdout.splitlines() if "=" in line)
+    assert exported["MQTT_USERNAME"] == "iot-ingest-3"
+    assert exported["INGEST_CLIENT_ID"] == "ingest-3"
+    assert exported["AMQP_URL"] == "amqp://iot-ingest-3:pw-3@rabbitmq:5672/%2F"
