@@ -46,6 +46,7 @@ from models.device_logs import apply_retention
 from services.broker_identities import api_identities
 from services.broker_reconcile import reconcile
 from services.command_dispatch import open_commands
+from services.device_resync import StateResender
 from services.device_search import backfill_search_keys
 from services.org_migration import migrate_to_organizations
 from services.retention import running_retention
@@ -119,7 +120,7 @@ def create_app(settings: ApiSettings | None = None) -> Api:
             open_bus(settings, redis) as bus,
             BrokerAdmin(settings, on_connect=reconcile_broker, identity=own_login) as broker,
             # OTA: the signing key (required in production), offers, the rollout dispatcher.
-            open_firmware(settings, bus),
+            open_firmware(settings, bus) as firmware,
             # Each user's WebSockets; closed when the user's role or password changes.
             UserSessions(settings, bus) as sessions,
             # Results its subscribers share, slow subscribers' closes (live.delivery).
@@ -130,8 +131,17 @@ def create_app(settings: ApiSettings | None = None) -> Api:
             HttpIntake(settings, pipeline, ingest_redis, stats=ingest_stats) as intake,
             # Deletes data past its retention, one process at a time (services.retention).
             running_retention(settings, redis),
-            # Device commands: sent on the broker connection, queued ones on ONLINE.
-            open_commands(settings, broker, bus, redis) as commands,
+            # Device commands: sent on the broker connection, queued ones on ONLINE, and
+            # on ONLINE the desired twin and the current OTA offer again (no retained state).
+            open_commands(
+                settings,
+                broker,
+                bus,
+                redis,
+                on_online=StateResender(
+                    broker, firmware.publisher, redis, firmware_base_url=settings.firmware_base_url
+                ).on_online,
+            ) as commands,
             # E-mail: the outbox sender and the alert reminder check (api/mailer.py).
             open_mailer(settings),
         ):

@@ -57,21 +57,22 @@ class OfferPublisher(Reconnecting):
     def connected(self) -> bool:
         return self._client is not None and self.ready.is_set()
 
-    async def offer(self, device_id: str, payload: bytes) -> None:
-        """Leave `payload` retained on the device's OTA topic (QoS 1, acknowledged)."""
-        await self._publish(offer_topic(device_id), payload)
+    async def offer(self, device_id: str, payload: bytes, *, retain: bool = True) -> None:
+        """Publish `payload` on the device's OTA topic (QoS 1, acknowledged), retained
+        unless `retain` is false (a re-send to a device back ONLINE: services.device_resync)."""
+        await self._publish(offer_topic(device_id), payload, retain=retain)
 
     async def clear(self, device_id: str) -> None:
         """Remove the retained offer from the device's OTA topic."""
-        await self._publish(offer_topic(device_id), b"")
+        await self._publish(offer_topic(device_id), b"", retain=True)
 
-    async def _publish(self, topic: str, payload: bytes) -> None:
+    async def _publish(self, topic: str, payload: bytes, *, retain: bool) -> None:
         client = self._client
         if client is None or not self.ready.is_set():
             raise PublishFailed("no MQTT connection for OTA offers")
         try:
             await client.publish(
-                topic, payload, qos=1, retain=True, timeout=PUBLISH_TIMEOUT_SECONDS
+                topic, payload, qos=1, retain=retain, timeout=PUBLISH_TIMEOUT_SECONDS
             )
         except aiomqtt.MqttError as err:
             raise PublishFailed(str(err)) from err

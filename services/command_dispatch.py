@@ -15,6 +15,9 @@ process that finds the lease taken leaves a "look again" mark and tries once mor
 finds the mark, so a command queued meanwhile is not left behind. Without Redis the
 lease is skipped: still exactly once, order best effort.
 A publish that fails (broker away) puts its command back in line, first.
+
+`on_online` (services.device_resync) runs for each ONLINE event before the drain, in
+the same bounded slots: what else a device must have again when it connects.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Final, Protocol
 
@@ -63,6 +66,8 @@ STATUS_BUFFER: Final = 10_000
 _RELEASE = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end"
 _NO_LEASE: Final = ""  # Redis unavailable: go on without one
 
+type OnOnline = Callable[[StatusEvent], Awaitable[object]]
+
 
 class CommandPublisher(Protocol):
     """The API's broker connection (core.broker.BrokerAdmin): QoS 1, acknowledged."""
@@ -77,12 +82,21 @@ class CommandDispatcher:
     """Drains device queues on demand, on status events and in a periodic sweep."""
 
     def __init__(
-        self, settings: ApiSettings, publisher: CommandPublisher, bus: Bus, redis: Redis
+        self,
+        settings: ApiSettings,
+        publisher: CommandPublisher,
+        bus: Bus,
+        redis: Redis,
+        *,
+        on_online: OnOnline | None = None,
     ) -> None:
         self.settings = settings
         self.publisher = publisher
         self.bus = bus
         self.redis = redis
+        self._on_online = on_online
+        # The latest ONLINE event of each device waiting for `on_online`.
+        self._online: dict[ObjectId, StatusEvent] = {}
         self._scan_after: ObjectId | None = None
         self._draining: set[ObjectId] = set()
         self._again: set[ObjectId] = set()
@@ -177,6 +191,8 @@ class CommandDispatcher:
                         logger.warning("undecodable status event ignored: %s", err)
                         continue
                     if event.status == DeviceStatus.ONLINE:
+                        if self._on_online is not None:
+                            self._online[device_id] = event
                         self._drain_soon(device_id)
             # Overflowed (the sweep catches up with what was lost), or the bus closed.
             await asyncio.sleep(self.settings.command_sweep_seconds)
@@ -195,6 +211,7 @@ class CommandDispatcher:
             async with self._slots:
                 while True:
                     self._again.discard(device_id)
+                    await self._run_on_online(device_id)
                     try:
                         await self.drain(device_id)
                     except PyMongoError as err:
@@ -205,6 +222,18 @@ class CommandDispatcher:
         finally:
             self._draining.discard(device_id)
             self._again.discard(device_id)
+            self._online.pop(device_id, None)
+
+    async def _run_on_online(self, device_id: ObjectId) -> None:
+        event = self._online.pop(device_id, None)
+        if event is None or self._on_online is None:
+            return
+        try:
+            await self._on_online(event)
+        except PyMongoError as err:
+            logger.warning("ONLINE step of %s skipped (%s)", device_id, err)
+        except Exception:  # the commands are drained whatever happened here
+            logger.exception("ONLINE step of %s failed", device_id)
 
     async def _sweep_forever(self) -> None:
         while True:
@@ -237,10 +266,15 @@ class CommandDispatcher:
 
 @asynccontextmanager
 async def open_commands(
-    settings: ApiSettings, publisher: CommandPublisher, bus: Bus, redis: Redis
+    settings: ApiSettings,
+    publisher: CommandPublisher,
+    bus: Bus,
+    redis: Redis,
+    *,
+    on_online: OnOnline | None = None,
 ) -> AsyncIterator[CommandDispatcher]:
     """A dispatcher following status events and sweeping until the block ends."""
-    dispatcher = CommandDispatcher(settings, publisher, bus, redis)
+    dispatcher = CommandDispatcher(settings, publisher, bus, redis, on_online=on_online)
     task = asyncio.create_task(dispatcher.run(), name="command-dispatcher")
     try:
         yield dispatcher

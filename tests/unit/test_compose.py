@@ -1,4 +1,5 @@
-"""docker-compose.yml, the Dockerfile and the broker config, checked without Docker.
+"""docker-compose.yml, deploy/compose.cluster.yml, the Dockerfile and the broker configs,
+checked without Docker.
 
 No Docker engine runs the suite, so these parse the files and hold them to the
 code they deploy: entry points that exist, settings that exist, pinned images,
@@ -14,10 +15,21 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+import pytest
 import yaml
 
 from core.settings import ApiSettings, CommonSettings, Settings, WorkerSettings
 from devstack.mosquitto import BrokerLayout, write_config
+from tests.deploy_files import (
+    RABBITMQ_CONF,
+    RABBITMQ_SCHEMAS,
+    api_only_setting_names,
+    api_setting_names,
+    broker_auth_paths,
+    rabbitmq_directives,
+    rabbitmq_key_patterns,
+    worker_setting_names,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE_FILE = ROOT / "docker-compose.yml"
@@ -420,3 +432,261 @@ def test_ingest_uses_identity_the_api_provisions() -> None:
 def test_device_credential_key_is_required_everywhere() -> None:
     for name in PLATFORM_SERVICES:
         assert required(environment(name).get("DEVICE_CREDENTIAL_KEY"), "DEVICE_CREDENTIAL_KEY")
+
+
+# --- the clustered-broker profiles (deploy/compose.cluster.yml) ---------------------
+
+CLUSTER_FILE = ROOT / "deploy" / "compose.cluster.yml"
+CLUSTER: dict[str, Any] = yaml.safe_load(CLUSTER_FILE.read_text())
+CLUSTER_SERVICES: dict[str, dict[str, Any]] = CLUSTER["services"]
+PROFILES = ("rabbitmq", "emqx")
+MONGO_MEMBERS = ("mongo-1", "mongo-2", "mongo-3")
+
+
+def in_profile(profile: str) -> dict[str, dict[str, Any]]:
+    """What `--profile <profile> up` starts: the profile's services and the shared ones."""
+    return {
+        name: service
+        for name, service in CLUSTER_SERVICES.items()
+        if profile in service.get("profiles", [profile])
+    }
+
+
+def by_command(profile: str, command: list[str]) -> list[str]:
+    return [n for n, s in in_profile(profile).items() if s.get("command") == command]
+
+
+def cluster_env(name: str) -> dict[str, str]:
+    raw = CLUSTER_SERVICES[name].get("environment") or {}
+    assert isinstance(raw, dict), f"{name}: environment as a mapping"
+    return {str(k): str(v) for k, v in raw.items()}
+
+
+def cluster_sources(profile: str) -> dict[str, str]:
+    """Each service's bind-mounted files, by container path."""
+    mounts: dict[str, str] = {}
+    for service in in_profile(profile).values():
+        for volume in service.get("volumes", []):
+            kind, source = volume_source(volume)
+            if kind == "bind":
+                mounts[str(volume).split(":")[1]] = source
+    return mounts
+
+
+def test_cluster_profiles_run_one_api_two_workers_three_nodes_behind_one_address() -> None:
+    for profile in PROFILES:
+        services = in_profile(profile)
+        (api,) = by_command(profile, API_ENTRY_POINT)
+        assert replicas_of(services[api]) >= 2
+        workers = by_command(profile, INGEST_ENTRY_POINT)
+        assert len(workers) >= 2 and all(replicas_of(services[w]) == 1 for w in workers)
+        nodes = [n for n in services if re.fullmatch(rf"{profile}-\d", n)]
+        assert len(nodes) == 3, nodes
+        balancer = services[profile]
+        assert balancer["image"].startswith("haproxy:") and "1883:1883" in balancer["ports"]
+        for name in (api, *workers):
+            assert cluster_env(name)["MQTT_HOST"] == profile, f"{name} bypasses the balancer"
+    shared = set(in_profile("rabbitmq")) & set(in_profile("emqx"))
+    assert shared == {*MONGO_MEMBERS, "mongo-init", "redis"}
+
+
+def variables_named(value: str) -> str:
+    """`value` with each `${NAME...}` replaced by NAME (so a URL holding one parses)."""
+    return re.sub(r"\$\{(\w+)(?::[?-][^}]*)?\}", r"\1", value)
+
+
+def replicas_of(service: dict[str, Any]) -> int:
+    return int((service.get("deploy") or {}).get("replicas", 1))
+
+
+def test_cluster_services_get_only_their_process_settings() -> None:
+    for profile in PROFILES:
+        (api,) = by_command(profile, API_ENTRY_POINT)
+        unknown = set(cluster_env(api)) - api_setting_names()
+        assert not unknown, f"{api} sets variables ApiSettings does not read: {sorted(unknown)}"
+        for worker in by_command(profile, INGEST_ENTRY_POINT):
+            names = set(cluster_env(worker))
+            unknown = names - worker_setting_names()
+            assert not unknown, f"{worker}: not WorkerSettings: {sorted(unknown)}"
+            held = names & api_only_setting_names()
+            assert not held, f"{worker} holds API settings: {sorted(held)}"
+
+
+def test_cluster_workers_use_identities_the_api_provisions() -> None:
+    for profile, source in (("rabbitmq", "amqp"), ("emqx", "mqtt")):
+        (api,) = by_command(profile, API_ENTRY_POINT)
+        count = int(cluster_env(api)["INGEST_WORKERS"])
+        provisioned = {f"iot-ingest-{n}": f"ingest-{n}" for n in range(1, count + 1)}
+        workers = by_command(profile, INGEST_ENTRY_POINT)
+        assert len(workers) == count
+        seen = set()
+        for name in workers:
+            env = cluster_env(name)
+            username = env["MQTT_USERNAME"]
+            assert env["INGEST_CLIENT_ID"] == provisioned[username]
+            assert required(env["MQTT_PASSWORD"], "MQTT_INGEST_PASSWORD")
+            assert env["INGEST_SOURCE"] == source
+            seen.add(username)
+            if source == "amqp":
+                url = urlsplit(variables_named(env["AMQP_URL"]))
+                assert (url.scheme, url.hostname, url.port) == ("amqp", "rabbitmq", 5672)
+                assert (url.username, url.password) == (username, "MQTT_INGEST_PASSWORD")
+                assert "${MQTT_INGEST_PASSWORD:?" in env["AMQP_URL"]
+            else:
+                assert env["INGEST_SHARE_GROUP"] == "ingest"
+        assert len(seen) == len(workers), "two workers share one identity"
+
+
+def test_cluster_secrets_are_required_and_shared_settings_match() -> None:
+    for profile in PROFILES:
+        (api,) = by_command(profile, API_ENTRY_POINT)
+        env = cluster_env(api)
+        for name, variable in {
+            "JWT_SECRET": "JWT_SECRET",
+            "MQTT_PASSWORD": "BROKER_SERVICE_KEY",
+            "MQTT_INGEST_PASSWORD": "MQTT_INGEST_PASSWORD",
+            "BROKER_AUTH_SECRET": "BROKER_AUTH_SECRET",
+            "FIRMWARE_SIGNING_KEY": "FIRMWARE_SIGNING_KEY",
+            "DEVICE_CREDENTIAL_KEY": "DEVICE_CREDENTIAL_KEY",
+        }.items():
+            assert required(env[name], variable), f"{api}: {name}"
+        assert env["ENVIRONMENT"] == "production"
+    api = cluster_env("api")
+    assert required(api["BROKER_MANAGEMENT_PASSWORD"], "BROKER_MANAGEMENT_PASSWORD")
+    assert urlsplit(api["BROKER_MANAGEMENT_URL"]).hostname == "rabbitmq"
+
+
+def test_cluster_mongo_is_a_three_member_replica_set_initiated_once() -> None:
+    url = urlsplit(cluster_env("api")["MONGODB_URL"])
+    hosts = url.netloc.split(",")
+    assert hosts == [f"{member}:27017" for member in MONGO_MEMBERS]
+    assert parse_qs(url.query)["replicaSet"] == ["rs0"]
+    for member in MONGO_MEMBERS:
+        command = CLUSTER_SERVICES[member]["command"]
+        assert command[command.index("--replSet") + 1] == "rs0"
+        assert CLUSTER_SERVICES[member]["healthcheck"]["test"]
+    init = CLUSTER_SERVICES["mongo-init"]
+    assert init["restart"] == "no"
+    assert {m: {"condition": "service_healthy"} for m in MONGO_MEMBERS} == init["depends_on"]
+    mount = next(str(v) for v in init["volumes"])
+    script = (CLUSTER_FILE.parent / mount.split(":")[0]).read_text()
+    assert init["command"][-1] == mount.split(":")[1]
+    assert re.search(r"const members = \[([^\]]+)\]", script)[1] == ", ".join(  # type: ignore[index]
+        f'"{m}:27017"' for m in MONGO_MEMBERS
+    )
+    assert '_id: "rs0"' in script and "error.code !== 94" in script
+    for profile in PROFILES:
+        for name in (
+            *by_command(profile, API_ENTRY_POINT),
+            *by_command(profile, INGEST_ENTRY_POINT),
+        ):
+            depends = CLUSTER_SERVICES[name]["depends_on"]
+            assert depends["mongo-init"] == {"condition": "service_completed_successfully"}
+            assert depends["redis"] == {"condition": "service_healthy"}
+
+
+def test_cluster_rabbitmq_nodes_cluster_with_one_cookie_and_ask_the_api() -> None:
+    config = rabbitmq_directives(RABBITMQ_CONF.read_text())
+    nodes = sorted(v for k, v in config.items() if k.startswith("cluster_formation.classic_config"))
+    names = sorted(n for n in in_profile("rabbitmq") if re.fullmatch(r"rabbitmq-\d", n))
+    assert nodes == [f"rabbit@{CLUSTER_SERVICES[n]['hostname']}" for n in names]
+    assert [CLUSTER_SERVICES[n]["hostname"] for n in names] == names
+    for name in names:
+        env = cluster_env(name)
+        cookie = "-setcookie ${RABBITMQ_ERLANG_COOKIE:?"
+        assert env["RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS"].startswith(cookie)
+        assert env["RABBITMQ_CTL_ERL_ARGS"].startswith(cookie)
+        mounts = [str(v) for v in CLUSTER_SERVICES[name]["volumes"]]
+        assert "./rabbitmq/rabbitmq.conf:/etc/rabbitmq/conf.d/10-platform.conf:ro" in mounts
+        assert "./rabbitmq/enabled_plugins:/etc/rabbitmq/enabled_plugins:ro" in mounts
+    plugins = (RABBITMQ_CONF.parent / "enabled_plugins").read_text()
+    assert {"rabbitmq_mqtt", "rabbitmq_auth_backend_http", "rabbitmq_management"} <= set(
+        re.findall(r"\w+", plugins)
+    )
+    assert config["mqtt.allow_anonymous"] == "false"
+    assert config["mqtt.durable_queue_type"] == "quorum"
+    assert (config["auth_backends.1"], config["auth_backends.2"]) == ("http", "internal")
+    auth = rabbitmq_directives(CLUSTER["configs"]["rabbitmq-auth"]["content"])
+    urls = {k: urlsplit(variables_named(v)) for k, v in auth.items() if k.startswith("auth_http.")}
+    assert {u.path for u in urls.values()} == broker_auth_paths("rabbitmq")
+    for key, url in urls.items():
+        assert (url.hostname, url.port) == ("api", int(cluster_env("api")["API_PORT"]))
+        assert url.password == "BROKER_AUTH_SECRET"
+        assert "${BROKER_AUTH_SECRET:?" in auth[key]
+    assert auth["default_user"] == cluster_env("api")["BROKER_MANAGEMENT_USERNAME"]
+
+
+@pytest.mark.skipif(not RABBITMQ_SCHEMAS.exists(), reason="RabbitMQ is not installed here")
+def test_cluster_rabbitmq_config_keys_exist_in_rabbitmq_3_10() -> None:
+    """Every key of both config files is one the installed RabbitMQ 3.10.8 maps."""
+    patterns = rabbitmq_key_patterns()
+    assert not any(p.fullmatch("mqtt.no_such_setting") for p in patterns)
+    keys = set(rabbitmq_directives(RABBITMQ_CONF.read_text()))
+    keys |= set(rabbitmq_directives(CLUSTER["configs"]["rabbitmq-auth"]["content"]))
+    unknown = sorted(k for k in keys if not any(p.fullmatch(k) for p in patterns))
+    assert not unknown, f"keys RabbitMQ 3.10 does not know: {unknown}"
+
+
+def test_cluster_emqx_asks_the_api_and_denies_what_it_does_not_allow() -> None:
+    """Not run here (EMQX is not installable): held to its documented shape only."""
+    config = (ROOT / "deploy" / "emqx" / "emqx.conf").read_text()
+    urls = [urlsplit(u) for u in re.findall(r'url = "([^"]+)"', config)]
+    assert {u.path for u in urls} == broker_auth_paths("emqx")
+    (api,) = by_command("emqx", API_ENTRY_POINT)
+    assert {(u.hostname, u.port) for u in urls} == {(api, int(cluster_env(api)["API_PORT"]))}
+    for setting in ("no_match = deny", "deny_action = disconnect", "mechanism = password_based"):
+        assert setting in config
+    assert re.search(r"cache \{\s*enable = false\s*\}", config)
+    assert config.count("type = http") == 1 and "type = file" not in config
+    for placeholder in ("${username}", "${password}", "${clientid}", "${topic}", "${action}"):
+        assert f'"{placeholder}"' in config
+    nodes = sorted(n for n in in_profile("emqx") if re.fullmatch(r"emqx-\d", n))
+    seeds = cluster_env(nodes[0])["EMQX_CLUSTER__STATIC__SEEDS"]
+    names = [cluster_env(n)["EMQX_NODE__NAME"] for n in nodes]
+    assert seeds == f"[{','.join(names)}]"
+    for node, name in zip(nodes, names, strict=True):
+        env = cluster_env(node)
+        host = CLUSTER_SERVICES[node]["hostname"]
+        assert name == f"emqx@{host}"
+        assert host in CLUSTER_SERVICES[node]["networks"]["default"]["aliases"]
+        assert "./emqx/emqx.conf:/opt/emqx/etc/emqx.conf:ro" in CLUSTER_SERVICES[node]["volumes"]
+        for header in (
+            "EMQX_AUTHENTICATION__1__HEADERS__AUTHORIZATION",
+            "EMQX_AUTHORIZATION__SOURCES__1__HEADERS__AUTHORIZATION",
+        ):
+            assert required(env[header], "BROKER_AUTH_BASIC")
+        assert required(env["EMQX_NODE__COOKIE"], "EMQX_NODE_COOKIE")
+
+
+def test_cluster_balancers_spread_over_exactly_the_nodes() -> None:
+    for profile, ports in (("rabbitmq", (1883, 5672, 15672)), ("emqx", (1883,))):
+        mount = next(str(v) for v in CLUSTER_SERVICES[profile]["volumes"])
+        config = (CLUSTER_FILE.parent / mount.split(":")[0]).read_text()
+        nodes = sorted(n for n in in_profile(profile) if re.fullmatch(rf"{profile}-\d", n))
+        servers = re.findall(r"^\s*server (\S+) (\S+):(\d+)", config, flags=re.MULTILINE)
+        hosts = {n: CLUSTER_SERVICES[n]["hostname"] for n in nodes}
+        expected = {(n, h, str(p)) for n, h in hosts.items() for p in ports}
+        assert set(servers) == expected and len(servers) == len(expected), servers
+        assert "check" in config  # a dead node takes no new connections
+
+
+def test_cluster_files_exist_and_volumes_are_declared() -> None:
+    declared = set(CLUSTER.get("volumes") or {})
+    for name, service in CLUSTER_SERVICES.items():
+        assert "image" in service or service.get("build") == "..", name
+        for volume in service.get("volumes", []):
+            kind, source = volume_source(volume)
+            if kind == "bind":
+                assert (CLUSTER_FILE.parent / source).is_file(), f"{name} mounts missing {source}"
+            else:
+                assert source in declared, f"{name}: undeclared volume {source}"
+    assert not {k for k in CLUSTER if k.startswith("x-")} - {
+        "x-platform-environment",
+        "x-api-environment",
+        "x-api",
+        "x-ingest",
+        "x-data-dependencies",
+        "x-mongo",
+        "x-rabbitmq",
+        "x-emqx",
+    }
