@@ -29,9 +29,15 @@ from typing import Any
 
 import aiomqtt
 import httpx
+from pymongo import AsyncMongoClient
 
 from bench.apis import api_environment, api_processes, load_average, private_redis
 from bench.harness import ROOT, Stack, cpu_seconds, print_table, stack, write_results
+
+# How often the round-trip probe asks the database during the steady phase.
+PROBE_INTERVAL = 0.02
+# How long the API and worker are watched idle before it (their background's cost).
+IDLE_SECONDS = 5.0
 
 INGEST_PASSWORD = secrets.token_urlsafe(16)
 REGISTER = (
@@ -149,6 +155,24 @@ def summary(latencies_ms: list[float]) -> dict[str, float]:
     }
 
 
+async def probe_round_trips(stack: Stack, stop: asyncio.Event) -> list[float]:
+    """The database's answer time (ms) to a `find_one` by _id on the commands
+    collection, asked every PROBE_INTERVAL until `stop`: what one of a send's round
+    trips costs at that moment, measured beside it in the same run."""
+    client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(stack.mongodb_url)
+    commands = client[stack.database]["commands"]
+    times: list[float] = []
+    try:
+        while not stop.is_set():
+            began = time.perf_counter()
+            await commands.find_one({"_id": 0}, {"_id": 1})
+            times.append((time.perf_counter() - began) * 1000)
+            await asyncio.sleep(PROBE_INTERVAL)
+    finally:
+        await client.close()
+    return times
+
+
 async def steady_rate(
     client: Client, devices: list[SimDevice], rate: float, seconds: float
 ) -> dict[str, Any]:
@@ -248,7 +272,33 @@ async def reconnect_delivery(
     }
 
 
-async def run(args: argparse.Namespace, bench: Stack, api_url: str) -> dict[str, Any]:
+async def measured_steady(
+    args: argparse.Namespace, bench: Stack, api_pid: int, client: Client, devices: list[SimDevice]
+) -> dict[str, Any]:
+    """The steady phase, with what it cost: the API's CPU per command, less what it
+    spends idle (its background loops: outbox, reminders, sweeps), and the database's
+    round-trip time meanwhile. (The stand-in's opcounters count a find twice, so round
+    trips per send are counted in docs/performance.md with a CommandListener instead.)"""
+    cpu_before = cpu_seconds(api_pid)
+    await asyncio.sleep(IDLE_SECONDS)
+    idle_cpu = (cpu_seconds(api_pid) - cpu_before) / IDLE_SECONDS
+    cpu_before = cpu_seconds(api_pid)
+    stop_probe = asyncio.Event()
+    probe = asyncio.create_task(probe_round_trips(bench, stop_probe))
+    started = time.monotonic()
+    steady = await steady_rate(client, devices, args.rate, args.seconds)
+    elapsed = time.monotonic() - started
+    stop_probe.set()
+    round_trips = await probe
+    cpu = cpu_seconds(api_pid) - cpu_before - idle_cpu * elapsed
+    steady["idle_api_cpu_ms_per_s"] = round(idle_cpu * 1000, 2)
+    steady["api_cpu_ms_per_command"] = round(cpu / max(steady["received"], 1) * 1000, 2)
+    steady["database_round_trip"] = summary(round_trips)
+    steady["load_average"] = load_average()
+    return steady
+
+
+async def run(args: argparse.Namespace, bench: Stack, api_url: str, api_pid: int) -> dict[str, Any]:
     host, port = "127.0.0.1", bench.mqtt_port
     run_id = secrets.token_hex(4)
     anonymous = Client(api_url)
@@ -276,9 +326,7 @@ async def run(args: argparse.Namespace, bench: Stack, api_url: str) -> dict[str,
     # Warm-up: every device's first command (connections, caches).
     await steady_rate(client, devices, args.rate, len(devices) / args.rate)
     print(f"measuring {args.rate:g} commands/s for {args.seconds:g} s", flush=True)
-    steady = await steady_rate(client, devices, args.rate, args.seconds)
-    steady["load_average"] = load_average()
-    results["steady"] = steady
+    results["steady"] = await measured_steady(args, bench, api_pid, client, devices)
     stop.set()
     await asyncio.gather(*sessions)
     await wait_statuses(client, {d.id for d in devices}, "OFFLINE")
@@ -308,7 +356,7 @@ def main() -> None:
             worker = start_worker(bench, redis_url)
             try:
                 api_cpu = cpu_seconds(apis[0].pid)
-                results = asyncio.run(run(args, bench, apis[0].url))
+                results = asyncio.run(run(args, bench, apis[0].url, apis[0].pid))
                 results["api_cpu_seconds"] = round(cpu_seconds(apis[0].pid) - api_cpu, 2)
             finally:
                 worker.terminate()
@@ -321,6 +369,15 @@ def main() -> None:
         [[
             f"{steady['received']}/{steady['sent']}", steady["p50_ms"], steady["p90_ms"],
             steady["p99_ms"], steady["max_ms"], "<= 50 ms",
+        ]],
+    )  # fmt: skip
+    trip = steady["database_round_trip"]
+    print_table(
+        "what a send cost meanwhile (same run)",
+        ["API CPU / command", "API CPU idle", "DB round trip p50", "p99"],
+        [[
+            f"{steady['api_cpu_ms_per_command']} ms", f"{steady['idle_api_cpu_ms_per_s']} ms/s",
+            f"{trip.get('p50_ms')} ms", f"{trip.get('p99_ms')} ms",
         ]],
     )  # fmt: skip
     print_table(

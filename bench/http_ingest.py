@@ -11,7 +11,9 @@ One API process (`python -m api`), devices POSTing batches of readings to
 3. flood: one device sending three times its per-device limit -> 202 within the limit,
    429 with Retry-After beyond it;
 4. overload: an offered rate above what storage keeps up with -> only 202 and 503
-   (each with Retry-After), and every reading answered 202 is counted in the database.
+   (each with Retry-After), and every reading answered 202 is counted in the database;
+5. storage alone, the baseline: the same batches inserted straight into the database
+   with the API stopped -> the most readings/s the database takes in this shape.
 
 Real Mosquitto (the API administers it), Redis, the MongoDB stand-in (or MONGODB_URL);
 prints tables and writes bench/results/http_ingest.json.
@@ -25,13 +27,19 @@ import json
 import time
 from collections import Counter, deque
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import urlsplit
 
+from beanie import PydanticObjectId
+
+from bench.apis import bench_settings
 from bench.harness import Stack, cpu_seconds, print_table, stack, write_results
 from bench.http_load import KeepAlive
 from bench.ingest import count_readings, loads, make_fleet, start_api
+from core.database import open_database
 from core.settings import Settings
+from models.readings import MetricValue, Reading
 from services.tokens import issue_device_token
 
 PHASES = ("steady", "steady-small", "capacity", "flood", "overload")
@@ -214,6 +222,43 @@ async def open_loop(
     return outcomes.summary(time.perf_counter() - started)
 
 
+async def storage_alone(
+    running: Stack, device_ids: list[str], readings: int, clients: int, seconds: float
+) -> dict[str, Any]:
+    """The baseline, in the same run: `clients` tasks each inserting batches of
+    `readings` readings straight into the readings collection (Beanie `insert_many`,
+    as the store does), back to back, with no HTTP, no API and no checks: the most the
+    database takes in this shape."""
+    stored = 0
+    clock = datetime(2020, 1, 1, tzinfo=UTC)
+
+    async def client(n: int) -> None:
+        nonlocal stored
+        device = PydanticObjectId(device_ids[n % len(device_ids)])
+        batch = 0
+        while time.monotonic() < deadline:
+            first = clock + timedelta(days=n, seconds=batch * readings)
+            await Reading.insert_many(
+                [
+                    Reading(
+                        device_id=device,
+                        timestamp=first + timedelta(seconds=k),
+                        values=[MetricValue(metric="temperature", value=20.0 + k % 7)],
+                    )
+                    for k in range(readings)
+                ]
+            )
+            stored += readings
+            batch += 1
+
+    async with open_database(bench_settings(running)):
+        started = time.monotonic()
+        deadline = started + seconds
+        await asyncio.gather(*(client(n) for n in range(clients)))
+        elapsed = time.monotonic() - started
+    return {"clients": clients, "readings": stored, "readings_per_s": round(stored / elapsed, 1)}
+
+
 def settle(running: Stack, timeout: float = 30) -> int:
     """The readings count once it stops moving (a batch answered 503 may still land)."""
     last, deadline = -1, time.monotonic() + timeout
@@ -313,6 +358,11 @@ def main() -> None:
         finally:
             api.terminate()
             api.wait(timeout=15)
+        # Last, with the API stopped: its readings are not the API's, no phase counts them.
+        results["storage_alone"] = asyncio.run(
+            storage_alone(running, devices, args.readings, args.clients, args.seconds)
+        )
+        print("storage alone", json.dumps(results["storage_alone"]), flush=True)
     path = write_results("http_ingest", results)
     print_table(
         f"POST /devices/{{id}}/telemetry, {args.readings} readings per POST, one API process",
@@ -343,6 +393,12 @@ def main() -> None:
             ]
             for name in PHASES
         ],
+    )
+    alone = results["storage_alone"]
+    print(
+        f"\nstorage alone (insert_many, {args.clients} clients x {args.readings} readings, "
+        f"no HTTP): {alone['readings_per_s']} readings/s; the HTTP capacity phase reached "
+        f"{results['capacity']['readings_accepted_per_s'] / alone['readings_per_s']:.0%} of it"
     )
     print(f"\nwrote {path}")
 
