@@ -142,8 +142,8 @@ def api_processes(
                 stack, redis_url, API_PORT=str(port), API_INSTANCE=f"bench-{port}", **extra
             )
             command = [sys.executable, "-m", *module]
-            if profile := os.environ.get("BENCH_PROFILE"):  # a path: profile each API
-                command[1:1] = ["-m", "cProfile", "-o", f"{profile}.api-{port}"]
+            if profile := os.environ.get("BENCH_PROFILE"):  # a path: profile each API's CPU
+                command[1:1] = ["-m", "bench.profiled", f"{profile}.api-{port}"]
             process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL)
             apis.append(ApiProcess(f"http://127.0.0.1:{port}", process))
             # One at a time: each reconciles the broker with the devices at start-up
