@@ -143,7 +143,7 @@ def api_processes(
             )
             command = [sys.executable, "-m", *module]
             if profile := os.environ.get("BENCH_PROFILE"):  # a path: profile each API's CPU
-                command[1:1] = ["-m", "bench.profiled", f"{profile}.api-{port}"]
+                command = [sys.executable, "-m", "bench.profiled", f"{profile}.api-{port}", *module]
             process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL)
             apis.append(ApiProcess(f"http://127.0.0.1:{port}", process))
             # One at a time: each reconciles the broker with the devices at start-up
