@@ -324,6 +324,7 @@ class WorkerSettings(CommonSettings):
     # Where deliveries come from (ingest/source.py): `mqtt`, the broker at MQTT_HOST with
     # shared subscriptions; `amqp`, RabbitMQ's quorum queues at AMQP_URL (ingest/amqp.py,
     # docs/brokers.md), logged in as MQTT_USERNAME / MQTT_PASSWORD unless the URL says.
+    # Several URLs, comma-separated (a cluster's nodes): each reconnection the next one.
     ingest_source: Literal["mqtt", "amqp"] = "mqtt"
     amqp_url: SecretStr = SecretStr("amqp://127.0.0.1:5672/")
     # Messages a worker holds unacknowledged, per queue (AMQP basic.qos).

@@ -52,6 +52,12 @@ def subscription_filters(settings: WorkerSettings) -> list[tuple[str, int]]:
     ]
 
 
+def amqp_urls(settings: WorkerSettings) -> list[str]:
+    """AMQP_URL's URLs (one, or the cluster's nodes comma-separated)."""
+    urls = [url.strip() for url in settings.amqp_url.get_secret_value().split(",")]
+    return [url for url in urls if url] or ["amqp://127.0.0.1:5672/"]
+
+
 def topic_of(delivery: Delivery) -> DeviceTopic | Rejected:
     """The device and kind a delivery's topic names, or why it names none."""
     try:
@@ -107,6 +113,7 @@ class IngestWorker:
         self.telemetry = TelemetryPipeline(
             store=self.store, live=self.live, status=self.status, alerts=self.alerts
         )
+        self._connections = 0  # made so far (AMQP: which node's URL is next)
         rate = settings.ingest_device_rate_per_second
         self.limiter = DeviceRateLimiter(rate, settings.ingest_device_burst) if rate > 0 else None
 
@@ -131,8 +138,13 @@ class IngestWorker:
         settings = self.settings
         password = settings.mqtt_password.get_secret_value() if settings.mqtt_password else None
         if settings.ingest_source == "amqp":
+            # The nodes of a cluster in turn: a connection lost to a dead node is made
+            # again to the next one.
+            urls = amqp_urls(settings)
+            url = urls[self._connections % len(urls)]
+            self._connections += 1
             return AmqpSource(
-                settings.amqp_url.get_secret_value(),
+                url,
                 username=settings.mqtt_username,
                 password=password,
                 name=settings.ingest_client_id,

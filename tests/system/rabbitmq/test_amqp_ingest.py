@@ -25,40 +25,17 @@ from core.events import ReadingEvent, owner_channel
 from core.settings import Settings
 from ingest.amqp import ingest_queues
 from models.devices import Device, DeviceStatus
-from models.readings import Reading
 from tests.client import Api
 from tests.factories import CreatedDevice, create_device, register
 from tests.integration.broker.conftest import closed_by_broker, next_message
 from tests.integration.live import wait_numsub
 from tests.rabbitmq import RabbitNode
-from tests.system.faults.stack import Service, WorkerMetrics, eventually, start_worker
-from tests.system.rabbitmq.conftest import rabbit_client
-
-
-def amqp_environment(node: RabbitNode) -> dict[str, str]:
-    """A worker consuming `node`'s quorum queues, logged in as its ingest identity."""
-    return {
-        "INGEST_SOURCE": "amqp",
-        "AMQP_URL": f"amqp://{node.host}:{node.amqp_port}/?heartbeat=5",
-        "AMQP_PREFETCH": "50",
-    }
-
-
-@asynccontextmanager
-async def amqp_workers(
-    settings: Settings, node: RabbitNode, log_dir: Path, count: int = 1
-) -> AsyncIterator[list[tuple[Service, WorkerMetrics]]]:
-    """`count` workers (ingest identities 1..count), each connected and consuming."""
-    started: list[tuple[Service, WorkerMetrics]] = []
-    try:
-        for n in range(1, count + 1):
-            started.append(
-                await start_worker(settings, log_dir, worker=n, **amqp_environment(node))
-            )
-        yield started
-    finally:
-        for service, _ in started:
-            service.stop()
+from tests.system.faults.stack import eventually
+from tests.system.rabbitmq.conftest import (
+    amqp_workers,
+    assert_each_once,
+    rabbit_client,
+)
 
 
 @asynccontextmanager
@@ -74,25 +51,6 @@ async def devices_connected(
         ]
 
 
-async def stored_numbers(device_id: str) -> list[int]:
-    readings = await Reading.find(Reading.device_id == PydanticObjectId(device_id)).to_list()
-    return sorted(int(value.value) for reading in readings for value in reading.values)
-
-
-async def all_stored(devices: list[CreatedDevice], per_device: int) -> bool:
-    counts = [len(await stored_numbers(device.id)) for device in devices]
-    return all(count >= per_device for count in counts)
-
-
-async def assert_each_once(devices: list[CreatedDevice], per_device: int) -> None:
-    await eventually(
-        lambda: all_stored(devices, per_device), timeout=60, what="every reading stored"
-    )
-    await asyncio.sleep(0.5)  # a duplicate would land by now
-    for device in devices:
-        assert await stored_numbers(device.id) == list(range(per_device)), device.id
-
-
 async def test_amqp_worker_stores_each_reading_once_counts_bad_input_goes_live(
     api: Api, settings: Settings, rabbit_node: RabbitNode, redis: Redis, tmp_path: Path
 ) -> None:
@@ -100,7 +58,7 @@ async def test_amqp_worker_stores_each_reading_once_counts_bad_input_goes_live(
     devices = [await create_device(api, session, name=f"d{i}") for i in range(3)]
     per_device = 20
     async with (
-        amqp_workers(settings, rabbit_node, tmp_path) as [(_, metrics)],
+        amqp_workers(settings, [rabbit_node], tmp_path) as [(_, metrics)],
         redis.pubsub() as live,
     ):
         await live.subscribe(owner_channel("readings", session.user_id))
@@ -142,7 +100,7 @@ async def test_worker_killed_mid_stream_the_other_stores_the_rest_once(
     session = await register(api)
     devices = [await create_device(api, session, name=f"d{i}") for i in range(4)]
     per_device = 60
-    async with amqp_workers(settings, rabbit_node, tmp_path, count=2) as workers:
+    async with amqp_workers(settings, [rabbit_node], tmp_path, count=2) as workers:
         (doomed, doomed_metrics), (survivor, survivor_metrics) = workers
         async with devices_connected(rabbit_node, devices) as clients:
             for n in range(per_device):
@@ -170,7 +128,7 @@ async def test_cross_tenant_publish_reaches_no_queue(
     victim_owner = await register(api)
     victim = await create_device(api, victim_owner)
     attacker = await create_device(api, await register(api))
-    async with amqp_workers(settings, rabbit_node, tmp_path):
+    async with amqp_workers(settings, [rabbit_node], tmp_path):
         async with rabbit_client(
             rabbit_node, attacker.mqtt_username, attacker.mqtt_password
         ) as client:
@@ -195,7 +153,7 @@ async def test_devices_cannot_consume_or_declare_the_ingest_queues(
 ) -> None:
     device = await create_device(api, await register(api))
     # The queues exist (a worker declared them).
-    async with amqp_workers(settings, rabbit_node, tmp_path):
+    async with amqp_workers(settings, [rabbit_node], tmp_path):
         pass
     url = URL.build(
         scheme="amqp",
@@ -220,7 +178,7 @@ async def test_twin_get_answered_through_amq_topic(
 ) -> None:
     device = await create_device(api, await register(api))
     async with (
-        amqp_workers(settings, rabbit_node, tmp_path),
+        amqp_workers(settings, [rabbit_node], tmp_path),
         devices_connected(rabbit_node, [device]) as [client],
     ):
         await client.subscribe(f"devices/{device.id}/twin/desired", qos=1)
