@@ -31,6 +31,7 @@ RabbitMQ delivers them again.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
@@ -187,6 +188,12 @@ class AmqpSource:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
+        if self._acks and self._lost is None:
+            # Leaving while connected (the worker stops): what was stored is
+            # acknowledged now, not delivered again to the next worker.
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(2):
+                    await self._send_acks()
         await self._close()
 
     async def _close(self) -> None:
