@@ -76,11 +76,15 @@ def rabbitmq_topic(routing_key: str) -> str:
 def rabbitmq_resource(party: BrokerParty, resource: str, name: str, permission: str) -> bool:
     """Exchange amq.topic: write (publish) and read (bind subscriptions), never configure.
     Queues: only the party's own MQTT subscription queues (named by its bound client id,
-    so another client id gets nothing). Anything else is refused."""
+    so another client id gets nothing), and for the ingest workers their shared quorum
+    queues (ingest/amqp.py; what they bind is still checked per routing key by the topic
+    check). Anything else is refused."""
     if resource == "exchange":
         return name == MQTT_EXCHANGE and permission in ("write", "read")
     if resource == "queue":
         own = {pattern.format(party.client_id) for pattern in SUBSCRIPTION_QUEUES}
+        if party.party == "ingest" and name.startswith(broker_rules.INGEST_QUEUE_PREFIX):
+            return permission in ("configure", "write", "read")
         return name in own and permission in ("configure", "write", "read")
     return False
 

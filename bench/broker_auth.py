@@ -37,7 +37,9 @@ from services.broker_identities import device_password
 PATH = "/broker/auth/rabbitmq"
 
 
-def start_api(running: Stack, secret: str, key: str) -> tuple[subprocess.Popen[bytes], str]:
+def start_api(
+    running: Stack, secret: str, key: str, **extra: str
+) -> tuple[subprocess.Popen[bytes], str]:
     port = free_port()
     process = subprocess.Popen(
         [sys.executable, "-m", "api"],
@@ -51,6 +53,7 @@ def start_api(running: Stack, secret: str, key: str) -> tuple[subprocess.Popen[b
             REGISTRATIONS_PER_ADDRESS="1000000",
             BROKER_AUTH_SECRET=secret,
             DEVICE_CREDENTIAL_KEY=key,
+            **extra,
         ),
     )
     url = f"http://127.0.0.1:{port}"

@@ -321,6 +321,14 @@ class WorkerSettings(CommonSettings):
     # Per-device token bucket: messages a second and burst; beyond, dropped (rate_limited).
     ingest_device_rate_per_second: float = Field(default=20, ge=0)  # 0: no limit
     ingest_device_burst: int = Field(default=100, ge=1)
+    # Where deliveries come from (ingest/source.py): `mqtt`, the broker at MQTT_HOST with
+    # shared subscriptions; `amqp`, RabbitMQ's quorum queues at AMQP_URL (ingest/amqp.py,
+    # docs/brokers.md), logged in as MQTT_USERNAME / MQTT_PASSWORD unless the URL says.
+    # Several URLs, comma-separated (a cluster's nodes): each reconnection the next one.
+    ingest_source: Literal["mqtt", "amqp"] = "mqtt"
+    amqp_url: SecretStr = SecretStr("amqp://127.0.0.1:5672/")
+    # Messages a worker holds unacknowledged, per queue (AMQP basic.qos).
+    amqp_prefetch: int = Field(default=500, ge=1, le=65535)
     # The worker's Prometheus /metrics; keep it off public interfaces. Port 0: not served.
     ingest_metrics_host: str = "127.0.0.1"
     ingest_metrics_port: int = Field(default=9101, ge=0, le=65535)

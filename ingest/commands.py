@@ -14,9 +14,9 @@ from __future__ import annotations
 from datetime import datetime
 
 from ingest.devices import DeviceInfo
-from ingest.mqtt import Delivery
 from ingest.ota import patiently
 from ingest.payloads import Reason, Rejected, parse_command_result
+from ingest.source import Delivery
 from live.publisher import LivePublisher
 from services.command_queue import DeviceAnswer, ResultRejected, apply_result, command_event
 

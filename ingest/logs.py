@@ -23,8 +23,8 @@ from bson import ObjectId
 from core.events import LogEvent
 from ingest.devices import DeviceInfo
 from ingest.log_lines import parse_log
-from ingest.mqtt import Delivery
 from ingest.payloads import Rejected
+from ingest.source import Delivery
 from ingest.store import PendingMessage, ReadingStore, source_key
 from live.publisher import LivePublisher
 from models.device_logs import DeviceLog

@@ -22,8 +22,8 @@ from firmware import rollouts
 from firmware.events import RedisSink, publish_progress
 from firmware.progress import Report, ReportRejected, apply_report
 from ingest.devices import DeviceInfo
-from ingest.mqtt import Delivery
 from ingest.payloads import Reason, Rejected, parse_ota_progress
+from ingest.source import Delivery
 from ingest.stats import IngestStats
 from models.firmware import TERMINAL, TargetState
 

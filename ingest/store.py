@@ -29,7 +29,7 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from core.backoff import RETRY, Backoff
-from ingest.mqtt import Delivery
+from ingest.source import Delivery
 from ingest.stats import IngestStats
 from live.resp import RedisAddress, RespClient, RespError
 from models.readings import Reading
@@ -54,8 +54,9 @@ class Receipt(Protocol):
 
 
 def source_key(client_id: str, delivery: Delivery) -> str:
-    """The same for every delivery of one published message to one worker session."""
-    digest = hashlib.sha256(f"{client_id}|{delivery.mid}|".encode())
+    """The same for every delivery of one published message to one worker session (MQTT),
+    or to any worker of a shared queue (AMQP: `delivery.origin`, ingest.amqp)."""
+    digest = hashlib.sha256(f"{delivery.origin or client_id}|{delivery.mid}|".encode())
     digest.update(delivery.payload)
     return digest.hexdigest()[:32]
 

@@ -28,8 +28,8 @@ from redis.asyncio import Redis
 from core.backoff import RETRY, Backoff
 from firmware.events import RedisSink
 from ingest.devices import DeviceInfo
-from ingest.mqtt import Delivery, PublishRefused
 from ingest.payloads import Rejected
+from ingest.source import Delivery, PublishRefused
 from services import twins
 from services.errors import Conflict, NotFound
 from services.twin_cleanup import DesiredPublisher

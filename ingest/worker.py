@@ -1,4 +1,4 @@
-"""The worker: one MQTT session in, readings and status out."""
+"""The worker: one source of device messages in (MQTT or AMQP), readings and status out."""
 
 from __future__ import annotations
 
@@ -19,13 +19,15 @@ from core.events import DEVICE_CHANGES_CHANNEL
 from core.settings import WorkerSettings
 from core.topics import CONSUMED, check_handlers
 from ingest.alerts import AlertEngine
+from ingest.amqp import AmqpSource
 from ingest.commands import CommandResultHandler
 from ingest.devices import DeviceDirectory, DeviceInfo
 from ingest.logs import LogHandler, LogStore
-from ingest.mqtt import Delivery, MqttClientError, MqttSubscriber
+from ingest.mqtt import MqttSubscriber
 from ingest.ota import OtaProgressHandler
 from ingest.payloads import DeviceTopic, Rejected, parse_status, parse_telemetry, parse_topic
 from ingest.rate_limit import DeviceRateLimiter
+from ingest.source import Delivery, DeliverySource, SourceError
 from ingest.stats import IngestStats
 from ingest.status import StatusTracker
 from ingest.store import ReadingStore, source_key
@@ -48,6 +50,12 @@ def subscription_filters(settings: WorkerSettings) -> list[tuple[str, int]]:
         (f"$share/{group}/{kind.pattern}" if group else kind.pattern, max(kind.qos))
         for kind in CONSUMED
     ]
+
+
+def amqp_urls(settings: WorkerSettings) -> list[str]:
+    """AMQP_URL's URLs (one, or the cluster's nodes comma-separated)."""
+    urls = [url.strip() for url in settings.amqp_url.get_secret_value().split(",")]
+    return [url for url in urls if url] or ["amqp://127.0.0.1:5672/"]
 
 
 def topic_of(delivery: Delivery) -> DeviceTopic | Rejected:
@@ -96,15 +104,16 @@ class IngestWorker:
             client_id=settings.ingest_client_id,
         )
         # The connection of the moment: twin/get is answered on it.
-        self.mqtt: MqttSubscriber | None = None
+        self.source: DeliverySource | None = None
         self.twins = TwinHandler(
-            redis, max_bytes=settings.twin_max_bytes, publisher=lambda: self.mqtt
+            redis, max_bytes=settings.twin_max_bytes, publisher=lambda: self.source
         )
         self.command_results = CommandResultHandler(self.live)
         self.alerts = AlertEngine(settings, redis, self.stats, origin=settings.ingest_client_id)
         self.telemetry = TelemetryPipeline(
             store=self.store, live=self.live, status=self.status, alerts=self.alerts
         )
+        self._connections = 0  # made so far (AMQP: which node's URL is next)
         rate = settings.ingest_device_rate_per_second
         self.limiter = DeviceRateLimiter(rate, settings.ingest_device_burst) if rate > 0 else None
 
@@ -119,14 +128,30 @@ class IngestWorker:
                 tasks.create_task(self.status.run_sweeper(), name="status-sweep")
                 tasks.create_task(self._follow_device_changes(), name="device-changes")
                 tasks.create_task(self.alerts.run(), name="alerts")
-                tasks.create_task(self._consume(), name="mqtt")
+                tasks.create_task(self._consume(), name="source")
         finally:
             self.directory.close()
             await self.status.flush()
 
-    def _client(self) -> MqttSubscriber:
+    def _client(self) -> DeliverySource:
+        """A new connection to where deliveries come from (INGEST_SOURCE)."""
         settings = self.settings
         password = settings.mqtt_password.get_secret_value() if settings.mqtt_password else None
+        if settings.ingest_source == "amqp":
+            # The nodes of a cluster in turn: a connection lost to a dead node is made
+            # again to the next one.
+            urls = amqp_urls(settings)
+            url = urls[self._connections % len(urls)]
+            self._connections += 1
+            return AmqpSource(
+                url,
+                username=settings.mqtt_username,
+                password=password,
+                name=settings.ingest_client_id,
+                prefetch=settings.amqp_prefetch,
+                timeout=10,
+                read_pause=settings.ingest_read_pause_ms / 1000,
+            )
         return MqttSubscriber(
             settings.mqtt_host,
             settings.mqtt_port,
@@ -139,6 +164,7 @@ class IngestWorker:
             keepalive=30,
             timeout=10,
             read_pause=settings.ingest_read_pause_ms / 1000,
+            subscriptions=subscription_filters(settings),
         )
 
     async def _consume(self) -> None:
@@ -149,14 +175,11 @@ class IngestWorker:
             client = self._client()
             try:
                 async with client:
-                    await client.subscribe(subscription_filters(self.settings))
-                    self.mqtt = client
+                    self.source = client
                     self.stats.connected.set(1)
                     self.connected.set()
                     backoff.reset()
-                    logger.info(
-                        "connected to %s:%s", self.settings.mqtt_host, self.settings.mqtt_port
-                    )
+                    logger.info("connected to %s", client.description)
                     # A batch is what one wakeup read: handled in one go, its live events
                     # in one write, its PUBACKs (after storage) in one write.
                     async for batch in client.batches():
@@ -168,12 +191,12 @@ class IngestWorker:
                             )
                         for delivery, topic in zip(batch, topics, strict=True):
                             await self._handle(delivery, topic)
-            except MqttClientError as err:
+            except SourceError as err:
                 logger.warning(
                     "broker connection lost (%s); reconnecting in %.1f s", err, backoff.delay
                 )
             finally:
-                self.mqtt = None
+                self.source = None
                 if self.connected.is_set():
                     self.stats.reconnects.inc()
                 self.stats.connected.set(0)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Literal
+from typing import Final, Literal
 
 from core.settings import ApiSettings
 from core.topics import Party
@@ -21,6 +21,10 @@ from services.broker_identities import (
     device_acls,
     ingest_acls,
 )
+
+# The ingest workers' quorum queues on RabbitMQ (INGEST_SOURCE=amqp, ingest/amqp.py):
+# `iot-ingest.<kind>`; only the ingest identities may declare, bind and consume them.
+INGEST_QUEUE_PREFIX: Final = "iot-ingest."
 
 # What a client asks for: send a message to a topic, subscribe with a filter.
 type Action = Literal["publish", "subscribe"]

@@ -18,18 +18,13 @@ RABBITMQ_CONF = DEPLOY / "rabbitmq" / "rabbitmq.conf"
 # The installed RabbitMQ's config schemas (Debian's 3.10.8; tests/rabbitmq.py runs it).
 RABBITMQ_SCHEMAS = Path("/usr/lib/rabbitmq/lib")
 
-# The AMQP ingest's worker settings (issue 18), built on another branch: the deployment
-# files name them already. Once that branch is merged they are WorkerSettings fields
-# and this allowance changes nothing (remove it then).
-AMQP_WORKER_SETTINGS = frozenset({"INGEST_SOURCE", "AMQP_URL"})
-
 
 def api_setting_names() -> set[str]:
     return {name.upper() for name in ApiSettings.model_fields}
 
 
 def worker_setting_names() -> set[str]:
-    return {name.upper() for name in WorkerSettings.model_fields} | AMQP_WORKER_SETTINGS
+    return {name.upper() for name in WorkerSettings.model_fields}
 
 
 def api_only_setting_names() -> set[str]:

@@ -33,6 +33,8 @@ from ingest.mqtt.codec import (
     decode_suback,
     encode_pubacks,
 )
+from ingest.source import PublishRefused as SourcePublishRefused
+from ingest.source import SourceError
 
 logger = logging.getLogger(__name__)
 
@@ -59,7 +61,7 @@ REASONS = {
 }
 
 
-class MqttClientError(Exception):
+class MqttClientError(SourceError):
     """The broker connection failed; the worker reconnects."""
 
 
@@ -67,7 +69,7 @@ class MqttConnectFailed(MqttClientError):
     """The broker could not be reached, or refused the connection or a subscription."""
 
 
-class PublishRefused(MqttClientError):
+class PublishRefused(MqttClientError, SourcePublishRefused):
     """The broker answered a publish with a failure reason (the connection stays up)."""
 
 
@@ -86,6 +88,11 @@ class Delivery:
     mid: int
     retain: bool
     dup: bool
+
+    @property
+    def origin(self) -> str | None:
+        """The worker's own session numbered `mid` (ingest.source)."""
+        return None
 
     def ack(self) -> None:
         """Tell the broker it may forget this message (no-op for QoS 0).

@@ -40,9 +40,10 @@ logger = logging.getLogger(__name__)
 class MqttSubscriber:
     """One MQTT 5 connection of a persistent session, read in batches.
 
-    `async with MqttSubscriber(...) as client:` connects (CONNECT/CONNACK), then
-    `await client.subscribe(...)` and `async for batch in client.batches():`; each
-    delivery's `ack()` queues its PUBACK. Raises MqttClientError subclasses.
+    `async with MqttSubscriber(...) as client:` connects (CONNECT/CONNACK) and
+    subscribes to `subscriptions` (or later `await client.subscribe(...)`), then
+    `async for batch in client.batches():`; each delivery's `ack()` queues its PUBACK.
+    Raises MqttClientError subclasses. The worker's `DeliverySource` (ingest.source).
     """
 
     def __init__(
@@ -60,6 +61,7 @@ class MqttSubscriber:
         timeout: float = 10.0,
         read_pause: float = 0.0,
         ssl_context: ssl.SSLContext | None = None,
+        subscriptions: list[tuple[str, int]] | None = None,
     ) -> None:
         self._host = host
         self._port = port
@@ -73,6 +75,7 @@ class MqttSubscriber:
         self._timeout = timeout
         self._read_pause = read_pause
         self._ssl = ssl_context
+        self._subscriptions = subscriptions or []
         self._connection: Connection | None = None
         self._pinger: asyncio.Task[None] | None = None
         self._next_packet_id = 1
@@ -116,7 +119,17 @@ class MqttSubscriber:
         keepalive = connack.properties.get(SERVER_KEEP_ALIVE, self._keepalive)
         if keepalive:
             self._pinger = asyncio.create_task(self._ping(connection, keepalive))
+        if self._subscriptions:
+            try:
+                await self.subscribe(self._subscriptions)
+            except BaseException:
+                self._close()
+                raise
         return self
+
+    @property
+    def description(self) -> str:
+        return f"MQTT {self._host}:{self._port}"
 
     async def __aexit__(
         self,

@@ -113,6 +113,16 @@ def test_rabbitmq_resources_only_amq_topic_and_own_queues() -> None:
     assert not rabbitmq_resource(DEVICE_PARTY, "topic", "amq.topic", "write")
 
 
+def test_rabbitmq_ingest_quorum_queues_only_for_the_ingest_workers() -> None:
+    for permission in ("configure", "write", "read"):
+        assert rabbitmq_resource(INGEST_PARTY, "queue", "iot-ingest.telemetry", permission)
+        # A device may not declare, bind or drain the workers' queues.
+        assert not rabbitmq_resource(DEVICE_PARTY, "queue", "iot-ingest.telemetry", permission)
+    assert not rabbitmq_resource(INGEST_PARTY, "queue", "iot-ingestx.telemetry", "read")
+    api_party = BrokerParty("api", "iot-api-x", "iot-api-x")
+    assert not rabbitmq_resource(api_party, "queue", "iot-ingest.telemetry", "read")
+
+
 def test_emqx_authz_mapping() -> None:
     def body(topic: str, action: str, clientid: str = DEVICE) -> dict[str, object]:
         return {"username": DEVICE, "clientid": clientid, "topic": topic, "action": action}
