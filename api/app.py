@@ -108,6 +108,8 @@ def create_app(settings: ApiSettings | None = None) -> Api:
     own = api_identities(settings)
     own_login = (own[0].username, own[0].password) if own else None
 
+    dynsec_identities = settings.broker_identities == "dynsec"
+
     async def reconcile_broker(dynsec: DynamicSecurity) -> None:
         # MongoDB is the source of truth: a broker that lost its state is repaired here.
         await reconcile(dynsec, settings, api=True)
@@ -118,7 +120,14 @@ def create_app(settings: ApiSettings | None = None) -> Api:
             open_database(settings) as database,
             open_redis(settings) as redis,
             open_bus(settings, redis) as bus,
-            BrokerAdmin(settings, on_connect=reconcile_broker, identity=own_login) as broker,
+            # With BROKER_IDENTITIES=http the broker asks /broker/auth/...: nothing of
+            # ours lives in it, so nothing to write and nothing to reconcile.
+            BrokerAdmin(
+                settings,
+                on_connect=reconcile_broker if dynsec_identities else None,
+                identity=own_login,
+                dynsec=dynsec_identities,
+            ) as broker,
             # OTA: the signing key (required in production), offers, the rollout dispatcher.
             open_firmware(settings, bus) as firmware,
             # Each user's WebSockets; closed when the user's role or password changes.

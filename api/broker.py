@@ -50,6 +50,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.parse_args(argv)
     settings = get_api_settings()
     configure_logging(settings, service="api.broker")
+    if settings.broker_identities != "dynsec":
+        print(
+            "reconcile: nothing to do with BROKER_IDENTITIES="
+            f"{settings.broker_identities} (the broker asks /broker/auth/... for every "
+            "login; no identity lives in it)",
+            file=sys.stderr,
+        )
+        return 0
     try:
         report = asyncio.run(run_reconcile(settings))
     except (BrokerUnavailable, DynsecError, PyMongoError) as err:

@@ -4,6 +4,13 @@ It logs in as the process's own identity (its username is also its bound client 
 While that identity does not exist (first start, or a broker that lost its state),
 the bootstrap admin (MQTT_USERNAME) connects only to run `on_connect`, which creates
 it; the bootstrap admin stays unbound for operators and the other API processes.
+
+With `dynsec=False` (BROKER_IDENTITIES=http: RabbitMQ, EMQX) the broker keeps no
+identities of ours: it asks /broker/auth/... for each login and topic. The connection
+then only publishes (commands, desired twin state), and identity commands are answered
+as done without being sent, whether or not the broker is reachable: a device is
+created, rotated or deleted in MongoDB alone (services/broker_sessions.py closes a
+rotated or deleted device's open connections through the broker's management API).
 """
 
 from __future__ import annotations
@@ -38,6 +45,7 @@ class BrokerAdmin(Reconnecting):
         *,
         on_connect: OnConnect | None = None,
         identity: tuple[str, str] | None = None,
+        dynsec: bool = True,
         startup_wait_seconds: float = 5.0,
     ) -> None:
         super().__init__(startup_wait_seconds=startup_wait_seconds)
@@ -46,6 +54,8 @@ class BrokerAdmin(Reconnecting):
         self._identity = identity
         self._bootstrapped = False  # the last attempt created our identity as the admin
         self._on_connect = on_connect
+        # Whether the broker has the dynamic-security plugin that keeps our identities.
+        self._plugin = dynsec
         self._dynsec: DynamicSecurity | None = None
 
     @property
@@ -58,11 +68,16 @@ class BrokerAdmin(Reconnecting):
         return self._dynsec
 
     async def execute(self, *commands: dict[str, Any]) -> list[dict[str, Any]]:
-        """DynamicSecurity.execute on the current connection."""
+        """DynamicSecurity.execute on the current connection (without the plugin: done)."""
+        if not self._plugin:
+            return _kept_elsewhere(commands)
         return await self._current().execute(*commands)
 
     async def execute_tolerant(self, *commands: dict[str, Any]) -> list[dict[str, Any]]:
-        """DynamicSecurity.execute_tolerant on the current connection."""
+        """DynamicSecurity.execute_tolerant on the current connection (without the
+        plugin: done)."""
+        if not self._plugin:
+            return _kept_elsewhere(commands)
         return await self._current().execute_tolerant(*commands)
 
     async def publish(self, topic: str, payload: bytes, *, qos: int, retain: bool) -> None:
@@ -98,10 +113,11 @@ class BrokerAdmin(Reconnecting):
                 username=username,
                 password=password,
                 identifier=identifier,
+                control=self._plugin,
             ) as dynsec:
                 await self._serve(dynsec)
         except BrokerRefused:
-            if self._identity is None or self._bootstrapped:
+            if self._identity is None or self._bootstrapped or not self._plugin:
                 self._bootstrapped = False
                 raise  # refused even after the bootstrap: back off
             await self._bootstrap()
@@ -132,3 +148,9 @@ class BrokerAdmin(Reconnecting):
 
     def _log_not_ready(self) -> None:
         logger.warning("broker not reachable at start-up; the API runs without it")
+
+
+def _kept_elsewhere(commands: tuple[dict[str, Any], ...]) -> list[dict[str, Any]]:
+    """The answers of identity commands for a broker that keeps no identities of ours
+    (it asks over HTTP): each done, none sent."""
+    return [{"command": command.get("command")} for command in commands]

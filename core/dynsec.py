@@ -130,10 +130,13 @@ async def connect_dynsec(
     password: str,
     identifier: str | None = None,
     answer_timeout: float = 5.0,
+    control: bool = True,
 ) -> AsyncIterator[DynamicSecurity]:
     """An admin connection with its response reader running; closed on exit.
 
-    `identifier` is the client id: a client whose dynsec entry binds one must give it."""
+    `identifier` is the client id: a client whose dynsec entry binds one must give it.
+    `control`: subscribe to the plugin's answers (False: a broker without the plugin,
+    where the connection only publishes; its reader still notices the connection lost)."""
     connected = False
     try:
         async with aiomqtt.Client(
@@ -145,7 +148,8 @@ async def connect_dynsec(
             timeout=answer_timeout,
         ) as client:
             connected = True
-            await client.subscribe(RESPONSE_TOPIC, qos=1)
+            if control:
+                await client.subscribe(RESPONSE_TOPIC, qos=1)
             dynsec = DynamicSecurity(client, timeout=answer_timeout)
             reader = asyncio.create_task(dynsec._read_responses())
             try:

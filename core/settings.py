@@ -96,6 +96,10 @@ class ApiSettings(CommonSettings):
     # This API process's name at the broker (client ids iot-api-<name>, iot-api-<name>-ota);
     # unique per process. Empty: the host name (each container's own).
     api_instance: str = ""
+    # Who keeps device identities at the broker: "dynsec" (Mosquitto's dynamic-security
+    # plugin, written by the API) or "http" (the broker asks /broker/auth/...: RabbitMQ,
+    # EMQX; the API writes nothing to the broker, and needs it for no identity change).
+    broker_identities: Literal["dynsec", "http"] = "dynsec"
     # Brokers that ask over HTTP (RabbitMQ, EMQX; docs/brokers.md): the password they
     # present (HTTP Basic) to /broker/auth/...; unset, those endpoints are not served.
     broker_auth_secret: SecretStr | None = None

@@ -486,6 +486,8 @@ def test_cluster_profiles_run_one_api_two_workers_three_nodes_behind_one_address
         assert balancer["image"].startswith("haproxy:") and "1883:1883" in balancer["ports"]
         for name in (api, *workers):
             assert cluster_env(name)["MQTT_HOST"] == profile, f"{name} bypasses the balancer"
+        # The brokers ask the API over HTTP: it must not wait for a dynsec plugin.
+        assert cluster_env(api)["BROKER_IDENTITIES"] == "http"
     shared = set(in_profile("rabbitmq")) & set(in_profile("emqx"))
     assert shared == {*MONGO_MEMBERS, "mongo-init", "redis"}
 

@@ -105,6 +105,8 @@ def test_api_container_gets_only_api_settings() -> None:
     assert api["command"] == ["python", "-m", "api"]
     unknown = container_env(api) - api_setting_names()
     assert not unknown, f"the API gets variables ApiSettings does not read: {sorted(unknown)}"
+    # RabbitMQ asks the API over HTTP: the API must not wait for a dynsec plugin.
+    assert named("ConfigMap", "iot-api")["data"]["BROKER_IDENTITIES"] == "http"
 
 
 def test_worker_container_gets_only_worker_settings_and_no_api_secret() -> None:
