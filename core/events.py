@@ -81,16 +81,21 @@ class StatusEvent:
     owner_id: str
     status: str  # DeviceStatus value
     last_seen: datetime | None
+    # ONLINE announced again by a device the platform still had ONLINE: a reconnect it
+    # did not see as one (its broker node died, no Last Will). Not a status change, so
+    # deviceStatusChanged skips it; the API re-sends what the device must have.
+    reconnected: bool = False
 
     def encode(self) -> bytes:
-        return orjson.dumps(
-            {
-                "d": self.device_id,
-                "o": self.owner_id,
-                "s": self.status,
-                "l": self.last_seen.isoformat() if self.last_seen else None,
-            }
-        )
+        data: dict[str, object] = {
+            "d": self.device_id,
+            "o": self.owner_id,
+            "s": self.status,
+            "l": self.last_seen.isoformat() if self.last_seen else None,
+        }
+        if self.reconnected:
+            data["r"] = 1
+        return orjson.dumps(data)
 
     @classmethod
     def decode(cls, raw: bytes | str) -> Self:
@@ -100,6 +105,7 @@ class StatusEvent:
             owner_id=data["o"],
             status=data["s"],
             last_seen=datetime.fromisoformat(data["l"]) if data["l"] else None,
+            reconnected=bool(data.get("r")),
         )
 
 

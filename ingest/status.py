@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from datetime import UTC, datetime, timedelta
 
 from beanie import PydanticObjectId
@@ -19,6 +20,10 @@ logger = logging.getLogger(__name__)
 
 # Device.metrics lists what a device reported; a device inventing names forever stops here.
 MAX_METRIC_NAMES_PER_DEVICE = 1000
+# Reconnect announcements of one device published at most this often (seconds), and
+# the devices remembered for it.
+RECONNECT_INTERVAL = 5.0
+MAX_REMEMBERED_RECONNECTS = 100_000
 
 
 class StatusTracker:
@@ -37,6 +42,8 @@ class StatusTracker:
         self._flush_interval = flush_interval
         self._offline_after = timedelta(seconds=offline_after)
         self._last_seen: dict[str, datetime] = {}
+        # Device id -> monotonic time of its last reconnect announcement.
+        self._reconnects: dict[str, float] = {}
         # Metric names already written per device, and those waiting for the next flush.
         self._known_metrics: dict[str, set[str]] = {}
         self._new_metrics: dict[str, set[str]] = {}
@@ -59,8 +66,9 @@ class StatusTracker:
 
     async def change(
         self, device: DeviceInfo, status: DeviceStatus, *, last_seen: datetime | None
-    ) -> None:
-        """Set a status unless it is already set; publish the change if we made it."""
+    ) -> bool:
+        """Set a status unless it is already set; publish the change if we made it (and
+        say whether we did)."""
         update: dict[str, object] = {"$set": {"status": status.value}}
         if last_seen is not None:
             update["$max"] = {"last_seen": last_seen}
@@ -70,6 +78,26 @@ class StatusTracker:
         self._directory.remember_status(device.device_id, status)
         if result.modified_count:
             self._publish(device.device_id, device.owner_id, status, last_seen)
+            return True
+        return False
+
+    def reconnected(self, device: DeviceInfo, at: datetime) -> bool:
+        """A device already ONLINE announced itself online again: a reconnect the
+        platform did not see (no Last Will, e.g. its broker node died). Published as
+        an ONLINE event marked `reconnected`, at most once per RECONNECT_INTERVAL per
+        device (a device repeating `online` costs nothing more); whether it was."""
+        now = time.monotonic()
+        last = self._reconnects.get(device.device_id)
+        if last is not None and now - last < RECONNECT_INTERVAL:
+            return False
+        if len(self._reconnects) >= MAX_REMEMBERED_RECONNECTS:
+            self._reconnects.clear()  # a bound, not an LRU: at worst one more event each
+        self._reconnects[device.device_id] = now
+        event = StatusEvent(
+            device.device_id, device.owner_id, DeviceStatus.ONLINE.value, at, reconnected=True
+        )
+        self._live.publish("status", device.device_id, device.owner_id, event.encode())
+        return True
 
     def _publish(
         self, device_id: str, owner_id: str, status: DeviceStatus, last_seen: datetime | None

@@ -251,7 +251,11 @@ class IngestWorker:
         if not (delivery.retain and online):
             status = DeviceStatus.ONLINE if online else DeviceStatus.OFFLINE
             try:
-                await self.status.change(device, status, last_seen=arrived if online else None)
+                changed = await self.status.change(
+                    device, status, last_seen=arrived if online else None
+                )
+                if online and not changed:
+                    self.status.reconnected(device, arrived)
             except PyMongoError as err:
                 logger.warning("status of device %s not written: %s", device.device_id, err)
         delivery.ack()

@@ -78,13 +78,15 @@ async def live_stream[E: OwnedEvent, T](
     convert: Callable[[E], T],
     *,
     info: Info[Any, Any] | None = None,
+    skip: Callable[[E], bool] | None = None,
 ) -> AsyncGenerator[T]:
     """The feed's allowed events as GraphQL values, until the client goes away.
 
     With `info` (a subscription of @shareable types over a WebSocket, whose root value is
     the operation's SocketWriter), each allowed event's result is shared with every
     subscriber of the same selection and written straight to the socket (live.sharing);
-    only what cannot be shared is yielded to strawberry.
+    only what cannot be shared is yielded to strawberry. Events `skip` accepts are
+    not delivered.
     """
     metrics = context.metrics
     max_buffer = context.settings.subscription_buffer
@@ -98,6 +100,8 @@ async def live_stream[E: OwnedEvent, T](
             context.bus, feed, decode, max_buffer=max_buffer, on_overflow=on_overflow
         ) as events:
             async for event in events:
+                if skip is not None and skip(event):
+                    continue
                 if context.session_expired():
                     # No event outlives the token that was shown for it.
                     expired = True

@@ -6,7 +6,7 @@ from collections.abc import AsyncGenerator
 
 import strawberry
 
-from core.events import ReadingEvent
+from core.events import ReadingEvent, StatusEvent
 from graph.context import Info
 from graph.readings.types import DeviceStatusUpdate, Reading
 from live.stream import live_stream
@@ -37,4 +37,10 @@ class ReadingSubscription:
             live.decode_status,
             DeviceStatusUpdate.from_event,
             info=info,
+            # A reconnect announced while ONLINE is no status change.
+            skip=_reconnect,
         )
+
+
+def _reconnect(event: StatusEvent) -> bool:
+    return event.reconnected

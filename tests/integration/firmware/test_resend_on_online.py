@@ -184,3 +184,32 @@ async def test_online_event_heard_by_two_api_processes_resent_once(
 class NoOffers:
     async def offer(self, device_id: str, payload: bytes, *, retain: bool = True) -> None:
         raise AssertionError(f"no offer expected for {device_id}")
+
+
+async def test_device_reconnecting_while_still_online_receives_desired_again(
+    api: Api,
+    managed_broker: ManagedBroker,
+    ota_worker: IngestWorker,
+    device_publisher: aiomqtt.Client,
+) -> None:
+    """A device the platform still has ONLINE connects again and announces `online` (its
+    broker node died: no Last Will, so it never went OFFLINE): it is sent its desired
+    document again, as on any ONLINE; repeating `online` at once sends nothing more."""
+    admin, _ = await admin_and_user(api)
+    device = await create_device(api, admin)
+    version = await set_desired(api, admin, device.id, {"interval": 5})
+    await clear_retained(device_publisher, device.id)
+    expected = {"version": version, "desired": {"interval": 5}}
+    async with connected(managed_broker, device) as first:
+        got = [json.loads(m.payload) for m in await messages(first, 1.5) if m.payload]
+        assert got == [expected]
+    # The first session ended without a Last Will: the platform still says ONLINE.
+    assert await device_status(device.id) == DeviceStatus.ONLINE
+    await clear_retained(device_publisher, device.id)
+    async with as_device(managed_broker, device) as again:
+        await again.subscribe(downlinks(device.id))
+        await again.publish(f"devices/{device.id}/status", b"online", qos=1)
+        resent = [json.loads(m.payload) for m in await messages(again, 2.0) if m.payload]
+        assert resent == [expected]
+        await again.publish(f"devices/{device.id}/status", b"online", qos=1)
+        assert await messages(again, 1.5) == []

@@ -327,6 +327,28 @@ async def test_receive_device_status_changed_own_devices_only(
         }
 
 
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+async def test_device_status_changed_skips_reconnect_announced_while_online(
+    api: Api, api_server: str, redis: Redis, protocol: str
+) -> None:
+    """A device already ONLINE announcing `online` again (a reconnect the platform did
+    not see) is an event for the API's re-send, not a status change for subscribers."""
+    _, a, _ = await tenants(api)
+    device = await create_device(api, a)
+    async with client(api_server, a, protocol) as ws:
+        await ws.subscribe("1", op("DeviceStatusChanged"))
+        await wait_numsub(redis, owner_channel("status", a.user_id), 1)
+        await publish(redis, StatusEvent(device.id, a.user_id, "ONLINE", AT, reconnected=True))
+        await publish(redis, StatusEvent(device.id, a.user_id, "OFFLINE", AT))
+        assert await ws.next_data() == {
+            "deviceStatusChanged": {
+                "id": device.id,
+                "status": "OFFLINE",
+                "lastSeen": "2025-06-01T12:00:00+00:00",
+            }
+        }
+
+
 # ---------------------------------------------------------------- token lifetime
 
 
