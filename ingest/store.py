@@ -29,6 +29,7 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from core.backoff import RETRY, Backoff
+from ingest import rollups
 from ingest.mqtt import Delivery
 from ingest.stats import IngestStats
 from live.resp import RedisAddress, RespClient, RespError
@@ -80,14 +81,20 @@ async def insert_readings(
     """Write reading documents in `insert_many` chunks: the one path by which readings are
     stored, the worker's batches and imports (services/imports.py) alike.
 
-    Anything kept in step with stored readings (rollups) is updated here, per chunk, so
-    that telemetry and backfilled imports maintain it the same way.
+    What is kept in step with stored readings (rollups, each device's latest reading:
+    ingest/rollups.py) is updated here, per chunk, so that telemetry and backfilled
+    imports maintain it the same way. `documents` must be new (not stored before).
     """
     collection = Reading.get_pymongo_collection()
     for start in range(0, len(documents), chunk_size):
         chunk = documents[start : start + chunk_size]
         started = time.perf_counter()
+        summary = rollups.Summary.of(chunk)
+        # Left behind if anything below fails: the rollups of these hours are rebuilt.
+        marker = await rollups.mark(summary)
         await collection.insert_many(chunk, ordered=False)
+        await rollups.apply(summary)
+        await rollups.unmark(marker)
         if stats is not None:
             stats.store_seconds.observe(time.perf_counter() - started)
             stats.batch_size.observe(len(chunk))

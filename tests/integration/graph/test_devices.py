@@ -15,6 +15,7 @@ from bson import ObjectId
 from pydantic import SecretStr
 
 from core.settings import Settings
+from ingest.store import insert_readings
 from models.devices import Device
 from models.readings import MetricValue, Reading
 from services.credentials import verify_mqtt_password
@@ -45,7 +46,8 @@ async def add_reading(
         timestamp=timestamp,
         values=[MetricValue(metric=metric, value=value, unit="°C")],
     )
-    await reading.insert()
+    # By the write path, which keeps the device's latest reading.
+    await insert_readings([reading.model_dump(by_alias=True)], chunk_size=1)
     return reading
 
 

@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 from beanie import PydanticObjectId
 
+from ingest.store import insert_readings
 from models.readings import MetricValue, Reading
 from tests.client import Api
 from tests.contract import op
@@ -21,9 +22,9 @@ def iso(moment: datetime) -> str:
 
 
 async def insert(readings: list[Reading]) -> None:
-    # The MongoDB stand-in is slow: keep each batch small.
-    for start in range(0, len(readings), 100):
-        await Reading.insert_many(readings[start : start + 100])
+    # By the write path (rollups follow); the MongoDB stand-in is slow: small chunks.
+    documents = [r.model_dump(by_alias=True) for r in readings]
+    await insert_readings(documents, chunk_size=100)
 
 
 def reading(device_id: str, at: datetime, **values: float) -> Reading:
