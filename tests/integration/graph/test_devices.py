@@ -42,6 +42,7 @@ async def add_reading(
     device_id: str, timestamp: datetime, value: float = 21.5, metric: str = "temperature"
 ) -> Reading:
     reading = Reading(
+        id=PydanticObjectId(),
         device_id=PydanticObjectId(device_id),
         timestamp=timestamp,
         values=[MetricValue(metric=metric, value=value, unit="°C")],
