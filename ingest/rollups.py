@@ -58,6 +58,13 @@ def _add(stats: Stats | None, value: float) -> Stats:
     return stats
 
 
+def _merge(into: Stats, other: Stats) -> None:
+    into[0] += other[0]
+    into[1] = min(into[1], other[1])
+    into[2] = max(into[2], other[2])
+    into[3] += other[3]
+
+
 @dataclass(slots=True)
 class RollupDelta:
     """One document's change: its totals and its finer buckets (offset -> stats)."""
@@ -69,6 +76,15 @@ class RollupDelta:
         _add(self.total, value)
         self.parts[offset] = _add(self.parts.get(offset), value)
 
+    def merge(self, other: RollupDelta) -> None:
+        _merge(self.total, other.total)
+        for offset, stats in other.parts.items():
+            mine = self.parts.get(offset)
+            if mine is None:
+                self.parts[offset] = list(stats)
+            else:
+                _merge(mine, stats)
+
 
 @dataclass(slots=True)
 class Summary:
@@ -76,6 +92,10 @@ class Summary:
 
     deltas: dict[type[Rollup], dict[RollupKey, RollupDelta]]
     latest: dict[ObjectId, dict[str, Any]]
+
+    @classmethod
+    def empty(cls) -> Summary:
+        return cls({kind: {} for kind in ROLLUPS}, {})
 
     @classmethod
     def of(cls, documents: list[dict[str, Any]]) -> Summary:
@@ -100,6 +120,23 @@ class Summary:
                         delta = into[key] = RollupDelta()
                     delta.add(offset, float(value["value"]))
         return cls(deltas, latest)
+
+    def merge(self, other: Summary) -> None:
+        """Add another chunk's deltas and latest readings to these."""
+        for kind, deltas in other.deltas.items():
+            into = self.deltas.setdefault(kind, {})
+            for key, delta in deltas.items():
+                mine = into.get(key)
+                if mine is None:
+                    into[key] = RollupDelta(
+                        list(delta.total), {o: list(v) for o, v in delta.parts.items()}
+                    )
+                else:
+                    mine.merge(delta)
+        for device, doc in other.latest.items():
+            newest = self.latest.get(device)
+            if newest is None or millis(doc["timestamp"]) > millis(newest["timestamp"]):
+                self.latest[device] = doc
 
     def hours(self) -> list[str]:
         """The (device, hour start) pairs the chunk touches, as `pending_key`s."""
@@ -182,3 +219,36 @@ async def apply(summary: Summary) -> None:
     if summary.latest:
         operations = [latest_update(device, doc) for device, doc in summary.latest.items()]
         await Device.get_pymongo_collection().bulk_write(operations, ordered=False)
+
+
+class Accumulator:
+    """Chunks' summaries gathered between flushes (the worker's store flushes every
+    INGEST_STATUS_FLUSH_SECONDS): a (device, metric, hour) written by many batches
+    costs one upsert per flush, not one per batch. Their pending records stay until
+    the flush has applied them, so a crash in between is repaired from raw readings."""
+
+    def __init__(self) -> None:
+        self._summary = Summary.empty()
+        self._markers: list[ObjectId] = []
+
+    @property
+    def empty(self) -> bool:
+        return not self._markers
+
+    def add(self, summary: Summary, marker: ObjectId) -> None:
+        self._summary.merge(summary)
+        self._markers.append(marker)
+
+    async def flush(self) -> None:
+        """Apply what was gathered; kept for the next flush if a write fails."""
+        if not self._markers:
+            return
+        summary, markers = self._summary, self._markers
+        self._summary, self._markers = Summary.empty(), []
+        try:
+            await apply(summary)
+        except BaseException:
+            summary.merge(self._summary)
+            self._summary, self._markers = summary, markers + self._markers
+            raise
+        await RollupPending.get_pymongo_collection().delete_many({"_id": {"$in": markers}})

@@ -47,6 +47,9 @@ HOUR: Final = 3_600_000
 # A pending record older than this is taken as abandoned (a chunk's mark, insert and
 # rollup writes take well under a second).
 PENDING_STALE: Final = timedelta(seconds=60)
+# Readings newer than this may not be in the rollups yet (a worker applies them every
+# INGEST_STATUS_FLUSH_SECONDS): aggregates read them raw. A minute of one device.
+OPEN_EDGE: Final = timedelta(seconds=30)
 
 
 @dataclass(slots=True)
@@ -123,6 +126,23 @@ async def raw_partials(
     return [row async for row in rows]
 
 
+async def _raw_edge(
+    merged: Merged, device_id: ObjectId, metric: str, start: int, end: int, size: int
+) -> None:
+    """Merge the raw readings of [start, end) (under a minute and a half: a few per
+    device) into their buckets: a find on the (device, time) index."""
+    query = {
+        "device_id": device_id,
+        "timestamp": {"$gte": from_millis(start), "$lt": from_millis(end)},
+    }
+    async for doc in Reading.get_pymongo_collection().find(query, {"timestamp": 1, "values": 1}):
+        at = millis(doc["timestamp"])
+        for value in doc["values"]:
+            if value["metric"] == metric:
+                number = float(value["value"])
+                _merge(merged, at - at % size, 1, number, number, number)
+
+
 async def aggregate_buckets(
     device_id: ObjectId,
     metric: str,
@@ -137,11 +157,19 @@ async def aggregate_buckets(
     size = millis_of(length)
     s, e = millis(start), millis(end)
     merged: Merged = {}
-    s1, e1 = _ceil(s, MINUTE), e - e % MINUTE
     raw: list[tuple[int, int]] = []
+    # The open edge: what the workers may not have flushed into the rollups yet.
+    open_from = millis(utcnow() - OPEN_EDGE)
+    open_from -= open_from % MINUTE
+    if e > open_from:
+        raw.append((max(s, open_from), e))
+        e = max(s, open_from)
+    s1, e1 = _ceil(s, MINUTE), e - e % MINUTE
     minutes: list[tuple[int, int]] = []
     hours: list[tuple[int, int]] = []
-    if s1 >= e1:
+    if s >= e:
+        pass
+    elif s1 >= e1:
         raw.append((s, e))
     else:
         raw += [(s, s1), (e1, e)]
@@ -153,17 +181,7 @@ async def aggregate_buckets(
             minutes.append((s1, e1))
     for low, high in raw:
         if low < high:
-            for row in await raw_partials(
-                device_id, metric, from_millis(low), from_millis(high), unit, bin_size
-            ):
-                _merge(
-                    merged,
-                    millis(row["_id"]),
-                    int(row["count"]),
-                    float(row["min"]),
-                    float(row["max"]),
-                    float(row["sum"]),
-                )
+            await _raw_edge(merged, device_id, metric, low, high, size)
     for kind, spans in ((MinuteRollup, minutes), (HourRollup, hours)):
         for low, high in spans:
             if low >= high:

@@ -156,12 +156,16 @@ async def test_redelivered_message_counted_once(settings: Settings, redis: Redis
         await store._store_until_done([message(dup=False)])
         # The broker delivers it again (DUP): stored once, rolled up once.
         await store._store_until_done([message(dup=True)])
+        # The store gathers rollups between flushes; its pending records wait with them.
+        assert await RollupPending.get_pymongo_collection().count_documents({}) == 1
+        await store.flush_rollups()
     finally:
         if store._marker is not None:
             store._marker.close()
     assert await Reading.get_pymongo_collection().count_documents({"device_id": device_id}) == 5
     answer = await rollup_answer(device_id, "temp", T0, T0 + timedelta(hours=1), "1h")
     assert answer == [(T0, 5, 0.0, 4.0, 2.0)]
+    assert await RollupPending.get_pymongo_collection().count_documents({}) == 0
 
 
 async def test_crash_between_store_and_rollup_repaired() -> None:
@@ -231,3 +235,51 @@ async def test_latest_reading_newest_late_and_deleted(settings: Settings, redis:
     )
     await deleter.run_pass()
     assert await latest_of(device_id) is None
+
+
+async def test_gathered_rollups_merge_chunks_and_late_readings() -> None:
+    device_id = await add_device()
+    gather = write_side.Accumulator()
+    now = utcnow()
+    for k in range(4):
+        chunk = [
+            document(device_id, T0 + timedelta(minutes=k, seconds=i), temp=float(i))
+            for i in range(3)
+        ]
+        await insert_readings(chunk, chunk_size=10, gather=gather)
+    late = [document(device_id, T0 - timedelta(hours=5), temp=-1.0)]
+    await insert_readings(late, chunk_size=10, gather=gather)
+    await insert_readings([document(device_id, now, temp=9.0)], chunk_size=10, gather=gather)
+    # Not flushed: the rollups and the device's latest reading wait.
+    assert await rollup_answer(device_id, "temp", T0, T0 + timedelta(hours=1), "1h") == []
+    await gather.flush()
+    assert gather.empty
+    for bucket in ("1m", "1h", "1d"):
+        window = (T0 - timedelta(hours=6), T0 + timedelta(hours=1))
+        assert same(
+            await rollup_answer(device_id, "temp", *window, bucket),
+            await raw_answer(device_id, "temp", *window, bucket),
+        )
+    latest = await latest_of(device_id)
+    assert latest is not None and latest["values"][0]["value"] == 9.0
+    assert await RollupPending.get_pymongo_collection().count_documents({}) == 0
+
+
+async def test_aggregate_open_edge_read_raw_before_flush() -> None:
+    device_id = await add_device()
+    gather = write_side.Accumulator()
+    now = utcnow()
+    await insert_readings(
+        [document(device_id, now - timedelta(seconds=s), temp=float(s)) for s in (1, 2, 3)],
+        chunk_size=10,
+        gather=gather,
+    )
+    # The worker has not flushed yet: the last half minute comes from the raw readings.
+    window = (now - timedelta(hours=2), now + timedelta(seconds=1))
+    found = await rollup_answer(device_id, "temp", *window, "1h")
+    assert sum(bucket[1] for bucket in found) == 3
+    await gather.flush()
+    assert same(
+        await rollup_answer(device_id, "temp", *window, "1h"),
+        await raw_answer(device_id, "temp", *window, "1h"),
+    )

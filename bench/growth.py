@@ -1,0 +1,253 @@
+"""Data-growth benchmark: `python -m bench.growth [--sizes 10000,100000] [--seconds 5]`.
+
+At each size (readings in all, over 50 devices, one reading a minute each with two
+metrics, ending now; seeded through the write path `ingest.store.insert_readings`, so
+rollups and latest values are maintained as in production), 20 concurrent clients
+(asyncio tasks in this process, each one request in flight) run against the database:
+
+- aggregate of one device's metric over 1 day and over 30 days in 1-hour buckets:
+  rollups (`services.rollups.aggregate_buckets`, this branch) beside the raw aggregation
+  (`services.readings.raw_buckets`, main's code path);
+- the latest reading of 50 devices: from the device documents (this branch) beside
+  main's `graph.loaders.load_latest_readings` (a `$group` over the readings);
+- the first history page (50 readings) of one device (`services.keyset.time_page`);
+- an export of one device's month as CSV (`services.exports.Export.chunks`), rows/s.
+
+It measures the service layer over the real driver and database, not GraphQL/HTTP
+(bench/queries.py measures those). Prints a table per size, writes
+bench/results/growth.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import random
+import statistics
+import time
+from collections.abc import Awaitable, Callable
+from datetime import timedelta
+from typing import Any
+
+from beanie import PydanticObjectId
+from bson import ObjectId
+
+from bench.apis import bench_settings
+from bench.harness import print_table, stack, write_results
+from core.database import open_database
+from graph.loaders import load_latest_readings
+from ingest.rollups import Accumulator
+from ingest.store import insert_readings
+from models.accounts import utcnow
+from models.devices import Device
+from models.readings import Reading
+from services.exports import Export
+from services.keyset import time_page
+from services.readings import BUCKETS, raw_buckets
+from services.rollups import aggregate_buckets
+
+DEVICES = 50
+CLIENTS = 20
+CHUNK = 1000
+STEP = timedelta(minutes=1)
+
+
+async def seed(devices: list[ObjectId], total: int, already: int) -> float:
+    """Add readings until `total` are stored (interleaved over the devices, each
+    device's times going back from now a minute at a time); seconds it took."""
+    rng = random.Random(total)
+    now = utcnow().replace(second=0, microsecond=0)
+    started = time.monotonic()
+    # As the worker stores them: rollups gathered, applied every few chunks.
+    gather = Accumulator()
+    chunk: list[dict[str, Any]] = []
+    for index in range(already, total):
+        device = devices[index % DEVICES]
+        step = index // DEVICES
+        chunk.append(
+            {
+                "_id": ObjectId(),
+                "device_id": device,
+                "timestamp": now - step * STEP - timedelta(seconds=rng.uniform(0, 50)),
+                "values": [
+                    {"metric": "temperature", "value": rng.uniform(15, 25), "unit": "°C"},
+                    {"metric": "humidity", "value": rng.uniform(30, 60), "unit": "%"},
+                ],
+                "anomaly": False,
+                "source": None,
+            }
+        )
+        if len(chunk) == CHUNK:
+            await insert_readings(chunk, chunk_size=CHUNK, gather=gather)
+            chunk = []
+            if index % (10 * CHUNK) == 10 * CHUNK - 1:
+                await gather.flush()
+    if chunk:
+        await insert_readings(chunk, chunk_size=CHUNK, gather=gather)
+    await gather.flush()
+    return time.monotonic() - started
+
+
+async def measure(
+    name: str, call: Callable[[], Awaitable[int]], seconds: float, clients: int = CLIENTS
+) -> dict[str, Any]:
+    """`clients` tasks calling `call` back to back for `seconds`; latency percentiles."""
+    latencies: list[float] = []
+    items = 0
+    deadline = time.perf_counter() + seconds
+
+    async def client() -> None:
+        nonlocal items
+        while time.perf_counter() < deadline:
+            started = time.perf_counter()
+            items += await call()
+            latencies.append(time.perf_counter() - started)
+
+    started = time.perf_counter()
+    await asyncio.gather(*(client() for _ in range(clients)))
+    elapsed = time.perf_counter() - started
+    latencies.sort()
+
+    def pct(p: float) -> float:
+        return round(latencies[min(len(latencies) - 1, int(p * len(latencies)))] * 1000, 1)
+
+    return {
+        "scenario": name,
+        "clients": clients,
+        "requests": len(latencies),
+        "requests_per_s": round(len(latencies) / elapsed, 1),
+        "p50_ms": pct(0.50),
+        "p99_ms": pct(0.99),
+        "mean_ms": round(statistics.fmean(latencies) * 1000, 1),
+        "items_per_s": round(items / elapsed, 1),
+    }
+
+
+async def scenarios(devices: list[ObjectId], seconds: float) -> list[dict[str, Any]]:
+    device = devices[0]
+    now = utcnow()
+    unit, bin_size, length = BUCKETS["1h"]
+    results = []
+    for days in (1, 30):
+        start = now - timedelta(days=days)
+
+        async def rolled(start: Any = start) -> int:
+            found = await aggregate_buckets(
+                device, "temperature", start, now, length=length, unit=unit, bin_size=bin_size
+            )
+            return len(found)
+
+        async def raw(start: Any = start) -> int:
+            return len(await raw_buckets(device, "temperature", start=start, end=now, bucket="1h"))
+
+        results.append(await measure(f"aggregate {days}d 1h, rollups", rolled, seconds))
+        results.append(await measure(f"aggregate {days}d 1h, raw (main)", raw, seconds))
+    ids = [PydanticObjectId(d) for d in devices]
+
+    async def latest_documents() -> int:
+        cursor = Device.get_pymongo_collection().find({"_id": {"$in": ids}})
+        return len([d async for d in cursor if d.get("latest_reading")])
+
+    async def latest_raw() -> int:
+        return len([r for r in await load_latest_readings(ids) if r is not None])
+
+    results.append(await measure("latest of 50 devices, device docs", latest_documents, seconds))
+    results.append(await measure("latest of 50 devices, raw (main)", latest_raw, seconds))
+
+    async def history() -> int:
+        page = await time_page(
+            Reading,
+            {"device_id": device},
+            prefix="r:",
+            start=None,
+            end=None,
+            first=50,
+            after=None,
+        )
+        return len(page.items)
+
+    results.append(await measure("history first page (50)", history, seconds))
+    export = Export(device_id=device, start=now - timedelta(days=30), end=now, format="csv")
+
+    async def export_month() -> int:
+        rows = 0
+        async for chunk in export.chunks():
+            rows += chunk.count(b"\n")
+        return rows - 1
+
+    results.append(await measure("export 1 device's month (csv), rows/s", export_month, 0.1, 1))
+    return results
+
+
+async def main_async(args: argparse.Namespace) -> dict[str, Any]:
+    sizes = [int(s) for s in args.sizes.split(",")]
+    runs = []
+    with stack() as running:
+        async with open_database(bench_settings(running)):
+            devices = [ObjectId() for _ in range(DEVICES)]
+            await Device.get_pymongo_collection().insert_many(
+                [
+                    {
+                        "_id": d,
+                        "owner_id": ObjectId(),
+                        "organization_id": ObjectId(),
+                        "name": f"g-{n}",
+                        "type": "bench",
+                        "status": "ONLINE",
+                        "metrics": ["temperature", "humidity"],
+                        "mqtt_username": f"g-{d}",
+                        "mqtt_password_hash": "-",
+                    }
+                    for n, d in enumerate(devices)
+                ]
+            )
+            stored = 0
+            for size in sizes:
+                print(f"growth: seeding up to {size} readings ...", flush=True)
+                seconds = await seed(devices, size, stored)
+                stored = size
+                print(f"growth: seeded in {seconds:.0f} s; measuring ...", flush=True)
+                results = await scenarios(devices, args.seconds)
+                runs.append(
+                    {"readings": size, "seed_seconds": round(seconds, 1), "scenarios": results}
+                )
+                report_size(runs[-1])
+    return {
+        "devices": DEVICES,
+        "clients": CLIENTS,
+        "seconds_per_scenario": args.seconds,
+        "runs": runs,
+    }
+
+
+def report_size(run: dict[str, Any]) -> None:
+    print_table(
+        f"growth: {run['readings']} readings (seeded in {run['seed_seconds']} s)",
+        ["scenario", "clients", "requests", "req/s", "p50 ms", "p99 ms", "items/s"],
+        [
+            [
+                r["scenario"],
+                r["clients"],
+                r["requests"],
+                r["requests_per_s"],
+                r["p50_ms"],
+                r["p99_ms"],
+                r["items_per_s"],
+            ]
+            for r in run["scenarios"]
+        ],
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--sizes", default="10000,100000")
+    parser.add_argument("--seconds", type=float, default=5.0)
+    results = asyncio.run(main_async(parser.parse_args(argv)))
+    path = write_results("growth", results)
+    print(f"\nwritten {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
