@@ -16,6 +16,7 @@ after `apply`; one left behind is rebuilt from the raw readings
 
 from __future__ import annotations
 
+import logging
 import math
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -27,6 +28,11 @@ from pymongo import UpdateOne
 from models.accounts import utcnow
 from models.devices import Device
 from models.rollups import ROLLUPS, Rollup, RollupPending
+
+logger = logging.getLogger(__name__)
+
+# Gathered rollups older than this are left to the repair (half its PENDING_STALE).
+GIVE_UP = timedelta(seconds=30)
 
 type Stats = list[float]  # [count, min, max, sum]
 type RollupKey = tuple[ObjectId, str, int]  # device, metric, span start (epoch ms)
@@ -245,6 +251,11 @@ class Accumulator:
             return
         summary, markers = self._summary, self._markers
         self._summary, self._markers = Summary.empty(), []
+        if utcnow() - markers[0].generation_time > GIVE_UP:
+            # Failing for this long: the repair may take these hours any moment now
+            # (services/rollups.PENDING_STALE); applying them too would count twice.
+            logger.warning("rollups of %d chunks left to the repair", len(markers))
+            return
         try:
             await apply(summary)
         except BaseException:

@@ -283,3 +283,18 @@ async def test_aggregate_open_edge_read_raw_before_flush() -> None:
         await rollup_answer(device_id, "temp", *window, "1h"),
         await raw_answer(device_id, "temp", *window, "1h"),
     )
+
+
+async def test_gathered_rollups_failing_too_long_left_to_repair() -> None:
+    device_id = await add_device()
+    gather = write_side.Accumulator()
+    docs = [document(device_id, T0, temp=1.0)]
+    await Reading.get_pymongo_collection().insert_many(docs)
+    # Gathered 40 s ago (flushes kept failing): the repair may rebuild the hour from raw
+    # any moment, so the flush must not add them on top.
+    gather.add(
+        write_side.Summary.of(docs), ObjectId.from_datetime(utcnow() - timedelta(seconds=40))
+    )
+    await gather.flush()
+    assert gather.empty
+    assert await rollup_answer(device_id, "temp", T0, T0 + timedelta(hours=1), "1h") == []
