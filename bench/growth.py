@@ -240,6 +240,7 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
             stored = 0
             skip: set[str] = set()
             for size in sizes:
+                await drained()
                 print(f"growth: seeding up to {size} readings ...", flush=True)
                 seconds = await seed(devices, size, stored)
                 stored = size

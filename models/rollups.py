@@ -50,6 +50,9 @@ _INDEXES = [
             ("start", pymongo.ASCENDING),
         ]
     ),
+    # The stand-in uses single-field equality indexes only: this bounds its finds by
+    # the device.
+    pymongo.IndexModel([("device_id", pymongo.ASCENDING)]),
     # The retention deleter's condition (services/retention.py).
     pymongo.IndexModel([("start", pymongo.ASCENDING)]),
 ]

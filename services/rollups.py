@@ -126,15 +126,19 @@ async def raw_partials(
     return [row async for row in rows]
 
 
-async def _raw_edge(
-    merged: Merged, device_id: ObjectId, metric: str, start: int, end: int, size: int
+async def _raw_edges(
+    merged: Merged, device_id: ObjectId, metric: str, edges: list[tuple[int, int]], size: int
 ) -> None:
-    """Merge the raw readings of [start, end) (under a minute and a half: a few per
-    device) into their buckets: a find on the (device, time) index."""
-    query = {
-        "device_id": device_id,
-        "timestamp": {"$gte": from_millis(start), "$lt": from_millis(end)},
-    }
+    """Merge the raw readings of the `edges` (each under a minute and a half: a few
+    readings) into their buckets: one find on the (device, time) index."""
+    ranges = [
+        {"timestamp": {"$gte": from_millis(low), "$lt": from_millis(high)}} for low, high in edges
+    ]
+    query: dict[str, Any] = {"device_id": device_id}
+    if len(ranges) == 1:
+        query |= ranges[0]
+    else:
+        query["$or"] = ranges
     async for doc in Reading.get_pymongo_collection().find(query, {"timestamp": 1, "values": 1}):
         at = millis(doc["timestamp"])
         for value in doc["values"]:
@@ -179,9 +183,9 @@ async def aggregate_buckets(
             hours.append((s2, e2))
         else:
             minutes.append((s1, e1))
-    for low, high in raw:
-        if low < high:
-            await _raw_edge(merged, device_id, metric, low, high, size)
+    edges = [(low, high) for low, high in raw if low < high]
+    if edges:
+        await _raw_edges(merged, device_id, metric, edges, size)
     for kind, spans in ((MinuteRollup, minutes), (HourRollup, hours)):
         for low, high in spans:
             if low >= high:
