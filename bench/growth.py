@@ -81,7 +81,7 @@ async def seed(devices: list[ObjectId], total: int, already: int) -> float:
         if len(chunk) == CHUNK:
             await insert_readings(chunk, chunk_size=CHUNK, gather=gather)
             chunk = []
-            if index % (10 * CHUNK) == 10 * CHUNK - 1:
+            if index % (2 * CHUNK) == 2 * CHUNK - 1:
                 await gather.flush()
     if chunk:
         await insert_readings(chunk, chunk_size=CHUNK, gather=gather)

@@ -34,6 +34,8 @@ logger = logging.getLogger(__name__)
 # Gathered rollups older than this are left to the repair (half its PENDING_STALE).
 GIVE_UP = timedelta(seconds=30)
 
+APPLY_SLICE = 200
+
 type Stats = list[float]  # [count, min, max, sum]
 type RollupKey = tuple[ObjectId, str, int]  # device, metric, span start (epoch ms)
 
@@ -219,9 +221,13 @@ async def unmark(marker: ObjectId) -> None:
 async def apply(summary: Summary) -> None:
     """Add a stored chunk's deltas to the rollups; move its devices' latest readings."""
     for kind, deltas in summary.deltas.items():
-        if deltas:
-            operations = [rollup_update(key, delta) for key, delta in deltas.items()]
-            await kind.get_pymongo_collection().bulk_write(operations, ordered=False)
+        operations = [rollup_update(key, delta) for key, delta in deltas.items()]
+        # In slices: on the stand-in an upsert costs milliseconds (more as the collection
+        # grows), and one call must stay well inside the driver's socket timeout.
+        for start in range(0, len(operations), APPLY_SLICE):
+            await kind.get_pymongo_collection().bulk_write(
+                operations[start : start + APPLY_SLICE], ordered=False
+            )
     if summary.latest:
         operations = [latest_update(device, doc) for device, doc in summary.latest.items()]
         await Device.get_pymongo_collection().bulk_write(operations, ordered=False)
