@@ -251,10 +251,18 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
                     {"readings": size, "seed_seconds": round(seconds, 1), "scenarios": results}
                 )
                 report_size(runs[-1])
+                # Written after every size: a larger one may not finish.
+                write_results("growth", summary(args, runs))
+            await drained()  # main's abandoned requests, before the stand-in is stopped
+    return summary(args, runs)
+
+
+def summary(args: argparse.Namespace, runs: list[dict[str, Any]]) -> dict[str, Any]:
     return {
         "devices": DEVICES,
         "clients": CLIENTS,
         "seconds_per_scenario": args.seconds,
+        "layout": "50 devices, one reading a minute each (2 metrics), ending now",
         "runs": runs,
     }
 
