@@ -10,9 +10,7 @@ rollups and latest values are maintained as in production), 20 concurrent client
   (`services.readings.raw_buckets`, main's code path);
 - the latest reading of 50 devices: from the device documents (this branch) beside
   main's `graph.loaders.load_latest_readings` (a `$group` over the readings);
-- the first history page (50 readings) of one device: time windows
-  (`services.readings.list_readings`, this branch) beside main's keyset query over the
-  whole history (`services.keyset.time_page`);
+- the first history page (50 readings) of one device (`services.keyset.time_page`);
 - an export of one device's month as CSV (`services.exports.Export.chunks`), rows/s.
 
 It measures the service layer over the real driver and database, not GraphQL/HTTP
@@ -35,7 +33,7 @@ from beanie import PydanticObjectId
 from bson import ObjectId
 from pymongo.errors import PyMongoError
 
-from bench.apis import bench_settings, new_user
+from bench.apis import bench_settings
 from bench.harness import print_table, stack, write_results
 from core.database import open_database
 from graph.loaders import load_latest_readings
@@ -46,7 +44,7 @@ from models.devices import Device
 from models.readings import Reading
 from services.exports import Export
 from services.keyset import time_page
-from services.readings import BUCKETS, list_readings, raw_buckets
+from services.readings import BUCKETS, raw_buckets
 from services.rollups import aggregate_buckets
 
 DEVICES = 50
@@ -183,14 +181,7 @@ async def scenarios(
         )
         return len(page.items)
 
-    calls.append(("history first page (50), main's keyset query", history, CLIENTS))
-    admin = new_user("growth@example.com", admin=True)
-
-    async def history_windows() -> int:
-        page = await list_readings(admin, str(device), start=None, end=None, first=50, after=None)
-        return len(page.items)
-
-    calls.append(("history first page (50), time windows", history_windows, CLIENTS))
+    calls.append(("history first page (50), same as main", history, CLIENTS))
     export = Export(device_id=device, start=now - timedelta(days=30), end=now, format="csv")
 
     async def export_month() -> int:
