@@ -7,7 +7,7 @@ import math
 import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, Final
+from typing import Final
 
 from bson import ObjectId
 
@@ -36,8 +36,6 @@ BUCKETS: Final[dict[str, tuple[str, int, timedelta]]] = {
 }
 METRIC_NAME = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 _CURSOR_PREFIX = "r:"
-# The first time window a page of readings is looked for in (then doubled).
-FIRST_WINDOW: Final = timedelta(hours=1)
 
 
 type ReadingPage = TimePage[Reading]
@@ -71,78 +69,17 @@ async def list_readings(
     first: int,
     after: str | None,
 ) -> ReadingPage:
-    """Readings of a device the viewer may see, newest first, in [start, end).
-
-    Read in time windows going back from the newest reading (the device document's
-    copy) or the cursor: an hour first, doubling while the page is not full. On
-    MongoDB each window is the keyset query on the (device, time) index; on the
-    stand-in, which collects and sorts everything a find matches, a window bounds that
-    work by the window instead of the device's whole history.
-    """
+    """Readings of a device the viewer may see, newest first, in [start, end)."""
     device = await get_device(viewer, device_id)
-    stored_id = ensure_found(device.id, "Device")
-    filters = {"device_id": stored_id}
-    latest = device.latest_reading
-    if latest is None:  # nothing stored by the write path yet (or data older than it)
-        return await time_page(
-            Reading,
-            filters,
-            prefix=_CURSOR_PREFIX,
-            start=start,
-            end=end,
-            first=first,
-            after=after,
-        )
-    time_range(start, end)  # BadInput for an empty range, as time_page says it
-    upper = as_utc(latest.timestamp) + timedelta(milliseconds=1)
-    if after is not None:
-        upper = min(upper, decode_reading_cursor(after)[0] + timedelta(milliseconds=1))
-    if end is not None:
-        upper = min(upper, as_utc(end))
-    floor = as_utc(start) if start is not None else None
-    items: list[Reading] = []
-    cursors: list[str] = []
-    window = FIRST_WINDOW
-    cursor = after
-    first_window = True
-    while True:
-        lower = upper - window
-        last = False
-        if floor is not None and lower <= floor:
-            lower, last = floor, True
-        page = await time_page(
-            Reading,
-            filters,
-            prefix=_CURSOR_PREFIX,
-            start=lower,
-            # The first window reaches the range's end: a reading newer than the copy
-            # on the device (stored, not flushed yet) is in it too.
-            end=end if first_window else upper,
-            first=first - len(items),
-            after=cursor,
-        )
-        items += page.items
-        cursors += page.cursors
-        if page.has_next_page:
-            return TimePage(items=items, cursors=cursors, has_next_page=True)
-        if len(items) == first:
-            more = await _older_exists(stored_id, lower, floor)
-            return TimePage(items=items, cursors=cursors, has_next_page=more)
-        if last or not await _older_exists(stored_id, lower, floor):
-            return TimePage(items=items, cursors=cursors, has_next_page=False)
-        # Everything at or after `lower` is read: the next window ends there.
-        upper, cursor, window, first_window = lower, None, window * 2, False
-
-
-async def _older_exists(device_id: ObjectId, before: datetime, floor: datetime | None) -> bool:
-    """Whether the device has a reading in [floor, before)."""
-    condition: dict[str, Any] = {"$lt": before}
-    if floor is not None:
-        condition["$gte"] = floor
-    found = await Reading.get_pymongo_collection().find_one(
-        {"device_id": device_id, "timestamp": condition}, {"_id": 1}
+    return await time_page(
+        Reading,
+        {"device_id": device.id},
+        prefix=_CURSOR_PREFIX,
+        start=start,
+        end=end,
+        first=first,
+        after=after,
     )
-    return found is not None
 
 
 def bucket_count(start: datetime, end: datetime, bucket: str) -> int | None:
