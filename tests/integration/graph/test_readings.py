@@ -160,6 +160,36 @@ async def test_refuse_readings_unauthenticated(api: Api) -> None:
     assert result.code == "UNAUTHENTICATED"
 
 
+async def test_list_readings_sparse_history_pages_each_once(api: Api) -> None:
+    user, device_id = await user_with_device(api)
+    # Gaps from seconds to weeks.
+    offsets = [0, 1, 2, 3600, 3601, 86400, 86400 * 3, 86400 * 20, 86400 * 20 + 5]
+    await insert([reading(device_id, T0 - timedelta(seconds=o), temp=o) for o in offsets])
+    # Stored without the write path (not copied to the device document): listed too.
+    newest = reading(device_id, T0 + timedelta(minutes=90), temp=-1)
+    await Reading.get_pymongo_collection().insert_one(newest.model_dump(by_alias=True))
+    seen: list[float] = []
+    after = None
+    while True:
+        page = await readings_page(api, user, deviceId=device_id, first=2, after=after)
+        seen += [edge["node"]["values"][0]["value"] for edge in page["edges"]]
+        if not page["pageInfo"]["hasNextPage"]:
+            break
+        after = page["pageInfo"]["endCursor"]
+    assert seen == [-1.0, *[float(o) for o in offsets]]
+    # A range: only its readings, oldest bound inclusive.
+    page = await readings_page(
+        api,
+        user,
+        deviceId=device_id,
+        first=10,
+        **{"from": iso(T0 - timedelta(days=3)), "to": iso(T0 - timedelta(seconds=1))},
+    )
+    values = [edge["node"]["values"][0]["value"] for edge in page["edges"]]
+    assert values == [2.0, 3600.0, 3601.0, 86400.0, 86400.0 * 3]
+    assert page["pageInfo"]["hasNextPage"] is False
+
+
 # ---------------------------------------------------------------- aggregate
 
 
