@@ -47,6 +47,7 @@ from bench.apis import (
 from bench.harness import ROOT, Stack, cpu_seconds, print_table, stack, write_results
 from bench.http_load import drive, request_bytes
 from core.database import open_database
+from ingest.store import insert_readings
 from models.devices import Device
 from models.readings import MetricValue, Reading
 
@@ -107,8 +108,9 @@ async def seed_fleet(stack: Stack) -> tuple[Fleet, float]:
             for device in devices
             for k in range(READINGS_PER_DEVICE)
         ]
-        for start in range(0, len(recent), BATCH):
-            await Reading.insert_many(recent[start : start + BATCH])
+        # By the write path: it keeps each device's latest reading (and the rollups).
+        documents = [r.model_dump(by_alias=True) | {"_id": PydanticObjectId()} for r in recent]
+        await insert_readings(documents, chunk_size=BATCH)
         assert devices[0].id is not None
         fleet = Fleet(access_token(settings, owner.id), str(devices[0].id))
         return fleet, time.monotonic() - started
@@ -121,7 +123,7 @@ async def seed_day(stack: Stack, device_id: str) -> float:
     async with open_database(bench_settings(stack)):
         started = time.monotonic()
         for start in range(0, DAY_READINGS, BATCH):
-            await Reading.insert_many(
+            await insert_readings(
                 [
                     Reading(
                         device_id=device,
@@ -130,9 +132,11 @@ async def seed_day(stack: Stack, device_id: str) -> float:
                             MetricValue(metric="temperature", value=rng.uniform(15, 25), unit="°C"),
                             MetricValue(metric="humidity", value=rng.uniform(30, 60), unit="%"),
                         ],
-                    )
+                    ).model_dump(by_alias=True)
+                    | {"_id": PydanticObjectId()}
                     for k in range(start, min(start + BATCH, DAY_READINGS))
-                ]
+                ],
+                chunk_size=BATCH,
             )
         return time.monotonic() - started
 

@@ -277,6 +277,11 @@ class ApiSettings(CommonSettings):
     retention_interval_seconds: float = Field(default=600, gt=0)
     retention_batch_size: int = Field(default=1000, ge=1, le=100_000)
     retention_batch_pause_ms: float = Field(default=100, ge=0, le=60_000)
+    # Rollups (count/min/max/sum per minute and per hour) outlive raw readings: they answer
+    # aggregates over ranges the raw data no longer covers. A device's retentionDays does
+    # not shorten them; deleting the device deletes them.
+    rollup_minute_retention_days: int = Field(default=90, ge=1, le=20_000)
+    rollup_hour_retention_days: int = Field(default=730, ge=1, le=20_000)
     # Largest POST /import/readings body (HTTP_MAX_BODY_BYTES does not apply to it).
     import_max_body_bytes: int = Field(default=64 * 1024 * 1024, ge=64 * 1024, le=2**31)
 

@@ -29,6 +29,7 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from core.backoff import RETRY, Backoff
+from ingest import rollups
 from ingest.source import Delivery
 from ingest.stats import IngestStats
 from live.resp import RedisAddress, RespClient, RespError
@@ -76,19 +77,33 @@ class PendingMessage:
 
 
 async def insert_readings(
-    documents: list[dict[str, Any]], *, chunk_size: int, stats: IngestStats | None = None
+    documents: list[dict[str, Any]],
+    *,
+    chunk_size: int,
+    stats: IngestStats | None = None,
+    gather: rollups.Accumulator | None = None,
 ) -> None:
     """Write reading documents in `insert_many` chunks: the one path by which readings are
     stored, the worker's batches and imports (services/imports.py) alike.
 
-    Anything kept in step with stored readings (rollups) is updated here, per chunk, so
-    that telemetry and backfilled imports maintain it the same way.
+    What is kept in step with stored readings (rollups, each device's latest reading:
+    ingest/rollups.py) is updated here, per chunk, so that telemetry and backfilled
+    imports maintain it the same way. `documents` must be new (not stored before).
+    With `gather` (the worker), the rollups are applied at its next flush, else at once.
     """
     collection = Reading.get_pymongo_collection()
     for start in range(0, len(documents), chunk_size):
         chunk = documents[start : start + chunk_size]
         started = time.perf_counter()
+        summary = rollups.Summary.of(chunk)
+        # Left behind if anything below fails: the rollups of these hours are rebuilt.
+        marker = await rollups.mark(summary)
         await collection.insert_many(chunk, ordered=False)
+        if gather is not None:
+            gather.add(summary, marker)
+        else:
+            await rollups.apply(summary)
+            await rollups.unmark(marker)
         if stats is not None:
             stats.store_seconds.observe(time.perf_counter() - started)
             stats.batch_size.observe(len(chunk))
@@ -111,8 +126,11 @@ class ReadingStore:
         batch_delay: float,
         queue_size: int,
         dedup_window: int,
+        rollup_flush_seconds: float = 2.0,
     ) -> None:
         self._redis = redis
+        self._rollups = rollups.Accumulator()
+        self._rollup_flush = rollup_flush_seconds
         # The marks go through a lean client where it can reach Redis (plain TCP).
         address = RedisAddress.of(redis)
         self._marker = RespClient(address) if address is not None else None
@@ -168,7 +186,8 @@ class ReadingStore:
         return True
 
     async def run(self) -> None:
-        """Store batches until cancelled."""
+        """Store batches until cancelled; apply their rollups every flush interval."""
+        flusher = asyncio.create_task(self._flush_rollups_every(), name="rollup-flush")
         try:
             while True:
                 batch = await self._next_batch()
@@ -177,8 +196,24 @@ class ReadingStore:
                 for message in batch:
                     message.delivery.ack()
         finally:
+            flusher.cancel()
+            await asyncio.gather(flusher, return_exceptions=True)
+            await self.flush_rollups()
             if self._marker is not None:
                 self._marker.close()
+
+    async def flush_rollups(self) -> None:
+        """Apply the rollups and latest readings of what was stored since the last flush
+        (a failure keeps them for the next; the pending records cover a crash)."""
+        try:
+            await self._rollups.flush()
+        except PyMongoError as err:
+            logger.warning("rollups not applied (%s); retried at the next flush", err)
+
+    async def _flush_rollups_every(self) -> None:
+        while True:
+            await asyncio.sleep(self._rollup_flush)
+            await self.flush_rollups()
 
     def _note_depth(self) -> None:
         self._stats.queue_depth.set(len(self._pending))
@@ -188,7 +223,9 @@ class ReadingStore:
 
     async def _insert(self, documents: list[dict[str, Any]]) -> None:
         """Write a batch's documents: readings by the one path that stores them."""
-        await insert_readings(documents, chunk_size=self._batch_size, stats=self._stats)
+        await insert_readings(
+            documents, chunk_size=self._batch_size, stats=self._stats, gather=self._rollups
+        )
 
     def _after_store(self, messages: list[PendingMessage]) -> None:
         """Called with the messages a batch stored (not the duplicates), before their acks."""

@@ -83,6 +83,7 @@ class IngestWorker:
             batch_delay=settings.ingest_batch_delay_ms / 1000,
             queue_size=settings.ingest_queue_size,
             dedup_window=settings.ingest_dedup_window_seconds,
+            rollup_flush_seconds=settings.ingest_status_flush_seconds,
         )
         self.status = StatusTracker(
             self.directory,

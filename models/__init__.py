@@ -15,6 +15,7 @@ from models.firmware import Firmware, FirmwareUpdate, FirmwareUpdateTarget
 from models.organizations import Organization
 from models.platform import Marker
 from models.readings import MetricValue, Reading
+from models.rollups import HourRollup, MinuteRollup, RollupPending
 from models.twins import DeviceTwin
 
 DOCUMENT_MODELS: list[type[Document]] = [
@@ -23,6 +24,9 @@ DOCUMENT_MODELS: list[type[Document]] = [
     Device,
     Marker,
     Reading,
+    MinuteRollup,
+    HourRollup,
+    RollupPending,
     Dashboard,
     AlertRule,
     Alert,
@@ -61,14 +65,17 @@ __all__ = [
     "Firmware",
     "FirmwareUpdate",
     "FirmwareUpdateTarget",
+    "HourRollup",
     "LogLevel",
     "Marker",
     "MetricValue",
+    "MinuteRollup",
     "NotificationPreferences",
     "NotificationWebhook",
     "OutboxMail",
     "Reading",
     "RefreshToken",
     "Role",
+    "RollupPending",
     "User",
 ]

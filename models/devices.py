@@ -12,6 +12,7 @@ from pydantic import BaseModel, Field
 
 from models.accounts import utcnow
 from models.name_search import name_keys
+from models.readings import MetricValue
 
 
 class DeviceStatus(StrEnum):
@@ -25,6 +26,14 @@ class Location(BaseModel):
 
     latitude: float
     longitude: float
+
+
+class LatestReading(BaseModel):
+    """A copy of the device's newest stored reading (by timestamp)."""
+
+    timestamp: datetime
+    values: list[MetricValue]
+    anomaly: bool = False
 
 
 class Device(Document):
@@ -58,6 +67,9 @@ class Device(Document):
     # Days its raw readings (and logs) are kept; None: the platform default
     # (READING_RETENTION_DAYS, which it may only shorten). services/retention.py.
     retention_days: int | None = None
+    # Its newest stored reading, kept by the write path (ingest/rollups.py): latestReading
+    # answers from here whatever the history's size. Cleared when retention deletes it.
+    latest_reading: LatestReading | None = None
 
     class Settings:
         name = "devices"

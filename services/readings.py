@@ -1,4 +1,5 @@
-"""Stored telemetry: pages of readings and per-bucket aggregates, computed in MongoDB."""
+"""Stored telemetry: pages of readings and per-bucket aggregates (from rollups where
+they fit: services/rollups.py)."""
 
 from __future__ import annotations
 
@@ -6,12 +7,13 @@ import math
 import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, Final
+from typing import Final
 
 from bson import ObjectId
 
 from models.accounts import User
 from models.readings import Reading
+from services import rollups
 from services.devices import get_device
 from services.errors import BadInput
 from services.keyset import (
@@ -22,6 +24,7 @@ from services.keyset import (
     time_page,
     time_range,
 )
+from services.validation import ensure_found
 
 # bucket name -> ($dateTrunc unit, binSize, length)
 BUCKETS: Final[dict[str, tuple[str, int, timedelta]]] = {
@@ -109,23 +112,32 @@ async def aggregate(
     if (bucket_count(start, end, bucket) or 0) > max_buckets:
         raise BadInput("bucket", f"the range spans more than {max_buckets} buckets")
     device = await get_device(viewer, device_id)
-    pipeline: list[dict[str, Any]] = [
-        # device and time first: a time-series collection prunes whole buckets on these.
-        {"$match": {"device_id": device.id, "timestamp": timestamp}},
-        {"$unwind": "$values"},
-        {"$match": {"values.metric": metric}},
-        {
-            "$group": {
-                "_id": {"$dateTrunc": {"date": "$timestamp", "unit": unit, "binSize": bin_size}},
-                "count": {"$sum": 1},
-                "min": {"$min": "$values.value"},
-                "max": {"$max": "$values.value"},
-                "avg": {"$avg": "$values.value"},
-            }
-        },
-        {"$sort": {"_id": 1}},
+    stored_id = ensure_found(device.id, "Device")
+    if bucket == "10s":  # finer than the finest rollup
+        return await raw_buckets(stored_id, metric, start=start, end=end, bucket=bucket)
+    length = BUCKETS[bucket][2]
+    parts = await rollups.aggregate_buckets(
+        stored_id,
+        metric,
+        timestamp["$gte"],
+        timestamp["$lt"],
+        length=length,
+        unit=unit,
+        bin_size=bin_size,
+    )
+    return [
+        Bucket(start=at, count=p.count, min=p.min, max=p.max, avg=p.sum / p.count)
+        for at, p in parts
     ]
-    rows = await Reading.get_pymongo_collection().aggregate(pipeline)
+
+
+async def raw_buckets(
+    device_id: ObjectId, metric: str, *, start: datetime, end: datetime, bucket: str
+) -> list[Bucket]:
+    """The aggregate computed from raw readings alone: the reference the rollups answer
+    the same as (and the 10-second buckets' source)."""
+    unit, bin_size, _length = BUCKETS[bucket]
+    rows = await rollups.raw_partials(device_id, metric, as_utc(start), as_utc(end), unit, bin_size)
     return [
         Bucket(
             start=as_utc(row["_id"]),
@@ -134,5 +146,5 @@ async def aggregate(
             max=float(row["max"]),
             avg=float(row["avg"]),
         )
-        async for row in rows
+        for row in rows
     ]

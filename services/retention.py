@@ -37,7 +37,9 @@ from models.accounts import utcnow
 from models.device_logs import DeviceLog
 from models.devices import Device
 from models.readings import Reading
+from models.rollups import HourRollup, MinuteRollup
 from services.errors import BadInput
+from services.rollups import repair_pending
 
 logger = logging.getLogger(__name__)
 
@@ -69,6 +71,18 @@ EXPIRING: Final[tuple[Expiring, ...]] = (
     # Logs: their default is also a TTL index on real MongoDB (models/device_logs.py);
     # the deleter keeps it on the stand-in and applies a device's shorter retention.
     Expiring(DeviceLog, "device_id", "timestamp", lambda s: s.device_log_retention_days),
+    # Rollups outlive raw readings (they answer aggregates the raw data no longer
+    # covers): their own settings, not shortened by a device's retentionDays.
+    Expiring(
+        MinuteRollup,
+        "device_id",
+        "start",
+        lambda s: s.rollup_minute_retention_days,
+        per_device=False,
+    ),
+    Expiring(
+        HourRollup, "device_id", "start", lambda s: s.rollup_hour_retention_days, per_device=False
+    ),
 )
 
 
@@ -172,7 +186,11 @@ class RetentionDeleter:
             await self.lease.release()
 
     async def run_pass(self) -> int:
-        """Delete everything past its retention now; the number of documents deleted."""
+        """Delete everything past its retention now; the number of documents deleted.
+
+        First, rollups a crash left behind are rebuilt from raw readings while those
+        are still there."""
+        await repair_pending()
         now = utcnow()
         deleted = 0
         for kind in self.kinds:
@@ -187,6 +205,7 @@ class RetentionDeleter:
                     kind.time_field: {"$lt": now - timedelta(days=days)},
                 }
                 deleted += await self._expire(kind, condition)
+        await _forget_expired_latest(self.settings, now)
         if deleted:
             logger.info("retention: %d documents deleted", deleted)
         return deleted
@@ -213,6 +232,22 @@ class RetentionDeleter:
             if len(found) < self.batch_size:
                 return deleted
             await asyncio.sleep(self.pause)
+
+
+async def _forget_expired_latest(settings: ApiSettings, now: datetime) -> None:
+    """Clear devices' latest readings that retention deleted (latestReading is the newest
+    stored reading, as it was when read from the readings)."""
+    devices = Device.get_pymongo_collection()
+    default = settings.reading_retention_days
+    stamp = "latest_reading.timestamp"
+    await devices.update_many(
+        {stamp: {"$lt": now - timedelta(days=default)}}, {"$unset": {"latest_reading": ""}}
+    )
+    async for device_id, days in _shorter_retentions(default):
+        await devices.update_one(
+            {"_id": device_id, stamp: {"$lt": now - timedelta(days=days)}},
+            {"$unset": {"latest_reading": ""}},
+        )
 
 
 async def _shorter_retentions(default: int) -> AsyncIterator[tuple[ObjectId, int]]:

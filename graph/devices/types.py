@@ -16,7 +16,7 @@ from graph.organizations.types import Organization
 from graph.readings.types import Reading
 from graph.twins.types import DeviceTwin
 from models.devices import Device as DeviceDocument
-from models.devices import DeviceStatus
+from models.devices import DeviceStatus, LatestReading
 from services.devices import DeviceCredentials as Credentials
 from services.devices import TokenCheck
 
@@ -41,6 +41,7 @@ class Device:
     )
     owner_id: strawberry.Private[PydanticObjectId]
     organization_id: strawberry.Private[PydanticObjectId]
+    latest: strawberry.Private[LatestReading | None]
 
     @strawberry.field(description="The organization the device belongs to.")
     async def organization(self, info: Info) -> Organization:
@@ -58,9 +59,9 @@ class Device:
         return User.from_document(user)
 
     @strawberry.field(description="The newest reading, if any.")
-    async def latest_reading(self, info: Info) -> Reading | None:
-        reading = await info.context.loaders.latest_readings.load(PydanticObjectId(self.id))
-        return Reading.from_document(reading) if reading else None
+    def latest_reading(self) -> Reading | None:
+        # A copy on the device document, kept by the write path: no readings query.
+        return Reading.from_latest(self.id, self.latest) if self.latest else None
 
     @strawberry.field(description="Desired and reported state, their delta and version.")
     async def twin(self, info: Info) -> DeviceTwin:
@@ -85,6 +86,7 @@ class Device:
             retention_days=device.retention_days,
             owner_id=device.owner_id,
             organization_id=device.organization_id,
+            latest=device.latest_reading,
         )
 
 

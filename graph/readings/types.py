@@ -10,7 +10,7 @@ import strawberry
 from core.events import ReadingEvent, StatusEvent
 from graph.pagination import Edge, PageInfo
 from live.sharing import shareable
-from models.devices import DeviceStatus
+from models.devices import DeviceStatus, LatestReading
 from models.readings import Reading as ReadingDocument
 from services.readings import Bucket, ReadingPage
 
@@ -39,6 +39,17 @@ class Reading:
             anomaly=reading.anomaly,
             values=[
                 MetricValue(metric=v.metric, value=v.value, unit=v.unit) for v in reading.values
+            ],
+        )
+
+    @classmethod
+    def from_latest(cls, device_id: str, latest: LatestReading) -> Self:
+        return cls(
+            device_id=strawberry.ID(device_id),
+            timestamp=latest.timestamp,
+            anomaly=latest.anomaly,
+            values=[
+                MetricValue(metric=v.metric, value=v.value, unit=v.unit) for v in latest.values
             ],
         )
 

@@ -15,6 +15,7 @@ from bson import ObjectId
 from pydantic import SecretStr
 
 from core.settings import Settings
+from ingest.store import insert_readings
 from models.devices import Device
 from models.readings import MetricValue, Reading
 from services.credentials import verify_mqtt_password
@@ -41,11 +42,13 @@ async def add_reading(
     device_id: str, timestamp: datetime, value: float = 21.5, metric: str = "temperature"
 ) -> Reading:
     reading = Reading(
+        id=PydanticObjectId(),
         device_id=PydanticObjectId(device_id),
         timestamp=timestamp,
         values=[MetricValue(metric=metric, value=value, unit="°C")],
     )
-    await reading.insert()
+    # By the write path, which keeps the device's latest reading.
+    await insert_readings([reading.model_dump(by_alias=True)], chunk_size=1)
     return reading
 
 

@@ -1,0 +1,303 @@
+"""Data-growth benchmark: `python -m bench.growth [--sizes 10000,100000] [--seconds 5]`.
+
+At each size (readings in all, over 50 devices, one reading a minute each with two
+metrics, ending now; seeded through the write path `ingest.store.insert_readings`, so
+rollups and latest values are maintained as in production), 20 concurrent clients
+(asyncio tasks in this process, each one request in flight) run against the database:
+
+- aggregate of one device's metric over 1 day and over 30 days in 1-hour buckets:
+  rollups (`services.rollups.aggregate_buckets`, this branch) beside the raw aggregation
+  (`services.readings.raw_buckets`, main's code path);
+- the latest reading of 50 devices: from the device documents (this branch) beside
+  main's `graph.loaders.load_latest_readings` (a `$group` over the readings);
+- the first history page (50 readings) of one device (`services.keyset.time_page`);
+- an export of one device's month as CSV (`services.exports.Export.chunks`), rows/s.
+
+It measures the service layer over the real driver and database, not GraphQL/HTTP
+(bench/queries.py measures those). Prints a table per size, writes
+bench/results/growth.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import random
+import statistics
+import time
+from collections.abc import Awaitable, Callable
+from datetime import timedelta
+from typing import Any
+
+from beanie import PydanticObjectId
+from bson import ObjectId
+from pymongo.errors import PyMongoError
+
+from bench.apis import bench_settings
+from bench.harness import print_table, stack, write_results
+from core.database import open_database
+from graph.loaders import load_latest_readings
+from ingest.rollups import Accumulator
+from ingest.store import insert_readings
+from models.accounts import utcnow
+from models.devices import Device
+from models.readings import Reading
+from services.exports import Export
+from services.keyset import time_page
+from services.readings import BUCKETS, raw_buckets
+from services.rollups import aggregate_buckets
+
+DEVICES = 50
+CLIENTS = 20
+CHUNK = 1000
+STEP = timedelta(minutes=1)
+
+
+async def seed(devices: list[ObjectId], total: int, already: int) -> float:
+    """Add readings until `total` are stored (interleaved over the devices, each
+    device's times going back from now a minute at a time); seconds it took."""
+    rng = random.Random(total)
+    now = utcnow().replace(second=0, microsecond=0)
+    started = time.monotonic()
+    # As the worker stores them: rollups gathered, applied every few chunks.
+    gather = Accumulator()
+    chunk: list[dict[str, Any]] = []
+    for index in range(already, total):
+        device = devices[index % DEVICES]
+        step = index // DEVICES
+        chunk.append(
+            {
+                "_id": ObjectId(),
+                "device_id": device,
+                "timestamp": now - step * STEP - timedelta(seconds=rng.uniform(0, 50)),
+                "values": [
+                    {"metric": "temperature", "value": rng.uniform(15, 25), "unit": "°C"},
+                    {"metric": "humidity", "value": rng.uniform(30, 60), "unit": "%"},
+                ],
+                "anomaly": False,
+                "source": None,
+            }
+        )
+        if len(chunk) == CHUNK:
+            await insert_readings(chunk, chunk_size=CHUNK, gather=gather)
+            chunk = []
+            if index % (2 * CHUNK) == 2 * CHUNK - 1:
+                await gather.flush()
+    if chunk:
+        await insert_readings(chunk, chunk_size=CHUNK, gather=gather)
+    await gather.flush()
+    return time.monotonic() - started
+
+
+async def measure(
+    name: str, call: Callable[[], Awaitable[int]], seconds: float, clients: int = CLIENTS
+) -> dict[str, Any]:
+    """`clients` tasks calling `call` back to back for `seconds`; latency percentiles."""
+    latencies: list[float] = []
+    items = errors = 0
+    deadline = time.perf_counter() + seconds
+
+    async def client() -> None:
+        nonlocal items, errors
+        while time.perf_counter() < deadline:
+            started = time.perf_counter()
+            try:
+                items += await call()
+            except PyMongoError:
+                # The driver's timeouts (20 s socket, 5 s server selection): no answer.
+                errors += 1
+                continue
+            latencies.append(time.perf_counter() - started)
+
+    started = time.perf_counter()
+    await asyncio.gather(*(client() for _ in range(clients)))
+    elapsed = time.perf_counter() - started
+    latencies.sort()
+
+    def pct(p: float) -> float | None:
+        if not latencies:
+            return None
+        return round(latencies[min(len(latencies) - 1, int(p * len(latencies)))] * 1000, 1)
+
+    return {
+        "scenario": name,
+        "clients": clients,
+        "requests": len(latencies),
+        "timeouts": errors,
+        "requests_per_s": round(len(latencies) / elapsed, 1),
+        "p50_ms": pct(0.50),
+        "p99_ms": pct(0.99),
+        "mean_ms": round(statistics.fmean(latencies) * 1000, 1) if latencies else None,
+        "items_per_s": round(items / elapsed, 1),
+    }
+
+
+async def drained() -> None:
+    """Until the database answers a ping: requests the driver gave up on (timeouts)
+    still occupy the stand-in, and must not be measured in the next scenario."""
+    while True:
+        try:
+            await Device.get_pymongo_collection().database.command("ping")
+            return
+        except PyMongoError:
+            await asyncio.sleep(1)
+
+
+async def scenarios(
+    devices: list[ObjectId], seconds: float, skip: set[str]
+) -> list[dict[str, Any]]:
+    """This branch's scenarios first, then main's (which may leave the stand-in busy)."""
+    device = devices[0]
+    now = utcnow()
+    unit, bin_size, length = BUCKETS["1h"]
+    ids = [PydanticObjectId(d) for d in devices]
+    calls: list[tuple[str, Callable[[], Awaitable[int]], int]] = []
+    for days in (1, 30):
+        start = now - timedelta(days=days)
+
+        async def rolled(start: Any = start) -> int:
+            found = await aggregate_buckets(
+                device, "temperature", start, now, length=length, unit=unit, bin_size=bin_size
+            )
+            return len(found)
+
+        calls.append((f"aggregate {days}d 1h, rollups", rolled, CLIENTS))
+
+    async def latest_documents() -> int:
+        cursor = Device.get_pymongo_collection().find({"_id": {"$in": ids}})
+        return len([d async for d in cursor if d.get("latest_reading")])
+
+    calls.append(("latest of 50 devices, device docs", latest_documents, CLIENTS))
+
+    async def history() -> int:
+        page = await time_page(
+            Reading,
+            {"device_id": device},
+            prefix="r:",
+            start=None,
+            end=None,
+            first=50,
+            after=None,
+        )
+        return len(page.items)
+
+    calls.append(("history first page (50), same as main", history, CLIENTS))
+    export = Export(device_id=device, start=now - timedelta(days=30), end=now, format="csv")
+
+    async def export_month() -> int:
+        rows = 0
+        async for chunk in export.chunks():
+            rows += chunk.count(b"\n")
+        return rows - 1
+
+    calls.append(("export 1 device's month (csv), rows/s", export_month, 1))
+    for days in (1, 30):
+        start = now - timedelta(days=days)
+
+        async def raw(start: Any = start) -> int:
+            return len(await raw_buckets(device, "temperature", start=start, end=now, bucket="1h"))
+
+        calls.append((f"aggregate {days}d 1h, raw (main)", raw, CLIENTS))
+
+    async def latest_raw() -> int:
+        return len([r for r in await load_latest_readings(ids) if r is not None])
+
+    calls.append(("latest of 50 devices, raw (main)", latest_raw, CLIENTS))
+    results = []
+    for name, call, clients in calls:
+        if name in skip:
+            results.append({"scenario": name, "skipped": "no answer at a smaller size"})
+            continue
+        await drained()
+        print(f"growth:   {name} ...", flush=True)
+        # The export: one client, one month, timed once.
+        results.append(await measure(name, call, seconds if clients > 1 else 0.1, clients))
+    return results
+
+
+async def main_async(args: argparse.Namespace) -> dict[str, Any]:
+    sizes = [int(s) for s in args.sizes.split(",")]
+    runs = []
+    with stack() as running:
+        async with open_database(bench_settings(running)):
+            devices = [ObjectId() for _ in range(DEVICES)]
+            await Device.get_pymongo_collection().insert_many(
+                [
+                    {
+                        "_id": d,
+                        "owner_id": ObjectId(),
+                        "organization_id": ObjectId(),
+                        "name": f"g-{n}",
+                        "type": "bench",
+                        "status": "ONLINE",
+                        "metrics": ["temperature", "humidity"],
+                        "mqtt_username": f"g-{d}",
+                        "mqtt_password_hash": "-",
+                    }
+                    for n, d in enumerate(devices)
+                ]
+            )
+            stored = 0
+            skip: set[str] = set()
+            for size in sizes:
+                await drained()
+                print(f"growth: seeding up to {size} readings ...", flush=True)
+                seconds = await seed(devices, size, stored)
+                stored = size
+                print(f"growth: seeded in {seconds:.0f} s; measuring ...", flush=True)
+                results = await scenarios(devices, args.seconds, skip)
+                skip |= {r["scenario"] for r in results if r.get("requests") == 0}
+                runs.append(
+                    {"readings": size, "seed_seconds": round(seconds, 1), "scenarios": results}
+                )
+                report_size(runs[-1])
+                # Written after every size: a larger one may not finish.
+                write_results("growth", summary(args, runs))
+            await drained()  # main's abandoned requests, before the stand-in is stopped
+    return summary(args, runs)
+
+
+def summary(args: argparse.Namespace, runs: list[dict[str, Any]]) -> dict[str, Any]:
+    return {
+        "devices": DEVICES,
+        "clients": CLIENTS,
+        "seconds_per_scenario": args.seconds,
+        "layout": "50 devices, one reading a minute each (2 metrics), ending now",
+        "runs": runs,
+    }
+
+
+def report_size(run: dict[str, Any]) -> None:
+    print_table(
+        f"growth: {run['readings']} readings (seeded in {run['seed_seconds']} s)",
+        ["scenario", "clients", "requests", "timeouts", "req/s", "p50 ms", "p99 ms", "items/s"],
+        [
+            [r["scenario"], "skipped", "", "", "", "", "", ""]
+            if "skipped" in r
+            else [
+                r["scenario"],
+                r["clients"],
+                r["requests"],
+                r["timeouts"],
+                r["requests_per_s"],
+                r["p50_ms"],
+                r["p99_ms"],
+                r["items_per_s"],
+            ]
+            for r in run["scenarios"]
+        ],
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--sizes", default="10000,100000")
+    parser.add_argument("--seconds", type=float, default=5.0)
+    results = asyncio.run(main_async(parser.parse_args(argv)))
+    path = write_results("growth", results)
+    print(f"\nwritten {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
