@@ -203,8 +203,12 @@ async def send_due_reminders(*, base_url: str, now: datetime | None = None) -> i
         if reminder is None:
             break
         alert = await Alert.get(reminder.of_alert)
-        recipients = await _recipients(alert, only=reminder.user_id) if alert is not None else []
-        if alert is None or alert.state != AlertState.ACTIVE or not recipients:
+        # Acknowledged, cleared or gone: no reminder, and no recipient to look up.
+        if alert is None or alert.state != AlertState.ACTIVE:
+            await collection.delete_one({"_id": reminder.id})
+            continue
+        recipients = await _recipients(alert, only=reminder.user_id)
+        if not recipients:
             await collection.delete_one({"_id": reminder.id})
             continue
         [(preferences, user)] = recipients
