@@ -33,7 +33,7 @@ from ingest import rollups
 from ingest.source import Delivery
 from ingest.stats import IngestStats
 from live.resp import RedisAddress, RespClient, RespError
-from models.readings import Reading
+from models.readings import Reading, hour_key
 
 logger = logging.getLogger(__name__)
 
@@ -88,10 +88,14 @@ async def insert_readings(
 
     What is kept in step with stored readings (rollups, each device's latest reading:
     ingest/rollups.py) is updated here, per chunk, so that telemetry and backfilled
-    imports maintain it the same way. `documents` must be new (not stored before).
-    With `gather` (the worker), the rollups are applied at its next flush, else at once.
+    imports maintain it the same way. Each document gets its `hour` key here
+    (models.readings.hour_key: what pages and rollup rebuilds find an hour by).
+    `documents` must be new (not stored before). With `gather` (the worker), the
+    rollups are applied at its next flush, else at once.
     """
     collection = Reading.get_pymongo_collection()
+    for doc in documents:
+        doc["hour"] = hour_key(doc["device_id"], doc["timestamp"])
     for start in range(0, len(documents), chunk_size):
         chunk = documents[start : start + chunk_size]
         started = time.perf_counter()

@@ -71,17 +71,15 @@ def time_range(start: datetime | None, end: datetime | None) -> dict[str, dateti
     return condition
 
 
-async def time_page[D: Document](
-    model: type[D],
+def page_query(
     filters: dict[str, Any],
     *,
     prefix: str,
     start: datetime | None,
     end: datetime | None,
-    first: int,
     after: str | None,
-) -> TimePage[D]:
-    """One page of `model` matching `filters` in [start, end), newest first."""
+) -> dict[str, Any]:
+    """The filter of a page's items: `filters`, [start, end), after the cursor."""
     timestamp = time_range(start, end)
     query = dict(filters)
     if after is not None:
@@ -95,6 +93,34 @@ async def time_page[D: Document](
         ]
     if timestamp:
         query["timestamp"] = timestamp
+    return query
+
+
+def page_of[T](found: list[T], first: int, prefix: str) -> TimePage[T]:
+    """The page of `first + 1` items found newest first (the last says there is more)."""
+    items = found[:first]
+    return TimePage(
+        items=items,
+        cursors=[
+            encode_time_cursor(prefix, cast(_Timed, item).timestamp, cast(Any, item).id)
+            for item in items
+        ],
+        has_next_page=len(found) > first,
+    )
+
+
+async def time_page[D: Document](
+    model: type[D],
+    filters: dict[str, Any],
+    *,
+    prefix: str,
+    start: datetime | None,
+    end: datetime | None,
+    first: int,
+    after: str | None,
+) -> TimePage[D]:
+    """One page of `model` matching `filters` in [start, end), newest first."""
+    query = page_query(filters, prefix=prefix, start=start, end=end, after=after)
     # One more than asked for tells whether there is a next page.
     found = (
         await model.find(query)
@@ -102,11 +128,4 @@ async def time_page[D: Document](
         .limit(first + 1)
         .to_list()
     )
-    items = found[:first]
-    return TimePage(
-        items=items,
-        cursors=[
-            encode_time_cursor(prefix, cast(_Timed, item).timestamp, item.id) for item in items
-        ],
-        has_next_page=len(found) > first,
-    )
+    return page_of(found, first, prefix)

@@ -13,7 +13,7 @@ from bson import ObjectId
 
 from models.accounts import User
 from models.readings import Reading
-from services import rollups
+from services import reading_hours, rollups
 from services.devices import get_device
 from services.errors import BadInput
 from services.keyset import (
@@ -21,7 +21,8 @@ from services.keyset import (
     as_utc,
     decode_time_cursor,
     encode_time_cursor,
-    time_page,
+    page_of,
+    page_query,
     time_range,
 )
 from services.validation import ensure_found
@@ -71,15 +72,14 @@ async def list_readings(
 ) -> ReadingPage:
     """Readings of a device the viewer may see, newest first, in [start, end)."""
     device = await get_device(viewer, device_id)
-    return await time_page(
-        Reading,
-        {"device_id": device.id},
-        prefix=_CURSOR_PREFIX,
-        start=start,
-        end=end,
-        first=first,
-        after=after,
+    stored_id = ensure_found(device.id, "Device")
+    query = page_query(
+        {"device_id": stored_id}, prefix=_CURSOR_PREFIX, start=start, end=end, after=after
     )
+    newest = device.latest_reading.timestamp if device.latest_reading is not None else None
+    # One more than asked for tells whether there is a next page.
+    found = await reading_hours.newest_first(stored_id, query, limit=first + 1, newest=newest)
+    return page_of([Reading.model_validate(doc) for doc in found], first, _CURSOR_PREFIX)
 
 
 def bucket_count(start: datetime, end: datetime, bucket: str) -> int | None:

@@ -27,6 +27,7 @@ from bson import ObjectId
 from pymongo import DESCENDING
 from pymongo.errors import DuplicateKeyError
 
+from ingest.payloads import MAX_FUTURE
 from ingest.rollups import (
     from_millis,
     latest_update,
@@ -39,6 +40,7 @@ from models.accounts import utcnow
 from models.devices import Device
 from models.readings import Reading
 from models.rollups import HourRollup, MinuteRollup, Rollup, RollupPending
+from services import reading_hours
 
 logger = logging.getLogger(__name__)
 
@@ -129,17 +131,14 @@ async def raw_partials(
 async def _raw_edges(
     merged: Merged, device_id: ObjectId, metric: str, edges: list[tuple[int, int]], size: int
 ) -> None:
-    """Merge the raw readings of the `edges` (each under a minute and a half: a few
-    readings) into their buckets: one find on the (device, time) index."""
-    ranges = [
-        {"timestamp": {"$gte": from_millis(low), "$lt": from_millis(high)}} for low, high in edges
-    ]
-    query: dict[str, Any] = {"device_id": device_id}
-    if len(ranges) == 1:
-        query |= ranges[0]
-    else:
-        query["$or"] = ranges
-    async for doc in Reading.get_pymongo_collection().find(query, {"timestamp": 1, "values": 1}):
+    """Merge the raw readings of the `edges` (each under a minute and a half, or the
+    open edge up to the newest time a reading may have: a few readings) into their
+    buckets: a query per hour they touch (services/reading_hours)."""
+    latest_possible = millis(utcnow() + MAX_FUTURE) + 1
+    ranges = [(low, min(high, latest_possible)) for low, high in edges]
+    ranges = [(low, high) for low, high in ranges if low < high]
+    found = await reading_hours.find_hours(device_id, ranges, {"timestamp": 1, "values": 1})
+    for doc in found:
         at = millis(doc["timestamp"])
         for value in doc["values"]:
             if value["metric"] == metric:
@@ -260,13 +259,11 @@ async def rebuild_hour(device_id: ObjectId, hour: int, *, fresh_since: datetime)
             {"device_id": device_id, "start": day_start}
         )
     }
+    match = await reading_hours.hour_filter(
+        device_id, hour, {"$gte": hour_start, "$lt": from_millis(hour + HOUR)}
+    )
     pipeline: list[dict[str, Any]] = [
-        {
-            "$match": {
-                "device_id": device_id,
-                "timestamp": {"$gte": hour_start, "$lt": from_millis(hour + HOUR)},
-            }
-        },
+        {"$match": match},
         {"$unwind": "$values"},
         {
             "$group": {

@@ -13,7 +13,7 @@ from redis.asyncio import Redis
 from core.settings import Settings
 from models.accounts import utcnow
 from models.devices import Device
-from models.readings import Reading
+from models.readings import Reading, hour_key
 from services.retention import LEASE_KEY, RetentionDeleter, ensure_collection_ttl
 
 
@@ -50,6 +50,7 @@ async def add_readings(device_id: ObjectId, ages_days: list[float]) -> None:
                 "device_id": device_id,
                 "timestamp": now - timedelta(days=age),
                 "values": [{"metric": "t", "value": float(age), "unit": None}],
+                "hour": hour_key(device_id, now - timedelta(days=age)),
             }
             for age in ages_days
         ]

@@ -18,7 +18,7 @@ from ingest.stats import IngestStats
 from ingest.store import PendingMessage, ReadingStore, insert_readings
 from models.accounts import utcnow
 from models.devices import Device
-from models.readings import Reading
+from models.readings import Reading, hour_key
 from models.rollups import HourRollup, MinuteRollup, RollupPending
 from services import rollups
 from services.readings import BUCKETS, raw_buckets
@@ -48,6 +48,8 @@ def document(device_id: ObjectId, at: datetime, **values: float) -> dict[str, An
         "values": [{"metric": m, "value": v, "unit": None} for m, v in values.items()],
         "anomaly": False,
         "source": None,
+        # As the write path stores it (ingest.store.insert_readings sets it too).
+        "hour": hour_key(device_id, at),
     }
 
 
