@@ -40,9 +40,10 @@ from core.database import open_database
 from graph.loaders import load_latest_readings
 from ingest.rollups import Accumulator
 from ingest.store import insert_readings
-from models.accounts import utcnow
+from models.accounts import MemberRole, User, utcnow
 from models.devices import Device
 from models.readings import Reading
+from services.device_search import DeviceFilter, find_devices
 from services.exports import Export
 from services.keyset import page_query, time_page
 from services.reading_hours import newest_first
@@ -50,6 +51,7 @@ from services.readings import BUCKETS, raw_buckets
 from services.rollups import aggregate_buckets
 
 DEVICES = 50
+ORGANIZATION = ObjectId()
 CLIENTS = 20
 CHUNK = 1000
 STEP = timedelta(minutes=1)
@@ -165,11 +167,15 @@ async def scenarios(
 
         calls.append((f"aggregate {days}d 1h, rollups", rolled, CLIENTS))
 
-    async def latest_documents() -> int:
-        cursor = Device.get_pymongo_collection().find({"_id": {"$in": ids}})
-        return len([d async for d in cursor if d.get("latest_reading")])
+    # devices(first: 50) { latestReading }: the API's device page, one organization's.
+    viewer = User(email="growth@bench.test", password_hash="")  # never signs in
+    viewer.set_memberships({str(ORGANIZATION): MemberRole.OWNER})
 
-    calls.append(("latest of 50 devices, device docs", latest_documents, CLIENTS))
+    async def latest_documents() -> int:
+        page = await find_devices(viewer, DeviceFilter(), first=50, after=None)
+        return len([d for d in page.items if d.latest_reading is not None])
+
+    calls.append(("latest of 50 devices, device page", latest_documents, CLIENTS))
 
     async def history() -> int:
         # services.readings.list_readings less the access check: hour by hour.
@@ -237,7 +243,7 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
                     {
                         "_id": d,
                         "owner_id": ObjectId(),
-                        "organization_id": ObjectId(),
+                        "organization_id": ORGANIZATION,
                         "name": f"g-{n}",
                         "type": "bench",
                         "status": "ONLINE",
