@@ -12,7 +12,9 @@ rollups and latest values are maintained as in production), 20 concurrent client
   main's `graph.loaders.load_latest_readings` (a `$group` over the readings);
 - the first history page (50 readings) of one device, hour by hour
   (`services.reading_hours.newest_first`) beside main's `services.keyset.time_page`;
-- an export of one device's month as CSV (`services.exports.Export.chunks`), rows/s.
+- an export of one device's month as CSV (`services.exports.Export.chunks`), rows/s;
+- the baseline: a find of one small document by `_id`, the database's own cost of a
+  round trip at 20 clients (the stand-in serves one command at a time, ~1.5 ms each).
 
 It measures the service layer over the real driver and database, not GraphQL/HTTP
 (bench/queries.py measures those). Prints a table per size, writes
@@ -156,6 +158,12 @@ async def scenarios(
     unit, bin_size, length = BUCKETS["1h"]
     ids = [PydanticObjectId(d) for d in devices]
     calls: list[tuple[str, Callable[[], Awaitable[int]], int]] = []
+
+    async def floor() -> int:
+        # The database's own floor: one small document by _id, nothing of ours around it.
+        return 1 if await Device.get_pymongo_collection().find_one({"_id": device}) else 0
+
+    calls.append(("baseline: one device by _id", floor, CLIENTS))
     for days in (1, 30):
         start = now - timedelta(days=days)
 
