@@ -1,4 +1,5 @@
-"""Data-growth benchmark: `python -m bench.growth [--sizes 10000,100000] [--seconds 5]`.
+"""Data-growth benchmark: `python -m bench.growth [--sizes 10000,100000] [--seconds 5]
+[--database stand-in|secantus]` (the tests' stand-in, or `make run`'s SecantusDB).
 
 At each size (readings in all, over 50 devices, one reading a minute each with two
 metrics, ending now; seeded through the write path `ingest.store.insert_readings`, so
@@ -25,11 +26,16 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import random
 import statistics
+import sys
+import tempfile
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 from beanie import PydanticObjectId
@@ -37,8 +43,10 @@ from bson import ObjectId
 from pymongo.errors import PyMongoError
 
 from bench.apis import bench_settings
+from bench.embedded import database as embedded_database
 from bench.harness import print_table, stack, write_results
 from core.database import open_database
+from devstack.run import index_readings
 from graph.loaders import load_latest_readings
 from ingest.rollups import Accumulator
 from ingest.store import insert_readings
@@ -240,10 +248,36 @@ async def scenarios(
     return results
 
 
+@contextmanager
+def chosen_database(name: str) -> Iterator[None]:
+    """`stand-in` (the tests' mongoeco, started by bench.harness.stack), or `secantus`:
+    `make run`'s SecantusDB (fsync per commit, as make run starts it) through
+    MONGODB_URL, with the (device, time) index make run adds (devstack.run)."""
+    if name == "stand-in":
+        yield
+        return
+    beside = Path(sys.executable).with_name("secantusd-py")
+    with (
+        tempfile.TemporaryDirectory() as scratch,
+        embedded_database("secantus-sync", Path(scratch), str(beside)) as url,
+    ):
+        previous = os.environ.get("MONGODB_URL")
+        os.environ["MONGODB_URL"] = url
+        try:
+            yield
+        finally:
+            if previous is None:
+                del os.environ["MONGODB_URL"]
+            else:
+                os.environ["MONGODB_URL"] = previous
+
+
 async def main_async(args: argparse.Namespace) -> dict[str, Any]:
     sizes = [int(s) for s in args.sizes.split(",")]
     runs = []
-    with stack() as running:
+    with chosen_database(args.database), stack() as running:
+        if args.database == "secantus":
+            index_readings(running.mongodb_url, running.database)
         async with open_database(bench_settings(running)):
             devices = [ObjectId() for _ in range(DEVICES)]
             await Device.get_pymongo_collection().insert_many(
@@ -277,13 +311,18 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
                 )
                 report_size(runs[-1])
                 # Written after every size: a larger one may not finish.
-                write_results("growth", summary(args, runs))
+                write_results(result_name(args), summary(args, runs))
             await drained()  # main's abandoned requests, before the stand-in is stopped
     return summary(args, runs)
 
 
+def result_name(args: argparse.Namespace) -> str:
+    return "growth" if args.database == "stand-in" else f"growth-{args.database}"
+
+
 def summary(args: argparse.Namespace, runs: list[dict[str, Any]]) -> dict[str, Any]:
     return {
+        "database": args.database,
         "devices": DEVICES,
         "clients": CLIENTS,
         "seconds_per_scenario": args.seconds,
@@ -318,8 +357,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--sizes", default="10000,100000")
     parser.add_argument("--seconds", type=float, default=5.0)
-    results = asyncio.run(main_async(parser.parse_args(argv)))
-    path = write_results("growth", results)
+    parser.add_argument("--database", choices=("stand-in", "secantus"), default="stand-in")
+    args = parser.parse_args(argv)
+    results = asyncio.run(main_async(args))
+    path = write_results(result_name(args), results)
     print(f"\nwritten {path}")
     return 0
 
