@@ -9,9 +9,10 @@ own process, then driven back to back through the same real stack as `bench.inge
 - the live latency (publish -> subscriber) at `--rate` (the issue's 500 msg/s);
 - with `--seed N`, N more readings over the fleet (a history of 10-second data; over
   its first K devices with `--seed-devices K`), timed;
-- two typical reads of what was stored, straight to the database: a device's first
-  history page (newest 50, the API's sort) and a one-hour, one-minute-bucket aggregate
-  (the API's pipeline), sequential, p50/p99.
+- typical reads of what was stored, straight to the database: a device's first
+  history page (newest 50) as one sorted query (the API's before issue 15's pages) and
+  hour by hour (the API's now: services/reading_hours.py), and a one-hour,
+  one-minute-bucket aggregate over raw readings, sequential, p50/p99.
 
 Candidates (`--candidates`): `sqlite` (the old `make run`: mongoeco's wire server on
 its SQLite engine, data in a file), `memory` (the same server in memory: what the tests
@@ -58,6 +59,7 @@ from bench.ingest import (
     sustained_rate,
 )
 from devstack.run import index_readings
+from models.readings import hour_key
 
 READS = 20
 
@@ -152,13 +154,15 @@ def seed(
         batch: list[dict[str, Any]] = []
         for k in range(per_device):
             for device in devices:
+                at = start + timedelta(seconds=10 * k)
                 batch.append(
                     {
                         "device_id": device,
-                        "timestamp": start + timedelta(seconds=10 * k),
+                        "timestamp": at,
                         "values": [{"metric": "n", "value": float(k)}],
                         "anomaly": False,
                         "source": f"seed-{device}-{k}",
+                        "hour": hour_key(device, at),  # as the write path stores it
                     }
                 )
                 if len(batch) == 1000:
@@ -205,17 +209,34 @@ def reads(url: str, database_name: str, fleet: Fleet) -> dict[str, Any]:
     with MongoClient(url) as client:
         readings: Collection[dict[str, Any]] = client[database_name]["readings"]
         stored = readings.count_documents({"device_id": device})
-        page_ms, aggregate_ms = [], []
-        page_rows = buckets = 0
+        page_ms, hour_page_ms, aggregate_ms = [], [], []
+        page_rows = hour_rows = buckets = 0
+        order = [("timestamp", -1), ("_id", -1)]
         for _ in range(READS):
             started = time.perf_counter()
-            page = list(
-                readings.find({"device_id": device})
-                .sort([("timestamp", -1), ("_id", -1)])
-                .limit(50)
-            )
+            page = list(readings.find({"device_id": device}).sort(order).limit(50))
             page_ms.append((time.perf_counter() - started) * 1000)
             page_rows = len(page)
+        newest = readings.find_one({"device_id": device}, sort=order)
+        for _ in range(READS):
+            # The API's page since issue 15 (services/reading_hours.newest_first): the
+            # newest hour first by its key, the hour before while the page is short.
+            started = time.perf_counter()
+            found: list[dict[str, Any]] = []
+            top = newest["timestamp"].replace(tzinfo=UTC) if newest else end
+            top = top.replace(minute=0, second=0, microsecond=0)
+            for _step in range(3):
+                query = {
+                    "hour": hour_key(device, top),
+                    "device_id": device,
+                    "timestamp": {"$gte": top, "$lt": top + timedelta(hours=1)},
+                }
+                found += readings.find(query).sort(order).limit(51 - len(found))
+                if len(found) > 50:
+                    break
+                top -= timedelta(hours=1)
+            hour_page_ms.append((time.perf_counter() - started) * 1000)
+            hour_rows = min(len(found), 50)
         for _ in range(READS):
             started = time.perf_counter()
             buckets = len(list(readings.aggregate(pipeline)))
@@ -223,6 +244,7 @@ def reads(url: str, database_name: str, fleet: Fleet) -> dict[str, Any]:
     return {
         "device_readings": stored,
         "history_page": {"rows": page_rows, **percentiles(page_ms)},
+        "history_page_by_hour": {"rows": hour_rows, **percentiles(hour_page_ms)},
         "aggregate_1h_by_minute": {"buckets": buckets, **percentiles(aggregate_ms)},
     }
 
@@ -340,6 +362,7 @@ def main() -> None:
                 latency.get("p99_ms", "-"),
                 latency.get("load_avg", ["-"])[0],
                 read.get("history_page", {}).get("p99_ms"),
+                read.get("history_page_by_hour", {}).get("p99_ms"),
                 read.get("aggregate_1h_by_minute", {}).get("p99_ms"),
                 read.get("device_readings"),
                 read.get("load_avg", ["-"])[0],
@@ -357,6 +380,7 @@ def main() -> None:
             "live p99 ms",
             "load",
             "page p99 ms",
+            "by hour",
             "aggregate p99 ms",
             "device readings",
             "load",
