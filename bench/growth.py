@@ -22,16 +22,18 @@ worker taken the readings 1,000 at a time and flushed their rollups every 2 batc
 (`seed_through_write_path`: `ingest.store.insert_readings` with an `Accumulator`):
 the same readings, rollup documents equal to the last bit of their sums and to their
 versions, latest readings, no pending record (tests/integration/bench/
-test_growth_seed.py compares the two). It inserts the readings 5,000 at a time, adds
-up the rollups in memory in the write path's order, and inserts each rollup document
-once at the end. Why: on the stand-in the write path's time is mostly its rollup
-upserts, whose cost grows with the fields they touch (about 0.5 ms per minute of a
-document and 2 ms per upsert, the same again for every flush touching the document),
-while inserting a whole hour's document costs 13 ms. bench/seed_parts.py times the
-write path's parts; measured (one core each, load about 1.8): the write path 3.0-3.3 s
-per 1,000 readings, this seed 1.5-1.7 s, of which 1.1 s is the readings' own inserts
-(the stand-in encodes and validates each document: about 1.1 ms a reading whatever
-the chunk size).
+test_growth_seed.py compares the two). The readings go through `insert_readings` as
+before; the rollups are added up in memory in the write path's order, and each rollup
+document is inserted once, at the end.
+
+Why: on the stand-in most of the write path's time went to its rollup upserts, whose
+cost grows with the fields they touch (about 2 ms an upsert plus 0.5 ms per minute of
+the document it adds to, again at every flush touching the document), where inserting
+a whole hour's document costs 13 ms. bench/seed_parts.py times the write path's parts.
+Measured back to back (one core each, load about 1.9): the write path 3.0-3.3 s per
+1,000 readings, this seed 1.5-1.7 s, of which about 1.1 s is the readings' own
+`insert_many` (the stand-in encodes and validates every document: about 1.1 ms a
+reading, whatever the chunk size).
 """
 
 from __future__ import annotations
@@ -54,6 +56,7 @@ from bench.harness import print_table, stack, write_results
 from core.database import open_database
 from graph.loaders import load_latest_readings
 from ingest.rollups import (
+    APPLY_SLICE,
     Accumulator,
     RollupDelta,
     RollupKey,
@@ -67,7 +70,7 @@ from ingest.store import insert_readings
 from models.accounts import utcnow
 from models.devices import Device
 from models.readings import Reading
-from models.rollups import ROLLUPS, Rollup
+from models.rollups import ROLLUPS, Rollup, RollupPending
 from services.exports import Export
 from services.keyset import time_page
 from services.readings import BUCKETS, raw_buckets
@@ -81,9 +84,9 @@ STEP = timedelta(minutes=1)
 # every 2 s).
 CHUNK = 1000
 FLUSH_EVERY = 2
-# Readings per insert_many when seeding from memory (about 5 s of the stand-in's time:
-# well inside the driver's 20 s socket timeout); rollup documents a tenth of that.
-INSERT_BATCH = 5000
+# Rollup documents per insert_many when seeding from memory (an hour's costs the
+# stand-in 13 ms: well inside the driver's 20 s socket timeout).
+ROLLUP_BATCH = 500
 
 
 def reading_chunks(
@@ -149,30 +152,39 @@ def rollup_document(key: RollupKey, delta: RollupDelta, version: int) -> dict[st
     }
 
 
+class Gathered(Accumulator):
+    """An `Accumulator` that the seed empties itself instead of applying what it holds."""
+
+    def take(self) -> tuple[Summary, list[ObjectId]]:
+        """What was gathered since the last take: the merged summary, the markers."""
+        taken = self._summary, self._markers
+        self._summary, self._markers = Summary.empty(), []
+        return taken
+
+
 async def seed_from_memory(chunks: Iterable[list[dict[str, Any]]]) -> None:
     """Store the chunks leaving what `seed_through_write_path` leaves (readings, rollups,
     latest readings, no pending record), in a fraction of the stand-in's time.
 
-    The readings go in INSERT_BATCH at a time. The rollups are added up here flush by
-    flush as the write path would (`Summary.of` each chunk, merged FLUSH_EVERY chunks
-    at a time, and those merged in turn: the same float additions in the same order)
-    and each new document is inserted once at the end, holding the version its
-    upserts would have counted. Documents stored before (an earlier, smaller seed) are
-    updated flush by flush with the write path's own upserts instead, so that their
-    sums are added up in the write path's order too.
+    The readings are stored by the write path itself, `insert_readings` gathering
+    their summaries (and pending records) as for the worker; at each flush the seed
+    takes what was gathered, deletes the pending records, and keeps adding up the
+    rollups in memory (`Summary.merge`, flush after flush: the float additions the
+    upserts would have made, in the same order). Each new rollup document is inserted
+    once at the end, with the version its upserts would have counted. Documents stored
+    before (an earlier, smaller seed) get the write path's own upserts flush by flush,
+    so that their sums are added up in the write path's order too.
     """
     stored = {
         kind: {doc["_id"] async for doc in kind.get_pymongo_collection().find({}, {"_id": 1})}
         for kind in ROLLUPS
     }
-    gathered = Summary.empty()  # since the last (simulated) flush
+    gather = Gathered()
     new = Summary.empty()  # what the flushes added to documents not stored yet
     versions: dict[tuple[type[Rollup], RollupKey], int] = {}
-    readings = Reading.get_pymongo_collection()
-    waiting: list[dict[str, Any]] = []
 
     async def flush() -> None:
-        nonlocal gathered
+        gathered, markers = gather.take()
         fresh = Summary({kind: {} for kind in ROLLUPS}, gathered.latest)
         for kind, deltas in gathered.deltas.items():
             known = [
@@ -180,33 +192,30 @@ async def seed_from_memory(chunks: Iterable[list[dict[str, Any]]]) -> None:
                 for key, delta in deltas.items()
                 if rollup_id(*key) in stored[kind]
             ]
-            if known:
-                await kind.get_pymongo_collection().bulk_write(known)
+            for start in range(0, len(known), APPLY_SLICE):
+                await kind.get_pymongo_collection().bulk_write(
+                    known[start : start + APPLY_SLICE], ordered=False
+                )
             for key, delta in deltas.items():
                 if rollup_id(*key) not in stored[kind]:
                     fresh.deltas[kind][key] = delta
                     versions[kind, key] = versions.get((kind, key), 0) + 1
         new.merge(fresh)
-        gathered = Summary.empty()
+        if markers:
+            await RollupPending.get_pymongo_collection().delete_many({"_id": {"$in": markers}})
 
     for number, chunk in enumerate(chunks, 1):
-        gathered.merge(Summary.of(chunk))
-        waiting += chunk
-        if len(waiting) >= INSERT_BATCH:
-            await readings.insert_many(waiting, ordered=False)
-            waiting = []
+        await insert_readings(chunk, chunk_size=len(chunk), gather=gather)
         if number % FLUSH_EVERY == 0:
             await flush()
     await flush()
-    if waiting:
-        await readings.insert_many(waiting, ordered=False)
     for kind, deltas in new.deltas.items():
         documents = [
             rollup_document(key, delta, versions[kind, key]) for key, delta in deltas.items()
         ]
-        for start in range(0, len(documents), INSERT_BATCH // 10):
+        for start in range(0, len(documents), ROLLUP_BATCH):
             await kind.get_pymongo_collection().insert_many(
-                documents[start : start + INSERT_BATCH // 10], ordered=False
+                documents[start : start + ROLLUP_BATCH], ordered=False
             )
     if new.latest:
         await Device.get_pymongo_collection().bulk_write(
