@@ -2,9 +2,9 @@
 [--database stand-in|secantus]` (the tests' stand-in, or `make run`'s SecantusDB).
 
 At each size (readings in all, over 50 devices, one reading a minute each with two
-metrics, ending now; seeded through the write path `ingest.store.insert_readings`, so
-rollups and latest values are maintained as in production), 20 concurrent clients
-(asyncio tasks in this process, each one request in flight) run against the database:
+metrics, ending now; rollups and latest values as the write path leaves them, see
+"Seeding" below), 20 concurrent clients (asyncio tasks in this process, each one request
+in flight) run against the database:
 
 - aggregate of one device's metric over 1 day and over 30 days in 1-hour buckets:
   rollups (`services.rollups.aggregate_buckets`, this branch) beside the raw aggregation
@@ -20,6 +20,24 @@ rollups and latest values are maintained as in production), 20 concurrent client
 It measures the service layer over the real driver and database, not GraphQL/HTTP
 (bench/queries.py measures those). Prints a table per size, writes
 bench/results/growth.json.
+
+Seeding (`seed_from_memory`) stores what the write path would have stored, had the
+worker taken the readings 1,000 at a time and flushed their rollups every 2 batches
+(`seed_through_write_path`: `ingest.store.insert_readings` with an `Accumulator`):
+the same readings, rollup documents equal to the last bit of their sums and to their
+versions, latest readings, no pending record (tests/integration/bench/
+test_growth_seed.py compares the two). The readings go through `insert_readings` as
+before; the rollups are added up in memory in the write path's order, and each rollup
+document is inserted once, at the end.
+
+Why: on the stand-in most of the write path's time went to its rollup upserts, whose
+cost grows with the fields they touch (about 2 ms an upsert plus 0.5 ms per minute of
+the document it adds to, again at every flush touching the document), where inserting
+a whole hour's document costs 13 ms. bench/seed_parts.py times the write path's parts.
+Measured back to back (one core each, load about 1.9): the write path 3.0-3.3 s per
+1,000 readings, this seed 1.5-1.7 s, of which about 1.1 s is the readings' own
+`insert_many` (the stand-in encodes and validates every document: about 1.1 ms a
+reading, whatever the chunk size).
 """
 
 from __future__ import annotations
@@ -32,9 +50,9 @@ import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterable, Iterator
 from contextlib import contextmanager
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -48,11 +66,22 @@ from bench.harness import print_table, stack, write_results
 from core.database import open_database
 from devstack.run import index_readings
 from graph.loaders import load_latest_readings
-from ingest.rollups import Accumulator
+from ingest.rollups import (
+    APPLY_SLICE,
+    Accumulator,
+    RollupDelta,
+    RollupKey,
+    Summary,
+    from_millis,
+    latest_update,
+    rollup_id,
+    rollup_update,
+)
 from ingest.store import insert_readings
 from models.accounts import MemberRole, User, utcnow
 from models.devices import Device
 from models.readings import Reading
+from models.rollups import ROLLUPS, Rollup, RollupPending
 from services.device_search import DeviceFilter, find_devices
 from services.exports import Export
 from services.keyset import page_query, time_page
@@ -63,23 +92,28 @@ from services.rollups import aggregate_buckets
 DEVICES = 50
 ORGANIZATION = ObjectId()
 CLIENTS = 20
-CHUNK = 1000
 STEP = timedelta(minutes=1)
+# The write path's shape being reproduced: readings stored in chunks of CHUNK, rollups
+# applied every FLUSH_EVERY chunks (the worker: a batch of up to 1,000 readings, a flush
+# every 2 s).
+CHUNK = 1000
+FLUSH_EVERY = 2
+# Rollup documents per insert_many when seeding from memory (an hour's costs the
+# stand-in 13 ms: well inside the driver's 20 s socket timeout).
+ROLLUP_BATCH = 500
 
 
-async def seed(devices: list[ObjectId], total: int, already: int) -> float:
-    """Add readings until `total` are stored (interleaved over the devices, each
-    device's times going back from now a minute at a time); seconds it took."""
+def reading_chunks(
+    devices: list[ObjectId], total: int, already: int, now: datetime, chunk: int = CHUNK
+) -> Iterator[list[dict[str, Any]]]:
+    """The readings from the `already`th to the `total`th, in chunks: interleaved over
+    the devices, each device's times going back from `now` a minute at a time."""
     rng = random.Random(total)
-    now = utcnow().replace(second=0, microsecond=0)
-    started = time.monotonic()
-    # As the worker stores them: rollups gathered, applied every few chunks.
-    gather = Accumulator()
-    chunk: list[dict[str, Any]] = []
+    batch: list[dict[str, Any]] = []
     for index in range(already, total):
-        device = devices[index % DEVICES]
-        step = index // DEVICES
-        chunk.append(
+        device = devices[index % len(devices)]
+        step = index // len(devices)
+        batch.append(
             {
                 "_id": ObjectId(),
                 "device_id": device,
@@ -92,14 +126,122 @@ async def seed(devices: list[ObjectId], total: int, already: int) -> float:
                 "source": None,
             }
         )
-        if len(chunk) == CHUNK:
-            await insert_readings(chunk, chunk_size=CHUNK, gather=gather)
-            chunk = []
-            if index % (2 * CHUNK) == 2 * CHUNK - 1:
-                await gather.flush()
-    if chunk:
-        await insert_readings(chunk, chunk_size=CHUNK, gather=gather)
+        if len(batch) == chunk:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+async def seed_through_write_path(chunks: Iterable[list[dict[str, Any]]]) -> None:
+    """Store the chunks as the worker does: `insert_readings` a chunk at a time, the
+    rollups gathered in an `Accumulator` and applied every FLUSH_EVERY chunks."""
+    gather = Accumulator()
+    for number, chunk in enumerate(chunks, 1):
+        await insert_readings(chunk, chunk_size=len(chunk), gather=gather)
+        if number % FLUSH_EVERY == 0:
+            await gather.flush()
     await gather.flush()
+
+
+def rollup_document(key: RollupKey, delta: RollupDelta, version: int) -> dict[str, Any]:
+    """The rollup document `version` upserts (`rollup_update`) make from nothing, when
+    `delta` is what they added up to."""
+    device, metric, start = key
+    count, low, high, total = delta.total
+    return {
+        "_id": rollup_id(device, metric, start),
+        "start": from_millis(start),
+        "count": count,
+        "sum": total,
+        "version": version,
+        "parts": {
+            f"k{offset}": {"count": c, "sum": s, "min": lo, "max": hi}
+            for offset, (c, lo, hi, s) in delta.parts.items()
+        },
+        "min": low,
+        "max": high,
+        "device_id": device,
+        "metric": metric,
+    }
+
+
+class Gathered(Accumulator):
+    """An `Accumulator` that the seed empties itself instead of applying what it holds."""
+
+    def take(self) -> tuple[Summary, list[ObjectId]]:
+        """What was gathered since the last take: the merged summary, the markers."""
+        taken = self._summary, self._markers
+        self._summary, self._markers = Summary.empty(), []
+        return taken
+
+
+async def seed_from_memory(chunks: Iterable[list[dict[str, Any]]]) -> None:
+    """Store the chunks leaving what `seed_through_write_path` leaves (readings, rollups,
+    latest readings, no pending record), in a fraction of the stand-in's time.
+
+    The readings are stored by the write path itself, `insert_readings` gathering
+    their summaries (and pending records) as for the worker; at each flush the seed
+    takes what was gathered, deletes the pending records, and keeps adding up the
+    rollups in memory (`Summary.merge`, flush after flush: the float additions the
+    upserts would have made, in the same order). Each new rollup document is inserted
+    once at the end, with the version its upserts would have counted. Documents stored
+    before (an earlier, smaller seed) get the write path's own upserts flush by flush,
+    so that their sums are added up in the write path's order too.
+    """
+    stored = {
+        kind: {doc["_id"] async for doc in kind.get_pymongo_collection().find({}, {"_id": 1})}
+        for kind in ROLLUPS
+    }
+    gather = Gathered()
+    new = Summary.empty()  # what the flushes added to documents not stored yet
+    versions: dict[tuple[type[Rollup], RollupKey], int] = {}
+
+    async def flush() -> None:
+        gathered, markers = gather.take()
+        fresh = Summary({kind: {} for kind in ROLLUPS}, gathered.latest)
+        for kind, deltas in gathered.deltas.items():
+            known = [
+                rollup_update(key, delta)
+                for key, delta in deltas.items()
+                if rollup_id(*key) in stored[kind]
+            ]
+            for start in range(0, len(known), APPLY_SLICE):
+                await kind.get_pymongo_collection().bulk_write(
+                    known[start : start + APPLY_SLICE], ordered=False
+                )
+            for key, delta in deltas.items():
+                if rollup_id(*key) not in stored[kind]:
+                    fresh.deltas[kind][key] = delta
+                    versions[kind, key] = versions.get((kind, key), 0) + 1
+        new.merge(fresh)
+        if markers:
+            await RollupPending.get_pymongo_collection().delete_many({"_id": {"$in": markers}})
+
+    for number, chunk in enumerate(chunks, 1):
+        await insert_readings(chunk, chunk_size=len(chunk), gather=gather)
+        if number % FLUSH_EVERY == 0:
+            await flush()
+    await flush()
+    for kind, deltas in new.deltas.items():
+        documents = [
+            rollup_document(key, delta, versions[kind, key]) for key, delta in deltas.items()
+        ]
+        for start in range(0, len(documents), ROLLUP_BATCH):
+            await kind.get_pymongo_collection().insert_many(
+                documents[start : start + ROLLUP_BATCH], ordered=False
+            )
+    if new.latest:
+        await Device.get_pymongo_collection().bulk_write(
+            [latest_update(device, doc) for device, doc in new.latest.items()], ordered=False
+        )
+
+
+async def seed(devices: list[ObjectId], total: int, already: int) -> float:
+    """Add readings until `total` are stored (bench/growth's layout); seconds it took."""
+    started = time.monotonic()
+    now = utcnow().replace(second=0, microsecond=0)
+    await seed_from_memory(reading_chunks(devices, total, already, now))
     return time.monotonic() - started
 
 
@@ -272,6 +414,28 @@ def chosen_database(name: str) -> Iterator[None]:
                 os.environ["MONGODB_URL"] = previous
 
 
+async def add_devices(count: int) -> list[ObjectId]:
+    """`count` devices with no readings yet; their ids."""
+    devices = [ObjectId() for _ in range(count)]
+    await Device.get_pymongo_collection().insert_many(
+        [
+            {
+                "_id": d,
+                "owner_id": ObjectId(),
+                "organization_id": ORGANIZATION,
+                "name": f"g-{n}",
+                "type": "bench",
+                "status": "ONLINE",
+                "metrics": ["temperature", "humidity"],
+                "mqtt_username": f"g-{d}",
+                "mqtt_password_hash": "-",
+            }
+            for n, d in enumerate(devices)
+        ]
+    )
+    return devices
+
+
 async def main_async(args: argparse.Namespace) -> dict[str, Any]:
     sizes = [int(s) for s in args.sizes.split(",")]
     runs = []
@@ -279,23 +443,7 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
         if args.database == "secantus":
             index_readings(running.mongodb_url, running.database)
         async with open_database(bench_settings(running)):
-            devices = [ObjectId() for _ in range(DEVICES)]
-            await Device.get_pymongo_collection().insert_many(
-                [
-                    {
-                        "_id": d,
-                        "owner_id": ObjectId(),
-                        "organization_id": ORGANIZATION,
-                        "name": f"g-{n}",
-                        "type": "bench",
-                        "status": "ONLINE",
-                        "metrics": ["temperature", "humidity"],
-                        "mqtt_username": f"g-{d}",
-                        "mqtt_password_hash": "-",
-                    }
-                    for n, d in enumerate(devices)
-                ]
-            )
+            devices = await add_devices(DEVICES)
             stored = 0
             skip: set[str] = set()
             for size in sizes:

@@ -162,7 +162,16 @@ def millis_of(length: timedelta) -> int:
 
 
 def rollup_update(key: RollupKey, delta: RollupDelta) -> UpdateOne:
-    """The upsert adding `delta` to its document."""
+    """The upsert adding `delta` to its document.
+
+    Its filter names the span's `start` beside the `_id` (the same document, which the
+    upsert creates with both): MongoDB finds it by `_id` either way, but the stand-in,
+    when no document has the `_id` (every new hour and day), scans for one that matches
+    the filter, the whole collection unless a single-field equality index narrows it
+    down. The `start` index narrows it to one span's (device, metric)s; without it the
+    scan cost 5.6 us per stored rollup, so seeding slowed as the collection grew (46 ms
+    an upsert at 8,000 documents, 2 ms with `start`: bench/seed_parts.py).
+    """
     device, metric, start = key
     total = delta.total
     inc: dict[str, Any] = {"count": total[0], "sum": total[3], "version": 1}
@@ -174,12 +183,12 @@ def rollup_update(key: RollupKey, delta: RollupDelta) -> UpdateOne:
         low[f"parts.k{offset}.min"] = lo
         high[f"parts.k{offset}.max"] = hi
     return UpdateOne(
-        {"_id": rollup_id(device, metric, start)},
+        {"_id": rollup_id(device, metric, start), "start": from_millis(start)},
         {
             "$inc": inc,
             "$min": low,
             "$max": high,
-            "$setOnInsert": {"device_id": device, "metric": metric, "start": from_millis(start)},
+            "$setOnInsert": {"device_id": device, "metric": metric},
         },
         upsert=True,
     )

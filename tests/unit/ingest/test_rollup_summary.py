@@ -55,7 +55,8 @@ def test_rollup_update_increments_totals_and_parts() -> None:
     summary = Summary.of([doc(T0 + timedelta(minutes=7), t=2.5)])
     key = (DEVICE, "t", millis(T0))
     update = rollup_update(key, summary.deltas[MinuteRollup][key])
-    assert update._filter == {"_id": f"{DEVICE}:t:{millis(T0)}"}
+    # The span's start beside the `_id`: the stand-in's index for an upsert that misses.
+    assert update._filter == {"_id": f"{DEVICE}:t:{millis(T0)}", "start": T0}
     body = update._doc
     assert body["$inc"] == {
         "count": 1,
@@ -66,3 +67,4 @@ def test_rollup_update_increments_totals_and_parts() -> None:
     }
     assert body["$min"] == {"min": 2.5, "parts.k7.min": 2.5}
     assert body["$max"] == {"max": 2.5, "parts.k7.max": 2.5}
+    assert body["$setOnInsert"] == {"device_id": DEVICE, "metric": "t"}
