@@ -49,6 +49,7 @@ from services.command_dispatch import open_commands
 from services.device_resync import StateResender
 from services.device_search import backfill_search_keys
 from services.org_migration import migrate_to_organizations
+from services.reading_hours import keyed_since
 from services.retention import running_retention
 
 logger = logging.getLogger(__name__)
@@ -159,6 +160,8 @@ def create_app(settings: ApiSettings | None = None) -> Api:
             # Users, devices, dashboards, rules, alerts and webhooks stored before
             # organizations: personal organizations (once per database; idempotent).
             await migrate_to_organizations()
+            # From when readings carry their hour key (decided once per database).
+            await keyed_since()
             # The API owns the device log TTL: one-off commands (api.admin...) leave it be.
             await apply_retention(settings.device_log_retention_days)
             await apply_audit_retention(settings.audit_retention_days)

@@ -85,7 +85,7 @@ from models.rollups import ROLLUPS, Rollup, RollupPending
 from services.device_search import DeviceFilter, find_devices
 from services.exports import Export
 from services.keyset import page_query, time_page
-from services.reading_hours import newest_first
+from services.reading_hours import keyed_since, newest_first
 from services.readings import BUCKETS, raw_buckets
 from services.rollups import aggregate_buckets
 
@@ -444,6 +444,7 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
             index_readings(running.mongodb_url, running.database)
         async with open_database(bench_settings(running)):
             devices = await add_devices(DEVICES)
+            await keyed_since()  # as the API does at start (a fresh database: the epoch)
             stored = 0
             skip: set[str] = set()
             for size in sizes:

@@ -61,12 +61,14 @@ def _from_millis(value: int) -> datetime:
 
 
 async def keyed_since() -> int:
-    """Epoch ms from which every stored reading carries its `hour` key (cached)."""
+    """Epoch ms from which every stored reading carries its `hour` key (cached). The API
+    decides it at start, so no request pays for a first decision's find."""
     global _since_ms  # one per process, decided once per database
     if _since_ms is not None:
         return _since_ms
     marker = await Marker.get(KEYS_MARKER)
     if marker is None:
+        # On the stand-in a scan (it indexes no null); once per database.
         unkeyed = await Reading.get_pymongo_collection().find_one({"hour": None}, {"_id": 1})
         since = _EPOCH if unkeyed is None else utcnow() + UPGRADE_GRACE
         with contextlib.suppress(DuplicateKeyError):  # another process decided first
