@@ -34,10 +34,12 @@ Why: on the stand-in most of the write path's time went to its rollup upserts, w
 cost grows with the fields they touch (about 2 ms an upsert plus 0.5 ms per minute of
 the document it adds to, again at every flush touching the document), where inserting
 a whole hour's document costs 13 ms. bench/seed_parts.py times the write path's parts.
-Measured back to back (one core each, load about 1.9): the write path 3.0-3.3 s per
-1,000 readings, this seed 1.5-1.7 s, of which about 1.1 s is the readings' own
-`insert_many` (the stand-in encodes and validates every document: about 1.1 ms a
-reading, whatever the chunk size).
+Measured back to back (load 1.7-2.0): the write path 3.0-3.3 s per 1,000 readings,
+this seed 1.5-1.9 s, of which about 1.1 s is the readings' own `insert_many` (the
+stand-in encodes and validates every document: about 1.1 ms a reading, whatever the
+chunk size). 1,000,000 readings (seeded 10k, 100k, then 1M, as --sizes would) took
+29 min from memory (load 1.1-2.7; the stand-in held 5.5 GB); through the write path
+they would take about an hour.
 """
 
 from __future__ import annotations
