@@ -260,11 +260,14 @@ async def measure(
         while time.perf_counter() < deadline:
             started = time.perf_counter()
             try:
-                items += await call()
+                # Awaited first: `items += await call()` reads `items` before the await,
+                # and 20 clients overwrote each other's counts.
+                got = await call()
             except PyMongoError:
                 # The driver's timeouts (20 s socket, 5 s server selection): no answer.
                 errors += 1
                 continue
+            items += got
             latencies.append(time.perf_counter() - started)
 
     started = time.perf_counter()
