@@ -21,22 +21,10 @@ from models.readings import Reading
 from services import reading_hours
 from services.keyset import TimePage, page_of, page_query, time_page
 from services.reading_hours import KEYS_MARKER, forget_keyed_since, newest_first
+from tests.integration.services.test_rollups import add_device
 
 T0 = datetime(2026, 11, 2, 22, 0, tzinfo=UTC)
 PREFIX = "r:"
-
-
-async def add_device() -> ObjectId:
-    device_id = ObjectId()
-    await Device(
-        id=device_id,
-        owner_id=ObjectId(),
-        name="sensor",
-        type="esp32",
-        mqtt_username=str(device_id),
-        mqtt_password_hash="",
-    ).insert()
-    return device_id
 
 
 def document(device_id: ObjectId, at: datetime, value: float) -> dict[str, Any]:
