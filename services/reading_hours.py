@@ -33,6 +33,7 @@ from bson import ObjectId
 from pymongo import DESCENDING
 from pymongo.errors import DuplicateKeyError
 
+from ingest.rollups import from_millis, millis
 from models.accounts import utcnow
 from models.platform import Marker
 from models.readings import HOUR_MS, Reading
@@ -50,16 +51,6 @@ _since_ms: int | None = None
 _SORT: Final = [("timestamp", DESCENDING), ("_id", DESCENDING)]
 
 
-def _millis(moment: datetime) -> int:
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    return int(moment.timestamp() * 1000)
-
-
-def _from_millis(value: int) -> datetime:
-    return datetime.fromtimestamp(value / 1000, UTC)
-
-
 async def keyed_since() -> int:
     """Epoch ms from which every stored reading carries its `hour` key (cached). The API
     decides it at start, so no request pays for a first decision's find."""
@@ -74,7 +65,7 @@ async def keyed_since() -> int:
         with contextlib.suppress(DuplicateKeyError):  # another process decided first
             await Marker(id=KEYS_MARKER, claimed_by="reading_hours", claimed_at=since).insert()
         marker = await Marker.get(KEYS_MARKER)
-    _since_ms = _millis(marker.claimed_at) if marker is not None else _millis(utcnow())
+    _since_ms = millis(marker.claimed_at) if marker is not None else millis(utcnow())
     return _since_ms
 
 
@@ -87,13 +78,13 @@ def forget_keyed_since() -> None:
 def _within(condition: Mapping[str, datetime], low: int, high: int) -> dict[str, datetime] | None:
     """`condition` (a timestamp range) narrowed to [low, high) ms; None when empty."""
     narrowed = dict(condition)
-    lower = max(low, _millis(condition["$gte"])) if "$gte" in condition else low
-    narrowed["$gte"] = _from_millis(lower)
+    lower = max(low, millis(condition["$gte"])) if "$gte" in condition else low
+    narrowed["$gte"] = from_millis(lower)
     upper = high
     if "$lt" in condition:
-        upper = min(upper, _millis(condition["$lt"]))
-    narrowed["$lt"] = _from_millis(upper)
-    if "$lte" in condition and _millis(condition["$lte"]) < lower:
+        upper = min(upper, millis(condition["$lt"]))
+    narrowed["$lt"] = from_millis(upper)
+    if "$lte" in condition and millis(condition["$lte"]) < lower:
         return None
     return narrowed if lower < upper else None
 
@@ -121,7 +112,7 @@ async def find_hours(
     one query per (range, hour), run together."""
     queries = []
     for low, high in ranges:
-        condition = {"$gte": _from_millis(low), "$lt": _from_millis(high)}
+        condition = {"$gte": from_millis(low), "$lt": from_millis(high)}
         for hour in range(low - low % HOUR_MS, high, HOUR_MS):
             query = await hour_filter(device_id, hour, condition)
             if query is not None:
@@ -170,8 +161,8 @@ async def newest_first(
     async def plain(before: int | None, need: int) -> list[dict[str, Any]]:
         condition = dict(timestamp)
         if before is not None:
-            upper = _millis(condition["$lt"]) if "$lt" in condition else before
-            condition["$lt"] = _from_millis(min(upper, before))
+            upper = millis(condition["$lt"]) if "$lt" in condition else before
+            condition["$lt"] = from_millis(min(upper, before))
         find = {"device_id": device_id, **rest}
         if condition:
             find["timestamp"] = condition
@@ -186,17 +177,17 @@ async def newest_first(
     if newest is None:
         return await plain(None, limit)
     since = await keyed_since()
-    newest_hour = _millis(newest) - _millis(newest) % HOUR_MS
+    newest_hour = millis(newest) - millis(newest) % HOUR_MS
     upper: int | None = None  # the range's newest possible time, inclusive
     if "$lt" in timestamp:
-        upper = _millis(timestamp["$lt"]) - 1
+        upper = millis(timestamp["$lt"]) - 1
     if "$lte" in timestamp:
         upper = (
-            min(upper, _millis(timestamp["$lte"]))
+            min(upper, millis(timestamp["$lte"]))
             if upper is not None
-            else _millis(timestamp["$lte"])
+            else millis(timestamp["$lte"])
         )
-    floor = _millis(timestamp["$gte"]) if "$gte" in timestamp else None
+    floor = millis(timestamp["$gte"]) if "$gte" in timestamp else None
     found: list[dict[str, Any]] = []
     for hour in await _unapplied_hours(device_id, newest_hour):
         if hour < since:

@@ -14,6 +14,7 @@ from typing import Any
 from bson import ObjectId
 
 from ingest import rollups as write_side
+from ingest.rollups import millis
 from ingest.store import insert_readings
 from models.devices import Device
 from models.platform import Marker
@@ -127,7 +128,7 @@ async def test_readings_before_the_key_listed() -> None:
     await Reading.get_pymongo_collection().insert_many(legacy)  # as stored before: no key
     forget_keyed_since()
     since = await reading_hours.keyed_since()
-    assert since > reading_hours._millis(datetime.now(UTC))  # the upgrade's grace
+    assert since > millis(datetime.now(UTC))  # the upgrade's grace
     # Then this release stores more (keyed), some in the same hours as the legacy ones.
     fresh = [document(device_id, T0 - timedelta(minutes=7 * k), float(k)) for k in range(30)]
     await insert_readings(fresh, chunk_size=100)
@@ -146,7 +147,7 @@ async def test_walk_crosses_from_keyed_hours_to_legacy_ones() -> None:
     await Marker.get_pymongo_collection().delete_many({"_id": KEYS_MARKER})
     await Marker(id=KEYS_MARKER, claimed_by="test", claimed_at=since).insert()
     forget_keyed_since()
-    assert await reading_hours.keyed_since() == reading_hours._millis(since)
+    assert await reading_hours.keyed_since() == millis(since)
     for first in (4, 50):
         pages = await all_pages(device_id, None, None, first)
         assert sorted(i for page in pages for i in page) == sorted(d["_id"] for d in legacy + keyed)
@@ -159,7 +160,7 @@ async def test_fresh_database_reads_every_hour_by_key() -> None:
     assert await reading_hours.keyed_since() == 0  # no reading lacks its key
     stored = await Reading.get_pymongo_collection().find_one({"device_id": device_id})
     assert stored is not None
-    assert stored["hour"] == f"{device_id}:{reading_hours._millis(T0)}"
+    assert stored["hour"] == f"{device_id}:{millis(T0)}"
 
 
 async def test_hours_not_applied_yet_listed() -> None:
