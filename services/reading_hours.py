@@ -188,13 +188,23 @@ async def newest_first(
             else millis(timestamp["$lte"])
         )
     floor = millis(timestamp["$gte"]) if "$gte" in timestamp else None
-    found: list[dict[str, Any]] = []
-    for hour in await _unapplied_hours(device_id, newest_hour):
-        if hour < since:
-            return await plain(None, limit)
-        if len(found) < limit and (upper is None or hour <= upper):
-            found += await one_hour(hour, limit - len(found))
     hour = newest_hour if upper is None else min(newest_hour, upper - upper % HOUR_MS)
+    # The walk's first hour is read beside the pending records' lookup (one round trip's
+    # wait less on every page): the newest `limit` of it, of which the walk takes what
+    # the unapplied hours above leave to need.
+    first: list[dict[str, Any]] | None = None
+    if hour >= since and (floor is None or hour + HOUR_MS > floor):
+        unapplied, first = await asyncio.gather(
+            _unapplied_hours(device_id, newest_hour), one_hour(hour, limit)
+        )
+    else:
+        unapplied = await _unapplied_hours(device_id, newest_hour)
+    found: list[dict[str, Any]] = []
+    for pending in unapplied:
+        if pending < since:
+            return await plain(None, limit)
+        if len(found) < limit and (upper is None or pending <= upper):
+            found += await one_hour(pending, limit - len(found))
     empty = 0
     while len(found) < limit:
         if floor is not None and hour + HOUR_MS <= floor:
@@ -202,7 +212,10 @@ async def newest_first(
         if hour < since or empty >= EMPTY_HOURS:
             found += await plain(hour + HOUR_MS, limit - len(found))
             break
-        docs = await one_hour(hour, limit - len(found))
+        if first is not None:
+            docs, first = first[: limit - len(found)], None
+        else:
+            docs = await one_hour(hour, limit - len(found))
         found += docs
         empty = 0 if docs else empty + 1
         hour -= HOUR_MS
