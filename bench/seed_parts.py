@@ -14,23 +14,21 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import random
 import time
 import uuid
 from collections import defaultdict
 from datetime import timedelta
-from typing import Any
 
 from bson import ObjectId
 
-from bench.growth import CHUNK, DEVICES, STEP
+from bench.growth import CHUNK, DEVICES, add_devices, reading_chunks
 from bench.harness import print_table, stack, write_results
 from core.database import open_database
 from core.settings import CommonSettings
 from ingest import rollups
 from models.accounts import utcnow
 from models.devices import Device
-from models.readings import Reading
+from models.readings import Reading, hour_key
 from models.rollups import RollupPending
 
 
@@ -41,24 +39,7 @@ async def run(url: str, total: int, every: int) -> None:
         mongodb_database=f"parts_{uuid.uuid4().hex[:8]}",
     )
     async with open_database(settings):
-        devices = [ObjectId() for _ in range(DEVICES)]
-        await Device.get_pymongo_collection().insert_many(
-            [
-                {
-                    "_id": d,
-                    "owner_id": ObjectId(),
-                    "organization_id": ObjectId(),
-                    "name": f"p-{n}",
-                    "type": "bench",
-                    "status": "ONLINE",
-                    "metrics": ["temperature", "humidity"],
-                    "mqtt_username": f"p-{d}",
-                    "mqtt_password_hash": "-",
-                }
-                for n, d in enumerate(devices)
-            ]
-        )
-        rng = random.Random(total)
+        devices = await add_devices(DEVICES)
         now = utcnow().replace(second=0, microsecond=0)
         readings = Reading.get_pymongo_collection()
         parts: dict[str, float] = defaultdict(float)
@@ -67,24 +48,11 @@ async def run(url: str, total: int, every: int) -> None:
         gathered, markers = rollups.Summary.empty(), []
         rows: list[list[object]] = []
         started = time.perf_counter()
-        for first in range(0, total, CHUNK):
-            chunk: list[dict[str, Any]] = []
-            for index in range(first, first + CHUNK):
-                step = index // DEVICES
-                chunk.append(
-                    {
-                        "_id": ObjectId(),
-                        "device_id": devices[index % DEVICES],
-                        "timestamp": now - step * STEP - timedelta(seconds=rng.uniform(0, 50)),
-                        "values": [
-                            {"metric": "temperature", "value": rng.uniform(15, 25), "unit": "°C"},
-                            {"metric": "humidity", "value": rng.uniform(30, 60), "unit": "%"},
-                        ],
-                        "anomaly": False,
-                        "source": None,
-                    }
-                )
+        for number, chunk in enumerate(reading_chunks(devices, total, 0, now)):
+            first = number * CHUNK
             t = time.perf_counter()
+            for doc in chunk:  # as ingest.store.insert_readings
+                doc["hour"] = hour_key(doc["device_id"], doc["timestamp"])
             summary = rollups.Summary.of(chunk)
             parts["summary"] += time.perf_counter() - t
             t = time.perf_counter()
@@ -131,6 +99,7 @@ async def run(url: str, total: int, every: int) -> None:
         )
 
 
+# summary: the hour keys and Summary.of, as insert_readings computes them.
 COLUMNS = ["summary", "mark", "insert_many", "minute", "hour", "latest", "unmark"]
 
 
