@@ -1,7 +1,7 @@
 """Relay-style connections shared by every paginated list."""
 
 # No `from __future__ import annotations`: strawberry resolves these generics at runtime.
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Generic, Self, TypeVar
 
 import strawberry
@@ -28,7 +28,12 @@ class Edge(Generic[T]):  # noqa: UP046
 class Connection(Generic[T]):  # noqa: UP046
     edges: list[Edge[T]]
     page_info: PageInfo
-    total_count: int
+    count: strawberry.Private[Callable[[], Awaitable[int]]]
+
+    # Counted only when a query selects it (services/pagination.Page.count).
+    @strawberry.field
+    async def total_count(self) -> int:
+        return await self.count()
 
     @classmethod
     def from_page(cls, page: Page[D], to_node: Callable[[D], T]) -> Self:
@@ -42,5 +47,5 @@ class Connection(Generic[T]):  # noqa: UP046
                 has_next_page=page.has_next_page,
                 end_cursor=page.cursors[-1] if page.cursors else None,
             ),
-            total_count=page.total_count,
+            count=page.count,
         )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,7 +22,9 @@ class Page[T]:
     items: list[T]
     cursors: list[str]
     has_next_page: bool
-    total_count: int
+    # The number of all matches, counted when asked for (GraphQL's `totalCount`): a
+    # count reads every match's index entry, the page only its own.
+    count: Callable[[], Awaitable[int]]
 
 
 def encode_cursor(object_id: ObjectId) -> str:
@@ -59,7 +62,7 @@ async def paginate[D: Document](
     after: str | None,
     newest_first: bool,
 ) -> Page[D]:
-    """One page of `model` matching `filters`, plus the total count of matches."""
+    """One page of `model` matching `filters`, and how to count all the matches."""
     after_id = decode_cursor(after)
     query = dict(filters)
     if after_id is not None:
@@ -67,11 +70,14 @@ async def paginate[D: Document](
     direction = SortDirection.DESCENDING if newest_first else SortDirection.ASCENDING
     # One more than asked for tells whether there is a next page (also when first is 0).
     found = await model.find(query).sort([("_id", direction)]).limit(first + 1).to_list()
-    total = await model.find(filters).count()
     items = found[:first]
+
+    async def count() -> int:
+        return await model.find(filters).count()
+
     return Page(
         items=items,
         cursors=[encode_cursor(ObjectId(str(item.id))) for item in items],
         has_next_page=len(found) > first,
-        total_count=total,
+        count=count,
     )
