@@ -109,7 +109,12 @@ def stack() -> Iterator[Stack]:
         finally:
             for process in reversed(processes):
                 process.terminate()
-                process.wait(timeout=15)
+                try:
+                    # A stand-in holding a million readings (8 GB) takes longer to exit.
+                    process.wait(timeout=60)
+                except subprocess.TimeoutExpired:
+                    process.kill()
+                    process.wait()
 
 
 def machine() -> dict[str, Any]:
