@@ -161,17 +161,22 @@ def millis_of(length: timedelta) -> int:
     return int(length.total_seconds() * 1000)
 
 
-def rollup_update(key: RollupKey, delta: RollupDelta) -> UpdateOne:
-    """The upsert adding `delta` to its document.
+def rollup_filter(device: ObjectId, metric: str, start: int) -> dict[str, Any]:
+    """The filter of one rollup document: its `_id`, and the span's `start` beside it.
 
-    Its filter names the span's `start` beside the `_id` (the same document, which the
-    upsert creates with both): MongoDB finds it by `_id` either way, but the stand-in,
-    when no document has the `_id` (every new hour and day), scans for one that matches
-    the filter, the whole collection unless a single-field equality index narrows it
-    down. The `start` index narrows it to one span's (device, metric)s; without it the
-    scan cost 5.6 us per stored rollup, so seeding slowed as the collection grew (46 ms
-    an upsert at 8,000 documents, 2 ms with `start`: bench/seed_parts.py).
+    MongoDB finds the document by `_id` either way. The stand-in, when no document has
+    the `_id` (every new hour and day; an aggregate's span without readings), scans for
+    one that matches the filter: the whole collection, unless a single-field equality
+    index narrows it down. The `start` index narrows it to one span's (device, metric)s.
+    Without it the scan cost 5.6 us per stored rollup: an upsert creating a document took
+    46 ms at 8,000 documents (2 ms with `start`: bench/seed_parts.py), a find of a missing
+    one 57.7 ms at 30,000 (1.2 ms with `start`).
     """
+    return {"_id": rollup_id(device, metric, start), "start": from_millis(start)}
+
+
+def rollup_update(key: RollupKey, delta: RollupDelta) -> UpdateOne:
+    """The upsert adding `delta` to its document (found by `rollup_filter`)."""
     device, metric, start = key
     total = delta.total
     inc: dict[str, Any] = {"count": total[0], "sum": total[3], "version": 1}
@@ -183,7 +188,7 @@ def rollup_update(key: RollupKey, delta: RollupDelta) -> UpdateOne:
         low[f"parts.k{offset}.min"] = lo
         high[f"parts.k{offset}.max"] = hi
     return UpdateOne(
-        {"_id": rollup_id(device, metric, start), "start": from_millis(start)},
+        rollup_filter(device, metric, start),
         {
             "$inc": inc,
             "$min": low,

@@ -35,6 +35,7 @@ from ingest.rollups import (
     millis,
     millis_of,
     pending_key,
+    rollup_filter,
     rollup_id,
 )
 from models.accounts import utcnow
@@ -84,8 +85,9 @@ def _ceil(value: int, step: int) -> int:
     return -(-value // step) * step
 
 
-# Spans read by their `_id`s (a direct lookup each, on the stand-in too) rather than by
-# a range over the device's documents (which the stand-in filters one by one).
+# Spans read by their `_id`s (a direct lookup each, on the stand-in too: with the span's
+# start, ingest.rollups.rollup_filter, also where no document is) rather than by a range
+# over the device's documents (which the stand-in filters one by one).
 BY_ID_SPANS: Final = 4
 
 
@@ -98,8 +100,8 @@ async def _rollup_parts(
     projection = {"start": 1, "parts": 1}
     first = start - start % span
     if (end - first) <= BY_ID_SPANS * span:
-        ids = [rollup_id(device_id, metric, at) for at in range(first, end, span)]
-        found = await asyncio.gather(*(collection.find_one({"_id": i}, projection) for i in ids))
+        filters = [rollup_filter(device_id, metric, at) for at in range(first, end, span)]
+        found = await asyncio.gather(*(collection.find_one(f, projection) for f in filters))
         docs = [doc for doc in found if doc is not None]
     else:
         query = {
