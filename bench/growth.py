@@ -44,8 +44,8 @@ Measured back to back (load 1.7-2.0): the write path 3.0-3.3 s per 1,000 reading
 this seed 1.5-1.9 s, of which about 1.1 s is the readings' own `insert_many` (the
 stand-in encodes and validates every document: about 1.1 ms a reading, whatever the
 chunk size). 1,000,000 readings (seeded 10k, 100k, then 1M, as --sizes would) took
-29 min from memory (load 1.1-2.7; the stand-in held 5.5 GB); through the write path
-they would take about an hour.
+29 min from memory at load 1.1-2.7, and 14 min on a quiet machine (load 1.0; the
+stand-in held about 8 GB); through the write path they would take about an hour.
 """
 
 from __future__ import annotations
