@@ -168,7 +168,7 @@ async def test_hours_not_applied_yet_listed() -> None:
     it has not run, or the worker died before it) are on the first page."""
     device_id = await add_device()
     await insert_readings(
-        [document(device_id, T0 - timedelta(minutes=k), float(k)) for k in range(5)],
+        [document(device_id, T0 + timedelta(minutes=k), float(k)) for k in range(5)],
         chunk_size=10,
     )
     later = [document(device_id, T0 + timedelta(hours=h), 100.0 + h) for h in (2, 5)]
@@ -178,7 +178,17 @@ async def test_hours_not_applied_yet_listed() -> None:
     assert [r.timestamp.replace(tzinfo=UTC) for r in page.items] == [
         T0 + timedelta(hours=5),
         T0 + timedelta(hours=2),
-        T0,
+        T0 + timedelta(minutes=4),
+    ]
+    # The latest applied hour (read beside the pending lookup) gives only what the
+    # unapplied hours left to need: `limit` documents in all.
+    query = page_query({"device_id": device_id}, prefix=PREFIX, start=None, end=None, after=None)
+    found = await newest_first(device_id, query, limit=4, newest=T0 + timedelta(minutes=4))
+    assert [d["timestamp"].replace(tzinfo=UTC) for d in found] == [
+        T0 + timedelta(hours=5),
+        T0 + timedelta(hours=2),
+        T0 + timedelta(minutes=4),
+        T0 + timedelta(minutes=3),
     ]
     await gather.flush()
     device = await Device.get(device_id)
