@@ -317,9 +317,7 @@ async def scenarios(
     devices: list[ObjectId], seconds: float, skip: set[str], alone: Collection[str] = ()
 ) -> list[dict[str, Any]]:
     """This branch's scenarios first, then main's (which may leave the stand-in busy).
-    `skip`: not run (no answer at a smaller size); `alone`: one client, one request
-    (20 clients would outlast the driver's timeouts and keep the stand-in busy for
-    many minutes with requests nobody waits for)."""
+    `skip`: not run; `alone`: one client, one request (see the module's docstring)."""
     device = devices[0]
     now = utcnow()
     unit, bin_size, length = BUCKETS["1h"]

@@ -76,6 +76,12 @@ class PendingMessage:
         self.queued_at = time.monotonic()
 
 
+def key_hours(documents: list[dict[str, Any]]) -> None:
+    """Give each reading document its `hour` key (models.readings.hour_key)."""
+    for doc in documents:
+        doc["hour"] = hour_key(doc["device_id"], doc["timestamp"])
+
+
 async def insert_readings(
     documents: list[dict[str, Any]],
     *,
@@ -94,8 +100,7 @@ async def insert_readings(
     rollups are applied at its next flush, else at once.
     """
     collection = Reading.get_pymongo_collection()
-    for doc in documents:
-        doc["hour"] = hour_key(doc["device_id"], doc["timestamp"])
+    key_hours(documents)
     for start in range(0, len(documents), chunk_size):
         chunk = documents[start : start + chunk_size]
         started = time.perf_counter()
